@@ -1,0 +1,106 @@
+package corral
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// JobAction is what a workflow_job event says happened.
+type JobAction string
+
+// Job actions, GitHub's words (Gitea and the simulated forge use the same).
+const (
+	ActionQueued     JobAction = "queued"
+	ActionWaiting    JobAction = "waiting"
+	ActionInProgress JobAction = "in_progress"
+	ActionCompleted  JobAction = "completed"
+)
+
+// JobEvent is a forge's news about one job, from a webhook or a sweep.
+type JobEvent struct {
+	Action     JobAction
+	ForgeJobID int64
+	RunID      int64
+	RunAttempt int
+	Repo       string // owner/name
+	Name       string
+	Labels     []string
+	RunnerID   int64  // set from in_progress on
+	RunnerName string // set from in_progress on
+	Conclusion string // set when completed
+	At         time.Time
+}
+
+// Delivery is one verified, decoded webhook delivery.
+type Delivery struct {
+	ID    string // the forge's delivery id: the dedup key
+	Event string // the forge's event name (workflow_job, ping, ...)
+	// Job is set for workflow_job deliveries; nil for events corral
+	// acknowledges and ignores (ping, workflow_run, ...).
+	Job *JobEvent
+	// InstallationID and Repo help route a GitHub App's single webhook
+	// URL to a target; zero when absent.
+	InstallationID int64
+	Repo           string
+}
+
+// WebhookParser verifies and decodes the webhooks of one forge family. It
+// checks the signature over the exact body in constant time before it
+// decodes anything. Errors wrap ErrUnauthorized (signature) or ErrBadInput
+// (malformed payload).
+type WebhookParser interface {
+	ParseWebhook(h http.Header, body []byte, secret Secret) (Delivery, error)
+}
+
+// RunnerSpec asks a forge for one runner registration.
+type RunnerSpec struct {
+	Name       string
+	Labels     []string
+	InstanceID string
+	WorkFolder string
+}
+
+// Bootstrap is what an instance needs to start its runner: the command,
+// relative to the runner's install directory (the pool's image); the
+// environment, where credentials go (never in arguments, which other users
+// see); and files to write into the runner's directory before start.
+type Bootstrap struct {
+	RunnerID int64
+	Command  []string
+	Env      map[string]Secret
+	Files    map[string]Secret
+}
+
+// Runner is a runner registration at a forge.
+type Runner struct {
+	ID     int64
+	Name   string
+	Online bool
+	Busy   bool
+	Labels []string
+}
+
+// Forge is the client of one target on its forge.
+type Forge interface {
+	// MintRunner creates a one-time runner credential (GitHub JIT config;
+	// Gitea registration token, cached) and returns the bootstrap. One
+	// forge API call on the happy path.
+	MintRunner(ctx context.Context, spec RunnerSpec) (Bootstrap, error)
+	// OpenJobs lists the target's jobs that are queued or running at the
+	// forge. A job that corral holds open and that is absent here is done.
+	OpenJobs(ctx context.Context) ([]JobEvent, error)
+	// Runners lists the target's runners whose names start with the
+	// target's runner prefix.
+	Runners(ctx context.Context) ([]Runner, error)
+	// RemoveRunner removes a registration. It returns ErrBusy (wrapped)
+	// if the runner runs a job and nil if the runner is already gone.
+	RemoveRunner(ctx context.Context, r Runner) error
+}
+
+// Forges opens the forge client of a target and the webhook parser of a
+// forge family.
+type Forges interface {
+	Forge(t Target) (Forge, error)
+	Parser(k TargetKind) (WebhookParser, error)
+}

@@ -1,0 +1,112 @@
+package corral
+
+import "time"
+
+// Flavor is the size of an instance: CPU count, memory and disk in MiB, and
+// the CPU architecture ("x64" or "arm64").
+type Flavor struct {
+	CPU      int
+	MemoryMB int
+	DiskMB   int
+	Arch     string
+}
+
+// Pool is a routing rule plus capacity: which jobs it serves, where and how
+// they run, and how many may run.
+type Pool struct {
+	ID       string
+	TenantID string
+	// Targets the pool serves (target ids); empty = every target of its tenant.
+	Targets []string
+	// Labels the pool requires on a job (all of them), e.g. ["corral"].
+	Labels []string
+	// Provider names the provider (e.g. "process", "docker"); Image is
+	// what the provider starts (image name, runner path, VM disk).
+	Provider string
+	Image    string
+	// Flavor is the default size; Max is the largest a job may ask for.
+	Flavor Flavor
+	Max    Flavor
+	// Sizes maps size words (small, medium, ...) to flavors; empty = the
+	// default table in package route.
+	Sizes map[string]Flavor
+	// Priority orders pools that accept the same job: lower first.
+	Priority int
+
+	MaxInstances int // 0 = no cap
+	MinIdle      int
+	Schedules    []IdleSchedule
+	// Headroom adds warm runners above demand: HeadroomCount runners, or
+	// HeadroomPercent of current demand (rounded up), whichever is larger.
+	HeadroomCount   int
+	HeadroomPercent int
+
+	BootTimeout   time.Duration // runner must come online within this
+	MaxJobRuntime time.Duration // a job running longer is stopped
+	IdleTimeout   time.Duration // idle warm runners above min idle go after this
+	MaxLifetime   time.Duration // the instance kills itself after this
+}
+
+// IdleSchedule sets MinIdle during weekday and time windows in a time zone.
+// The first schedule that contains the instant wins; outside every schedule
+// the pool's MinIdle applies.
+type IdleSchedule struct {
+	Days     []time.Weekday // empty = every day
+	From, To time.Duration  // offsets from midnight; To <= From wraps past midnight
+	Location *time.Location // nil = UTC
+	MinIdle  int
+}
+
+// Contains reports whether t falls inside the schedule's window.
+func (s IdleSchedule) Contains(t time.Time) bool {
+	loc := s.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	lt := t.In(loc)
+	midnight := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, loc)
+	off := lt.Sub(midnight)
+	day := lt.Weekday()
+	if s.To > s.From {
+		return s.dayOK(day) && off >= s.From && off < s.To
+	}
+	// Window wraps past midnight: [From, 24h) on day, [0, To) on day+1.
+	if off >= s.From && s.dayOK(day) {
+		return true
+	}
+	return off < s.To && s.dayOK((day+6)%7)
+}
+
+func (s IdleSchedule) dayOK(d time.Weekday) bool {
+	if len(s.Days) == 0 {
+		return true
+	}
+	for _, x := range s.Days {
+		if x == d {
+			return true
+		}
+	}
+	return false
+}
+
+// MinIdleAt returns the min idle count in force at t.
+func (p *Pool) MinIdleAt(t time.Time) int {
+	for _, s := range p.Schedules {
+		if s.Contains(t) {
+			return s.MinIdle
+		}
+	}
+	return p.MinIdle
+}
+
+// Headroom returns how many warm runners to keep above a demand of n jobs.
+func (p *Pool) Headroom(demand int) int {
+	h := p.HeadroomCount
+	if p.HeadroomPercent > 0 {
+		pct := (demand*p.HeadroomPercent + 99) / 100
+		if pct > h {
+			h = pct
+		}
+	}
+	return h
+}

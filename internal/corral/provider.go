@@ -1,0 +1,51 @@
+package corral
+
+import (
+	"context"
+	"time"
+)
+
+// InstanceSpec asks a provider for one instance.
+type InstanceSpec struct {
+	InstanceID   string
+	Name         string
+	ControllerID string // tags the instance so List finds it after a crash
+	PoolID       string
+	Image        string
+	Flavor       Flavor
+	Labels       []string
+	Bootstrap    Bootstrap
+	// Deadline is the instance's maximum lifetime. The instance enforces
+	// it itself, so it dies even when corral is down.
+	Deadline time.Time
+}
+
+// ProviderInstance is an instance as its provider sees it.
+type ProviderInstance struct {
+	ProviderID string
+	InstanceID string
+	PoolID     string
+	// Running is false once the runner has exited (its process, container
+	// or machine stopped) but the instance is not deleted yet.
+	Running   bool
+	CreatedAt time.Time
+}
+
+// Provider creates, deletes and lists instances.
+type Provider interface {
+	// Create starts an instance and returns the provider's id for it.
+	Create(ctx context.Context, spec InstanceSpec) (ProviderInstance, error)
+	// Delete destroys an instance and wipes what it wrote. Deleting an
+	// instance that is already gone returns nil.
+	Delete(ctx context.Context, inst ProviderInstance) error
+	// List returns every instance tagged with the controller id, running
+	// or exited.
+	List(ctx context.Context, controllerID string) ([]ProviderInstance, error)
+}
+
+// ExitNotifier is implemented by providers that learn at once when an
+// instance's runner exits (a child process ends). The reconciler's provider
+// sweep finds exits anyway; this only makes cleanup faster.
+type ExitNotifier interface {
+	Exited() <-chan string // instance ids
+}

@@ -1,0 +1,73 @@
+package corral
+
+// Tenant owns targets and pools. MaxInstances caps the live instances of all
+// its pools together (0 = no cap).
+type Tenant struct {
+	ID           string
+	MaxInstances int
+}
+
+// TargetKind names a forge family.
+type TargetKind string
+
+// Forge families corral knows.
+const (
+	KindSim     TargetKind = "sim"    // the simulated forge (corral dev, tests)
+	KindGitHub  TargetKind = "github" // github.com, GHEC, GHES
+	KindGitea   TargetKind = "gitea"  // Gitea
+	KindForgejo TargetKind = "forgejo"
+)
+
+// Scope of a target on its forge. Repository, organization, enterprise, user
+// and instance scopes are one generic type: Scope plus Path.
+type Scope string
+
+// Scopes.
+const (
+	ScopeRepo       Scope = "repo"       // Path "owner/name"
+	ScopeOrg        Scope = "org"        // Path "org"
+	ScopeEnterprise Scope = "enterprise" // Path "slug"
+	ScopeUser       Scope = "user"       // Path "" (the token's user)
+	ScopeInstance   Scope = "instance"   // Path "" (site admin)
+)
+
+// Target is one scope on a forge that owns runners, with the credentials
+// corral uses for it and its webhook secret.
+type Target struct {
+	ID       string // slug, used in the webhook path /webhooks/{ID}
+	TenantID string
+	Kind     TargetKind
+	Scope    Scope
+	Path     string
+	// URL is the forge's API base URL (sim: the simulated forge's URL).
+	URL string
+	// WebhookSecret verifies webhook signatures. Never logged.
+	WebhookSecret Secret
+	// Token is the forge credential (a PAT or an App key). Never logged.
+	Token Secret
+	// RunnerPrefix starts the name of every runner corral registers for
+	// this target; the runner sweep only touches names with this prefix.
+	RunnerPrefix string
+	// Settings carries forge-specific options (runner group id, App id...).
+	Settings map[string]string
+}
+
+// Secret is a string that never prints: fmt and slog show "[redacted]".
+type Secret string
+
+// String hides the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString hides the value from %#v too.
+func (s Secret) GoString() string { return `corral.Secret("[redacted]")` }
+
+// MarshalText hides the value from encoders (JSON logs, API answers).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Reveal returns the value; call it only where the secret is used.
+func (s Secret) Reveal() string { return string(s) }
