@@ -1,0 +1,236 @@
+// Package config reads corral's YAML config file: it decodes it with line
+// numbers, refuses unknown keys, applies CORRAL_* environment overrides and
+// defaults, resolves secrets given as env:NAME or file:PATH, validates
+// everything at once and converts the result into corral's domain types.
+//
+// example.yaml, in this directory, documents every key.
+package config
+
+import (
+	_ "embed"
+	"fmt"
+	"os"
+	"time"
+
+	_ "time/tzdata" // schedules load their time zone even on a bare image
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+// Example is example.yaml: every key, with comments.
+//
+//go:embed example.yaml
+var Example string
+
+// Defaults of keys left out.
+const (
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultDataDir           = "./.data"
+	DefaultStore             = "sqlite"
+	DefaultReconcileInterval = 30 * time.Second
+	DefaultBootTimeout       = 10 * time.Minute
+	DefaultMaxJobRuntime     = 6 * time.Hour
+	DefaultIdleTimeout       = 10 * time.Minute
+	DefaultMaxLifetime       = 12 * time.Hour
+	DefaultTenant            = "default"
+)
+
+// Config is the config file as written, after environment overrides,
+// defaults and secret resolution. Capacity words, arch names, schedules and
+// headroom stay in their written form; Domain converts them.
+type Config struct {
+	Listen  string `yaml:"listen"`
+	DataDir string `yaml:"data_dir"`
+	// Store is "sqlite" or a postgres:// DSN. It may hold a password, so
+	// it is a Secret (and may be given as env:NAME or file:PATH).
+	Store             corral.Secret `yaml:"store"`
+	ControllerID      string        `yaml:"controller_id"`
+	MaxInstances      int           `yaml:"max_instances"`
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	Log               Log           `yaml:"log"`
+	Tenants           []Tenant      `yaml:"tenants"`
+	Targets           []Target      `yaml:"targets"`
+	// Sizes overrides or adds size words (word: capacity word).
+	Sizes map[string]string `yaml:"sizes"`
+	Pools []Pool            `yaml:"pools"`
+
+	// Warnings is advice that is not an error, such as a literal secret,
+	// each as "file:line: key: message".
+	Warnings []string `yaml:"-"`
+
+	file string
+	src  *sources
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text, json
+}
+
+// Tenant owns targets and pools.
+type Tenant struct {
+	ID           string `yaml:"id"`
+	MaxInstances int    `yaml:"max_instances"`
+}
+
+// Target is one scope on a forge.
+type Target struct {
+	ID            string            `yaml:"id"`
+	Tenant        string            `yaml:"tenant"`
+	Kind          string            `yaml:"kind"`
+	Scope         string            `yaml:"scope"`
+	Path          string            `yaml:"path"`
+	URL           string            `yaml:"url"`
+	WebhookSecret corral.Secret     `yaml:"webhook_secret"`
+	Token         corral.Secret     `yaml:"token"`
+	RunnerPrefix  string            `yaml:"runner_prefix"`
+	Settings      map[string]string `yaml:"settings"`
+}
+
+// Pool is a routing rule plus capacity.
+type Pool struct {
+	ID            string            `yaml:"id"`
+	Tenant        string            `yaml:"tenant"`
+	Targets       []string          `yaml:"targets"`
+	Labels        []string          `yaml:"labels"`
+	Provider      string            `yaml:"provider"`
+	Image         string            `yaml:"image"`
+	Flavor        string            `yaml:"flavor"` // capacity word
+	Arch          string            `yaml:"arch"`
+	MaxFlavor     string            `yaml:"max_flavor"` // capacity word; empty = no cap
+	Sizes         map[string]string `yaml:"sizes"`      // this pool's size words
+	Priority      int               `yaml:"priority"`
+	MaxInstances  int               `yaml:"max_instances"`
+	MinIdle       int               `yaml:"min_idle"`
+	Schedules     []Schedule        `yaml:"schedules"`
+	Headroom      string            `yaml:"headroom"` // "2" or "25%"
+	BootTimeout   time.Duration     `yaml:"boot_timeout"`
+	MaxJobRuntime time.Duration     `yaml:"max_job_runtime"`
+	IdleTimeout   time.Duration     `yaml:"idle_timeout"`
+	MaxLifetime   time.Duration     `yaml:"max_lifetime"`
+}
+
+// Schedule sets a pool's min idle during a weekly time window.
+type Schedule struct {
+	Days     []string `yaml:"days"` // mon..sun; empty = every day
+	From     string   `yaml:"from"` // "08:00"
+	To       string   `yaml:"to"`   // "18:00"; to <= from wraps past midnight
+	Timezone string   `yaml:"timezone"`
+	MinIdle  int      `yaml:"min_idle"`
+}
+
+// Load reads and parses the config file at path. getenv looks up
+// environment variables (os.Getenv in production, a map in tests).
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data, getenv)
+}
+
+// Parse decodes a config file named name (used in messages and to resolve
+// relative file: secrets), applies environment overrides and defaults,
+// resolves secrets and validates. On problems it returns the Config as far
+// as it was read together with a *ValidationError listing every problem.
+func Parse(name string, data []byte, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	c := &Config{file: name, src: newSources(name)}
+	d := &decoder{file: name, src: c.src, getenv: getenv, warn: &c.Warnings}
+	d.decodeFile(data, c)
+	c.applyEnv(d)
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// envOverrides maps environment variables to the top-level keys they set.
+var envOverrides = []struct{ env, key string }{
+	{"CORRAL_LISTEN", "listen"},
+	{"CORRAL_DATA_DIR", "data_dir"},
+	{"CORRAL_STORE", "store"},
+	{"CORRAL_CONTROLLER_ID", "controller_id"},
+	{"CORRAL_LOG_LEVEL", "log.level"},
+	{"CORRAL_MAX_INSTANCES", "max_instances"},
+}
+
+// applyEnv sets the keys of the CORRAL_* variables that are set; problems
+// name the variable instead of a line.
+func (c *Config) applyEnv(d *decoder) {
+	for _, o := range envOverrides {
+		v := d.getenv(o.env)
+		if v == "" {
+			continue
+		}
+		c.src.fromEnv(o.key, o.env)
+		switch o.key {
+		case "listen":
+			c.Listen = v
+		case "data_dir":
+			c.DataDir = v
+		case "store":
+			c.Store = d.secret(v, o.key, false)
+		case "controller_id":
+			c.ControllerID = v
+		case "log.level":
+			c.Log.Level = v
+		case "max_instances":
+			if n, ok := d.atoi(v, o.key); ok {
+				c.MaxInstances = n
+			}
+		}
+	}
+}
+
+// applyDefaults fills keys left out.
+func (c *Config) applyDefaults() {
+	setStr := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setDur := func(p *time.Duration, key string, v time.Duration) {
+		if !c.src.has(key) && *p == 0 {
+			*p = v
+		}
+	}
+	setStr(&c.Listen, DefaultListen)
+	setStr(&c.DataDir, DefaultDataDir)
+	if c.Store == "" {
+		c.Store = DefaultStore
+	}
+	setDur(&c.ReconcileInterval, "reconcile_interval", DefaultReconcileInterval)
+	setStr(&c.Log.Level, "info")
+	setStr(&c.Log.Format, "text")
+	referenced := false
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		setStr(&t.Tenant, DefaultTenant)
+		if t.Kind == string(corral.KindGitHub) {
+			setStr(&t.URL, "https://api.github.com")
+		}
+		if t.ID != "" {
+			setStr(&t.RunnerPrefix, "corral-"+t.ID)
+		}
+		referenced = referenced || t.Tenant == DefaultTenant
+	}
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		k := fmt.Sprintf("pools[%d].", i)
+		setStr(&p.Tenant, DefaultTenant)
+		setStr(&p.Arch, "x64")
+		setDur(&p.BootTimeout, k+"boot_timeout", DefaultBootTimeout)
+		setDur(&p.MaxJobRuntime, k+"max_job_runtime", DefaultMaxJobRuntime)
+		setDur(&p.IdleTimeout, k+"idle_timeout", DefaultIdleTimeout)
+		setDur(&p.MaxLifetime, k+"max_lifetime", DefaultMaxLifetime)
+		referenced = referenced || p.Tenant == DefaultTenant
+	}
+	if len(c.Tenants) == 0 && referenced {
+		c.Tenants = []Tenant{{ID: DefaultTenant}}
+	}
+}

@@ -1,0 +1,223 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/route"
+)
+
+// buildSizes returns route's default table with the config's sizes over it.
+func (b *builder) buildSizes() map[string]corral.Flavor {
+	table := route.DefaultSizes()
+	for w, f := range b.sizeWords("sizes", b.c.Sizes) {
+		table[w] = f
+	}
+	return table
+}
+
+// sizeWords parses a word: capacity-word map.
+func (b *builder) sizeWords(key string, m map[string]string) map[string]corral.Flavor {
+	out := make(map[string]corral.Flavor, len(m))
+	for _, w := range slices.Sorted(func(yield func(string) bool) {
+		for w := range m {
+			if !yield(w) {
+				return
+			}
+		}
+	}) {
+		if f, ok := b.capacity(key+"."+w, m[w]); ok {
+			out[w] = f
+		}
+	}
+	return out
+}
+
+// capacity parses a capacity word; ok is false (and a problem recorded)
+// when it is not a valid one.
+func (b *builder) capacity(key, s string) (corral.Flavor, bool) {
+	f, ok, err := route.ParseCapacity(s)
+	switch {
+	case err != nil:
+		b.bad(key, "%v", err)
+	case !ok:
+		b.bad(key, "want a capacity word like 4cpu8gb40gb, got %q", s)
+	}
+	return f, ok && err == nil
+}
+
+func (b *builder) buildPools() []corral.Pool {
+	var out []corral.Pool
+	for i, p := range b.c.Pools {
+		k := fmt.Sprintf("pools[%d]", i)
+		if p.ID != "" && !slugRE.MatchString(p.ID) {
+			b.bad(k+".id", "%s", slugMsg)
+		}
+		if !b.tenants[p.Tenant] {
+			b.bad(k+".tenant", "unknown tenant %q", p.Tenant)
+		}
+		for j, t := range p.Targets {
+			switch tenant, ok := b.targets[t]; {
+			case !ok:
+				b.bad(fmt.Sprintf("%s.targets[%d]", k, j), "unknown target %q", t)
+			case tenant != p.Tenant:
+				b.bad(fmt.Sprintf("%s.targets[%d]", k, j), "target %q belongs to tenant %q, not %q", t, tenant, p.Tenant)
+			}
+		}
+		cp := corral.Pool{
+			ID: p.ID, TenantID: p.Tenant, Targets: slices.Clone(p.Targets), Labels: slices.Clone(p.Labels),
+			Provider: p.Provider, Image: p.Image, Priority: p.Priority,
+			MaxInstances: p.MaxInstances, MinIdle: p.MinIdle,
+			BootTimeout: p.BootTimeout, MaxJobRuntime: p.MaxJobRuntime, IdleTimeout: p.IdleTimeout, MaxLifetime: p.MaxLifetime,
+		}
+		if p.Flavor != "" {
+			cp.Flavor, _ = b.capacity(k+".flavor", p.Flavor)
+		}
+		if p.MaxFlavor != "" {
+			cp.Max, _ = b.capacity(k+".max_flavor", p.MaxFlavor)
+		}
+		// route.New reports an unknown arch.
+		cp.Flavor.Arch = p.Arch
+		if a, ok := route.NormalizeArch(p.Arch); ok {
+			cp.Flavor.Arch = a
+		}
+		if len(p.Sizes) > 0 {
+			cp.Sizes = b.sizeWords(k+".sizes", p.Sizes)
+		}
+		b.counts(k, p)
+		cp.HeadroomCount, cp.HeadroomPercent = b.headroom(k+".headroom", p.Headroom)
+		for j, s := range p.Schedules {
+			cp.Schedules = append(cp.Schedules, b.schedule(fmt.Sprintf("%s.schedules[%d]", k, j), s, p.MaxInstances))
+		}
+		b.durations(k, p)
+		out = append(out, cp)
+	}
+	return out
+}
+
+func (b *builder) counts(k string, p Pool) {
+	if p.MaxInstances < 0 {
+		b.bad(k+".max_instances", "must not be negative")
+	}
+	switch {
+	case p.MinIdle < 0:
+		b.bad(k+".min_idle", "must not be negative")
+	case p.MaxInstances > 0 && p.MinIdle > p.MaxInstances:
+		b.bad(k+".min_idle", "%d exceeds max_instances %d", p.MinIdle, p.MaxInstances)
+	}
+}
+
+func (b *builder) durations(k string, p Pool) {
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"boot_timeout", p.BootTimeout}, {"max_job_runtime", p.MaxJobRuntime}, {"idle_timeout", p.IdleTimeout}, {"max_lifetime", p.MaxLifetime}} {
+		if d.v <= 0 {
+			b.bad(k+"."+d.key, "must be positive")
+		}
+	}
+	if p.MaxJobRuntime > 0 && p.MaxLifetime > 0 && p.MaxLifetime <= p.MaxJobRuntime {
+		b.bad(k+".max_lifetime", "%s must exceed max_job_runtime %s", fmtDur(p.MaxLifetime), fmtDur(p.MaxJobRuntime))
+	}
+}
+
+// headroom parses "2" (a count) or "25%" (a share of demand).
+func (b *builder) headroom(key, s string) (count, percent int) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, 0
+	}
+	num, pct := strings.CutSuffix(s, "%")
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	switch {
+	case err != nil || n < 0:
+		b.bad(key, `want a count like 2 or a percentage like "25%%", got %q`, s)
+		return 0, 0
+	case pct && n > 1000:
+		b.bad(key, "at most 1000%%")
+		return 0, 0
+	case pct:
+		return 0, n
+	}
+	return n, 0
+}
+
+// weekdays maps "mon" and "monday" (any case) to their weekday.
+var weekdays = func() map[string]time.Weekday {
+	m := map[string]time.Weekday{}
+	for d := time.Sunday; d <= time.Saturday; d++ {
+		name := strings.ToLower(d.String())
+		m[name], m[name[:3]] = d, d
+	}
+	return m
+}()
+
+func (b *builder) schedule(k string, s Schedule, maxInstances int) corral.IdleSchedule {
+	var out corral.IdleSchedule
+	for j, d := range s.Days {
+		wd, ok := weekdays[strings.ToLower(strings.TrimSpace(d))]
+		if !ok {
+			b.bad(fmt.Sprintf("%s.days[%d]", k, j), "want mon, tue, wed, thu, fri, sat or sun, got %q", d)
+			continue
+		}
+		out.Days = append(out.Days, wd)
+	}
+	var okFrom, okTo bool
+	out.From, okFrom = clock(s.From, false)
+	if !okFrom {
+		b.bad(k+".from", `want a time like "08:00", got %q`, s.From)
+	}
+	out.To, okTo = clock(s.To, true)
+	if !okTo {
+		b.bad(k+".to", `want a time like "18:00" (up to "24:00"), got %q`, s.To)
+	}
+	if okFrom && okTo && out.From == out.To%(24*time.Hour) {
+		b.bad(k+".to", "the window is empty: from and to are equal")
+	}
+	if s.Timezone != "" {
+		loc, err := time.LoadLocation(s.Timezone)
+		if err != nil {
+			b.bad(k+".timezone", "unknown time zone %q", s.Timezone)
+		}
+		out.Location = loc
+	}
+	switch {
+	case s.MinIdle < 0:
+		b.bad(k+".min_idle", "must not be negative")
+	case maxInstances > 0 && s.MinIdle > maxInstances:
+		b.bad(k+".min_idle", "%d exceeds the pool's max_instances %d", s.MinIdle, maxInstances)
+	}
+	out.MinIdle = s.MinIdle
+	return out
+}
+
+// clock parses "HH:MM" into an offset from midnight; "24:00" only when
+// end is set.
+func clock(s string, end bool) (time.Duration, bool) {
+	h, m, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok || len(h) == 0 || len(h) > 2 || len(m) != 2 {
+		return 0, false
+	}
+	hh, err1 := strconv.Atoi(h)
+	mm, err2 := strconv.Atoi(m)
+	if err1 != nil || err2 != nil || hh < 0 || mm < 0 || mm > 59 || hh > 24 || (hh == 24 && (mm != 0 || !end)) {
+		return 0, false
+	}
+	return time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute, true
+}
+
+// fmtDur writes 2h instead of 2h0m0s.
+func fmtDur(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

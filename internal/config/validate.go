@@ -1,0 +1,271 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/route"
+)
+
+// Problem is one thing wrong with the config, at a line of the file or in
+// an environment variable.
+type Problem struct {
+	File string // the config file's name, or "environment CORRAL_X"
+	Line int    // 0 when unknown or from the environment
+	Key  string // key path, e.g. pools[0].max_lifetime
+	Msg  string
+}
+
+// String formats the problem as "file:line: key: message".
+func (p Problem) String() string {
+	s := p.File
+	if p.Line > 0 {
+		s += fmt.Sprintf(":%d", p.Line)
+	}
+	if p.Key != "" {
+		s += ": " + p.Key
+	}
+	return s + ": " + p.Msg
+}
+
+// ValidationError lists every problem of a config, in file order. It
+// matches corral.ErrBadInput with errors.Is.
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Is makes errors.Is(err, corral.ErrBadInput) true.
+func (e *ValidationError) Is(target error) bool { return target == corral.ErrBadInput }
+
+// Domain is the config in corral's types.
+type Domain struct {
+	Tenants []corral.Tenant
+	Targets []corral.Target
+	Pools   []corral.Pool
+	// Sizes is the full size-word table: route's defaults with the
+	// config's sizes over them (pass it as route.Options.Sizes).
+	Sizes map[string]corral.Flavor
+}
+
+// Validate reports every problem of the config at once (decoding problems
+// found by Parse included) as a *ValidationError, or nil.
+func (c *Config) Validate() error {
+	_, probs := c.build()
+	if len(probs) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: probs}
+}
+
+// Domain converts the config into corral's types. It fails as Validate
+// does.
+func (c *Config) Domain() (Domain, error) {
+	d, probs := c.build()
+	if len(probs) > 0 {
+		return Domain{}, &ValidationError{Problems: probs}
+	}
+	return d, nil
+}
+
+// builder converts and checks in one pass, so validation and conversion
+// cannot disagree.
+type builder struct {
+	c        *Config
+	src      *sources
+	problems []Problem
+	tenants  map[string]bool
+	targets  map[string]string // target id -> tenant
+}
+
+// bad records a problem with key, unless decoding the key failed already
+// (one problem per mistake).
+func (b *builder) bad(key, format string, args ...any) {
+	if b.src.failed[key] {
+		return
+	}
+	b.problems = append(b.problems, b.src.at(key, fmt.Sprintf(format, args...)))
+}
+
+func (c *Config) build() (Domain, []Problem) {
+	src := c.src
+	if src == nil {
+		name := cmp.Or(c.file, "config")
+		src = newSources(name)
+	}
+	b := &builder{c: c, src: src, tenants: map[string]bool{}, targets: map[string]string{}}
+	b.problems = append(b.problems, src.problems...)
+	var d Domain
+	b.top()
+	d.Tenants = b.buildTenants()
+	d.Targets = b.buildTargets()
+	d.Sizes = b.buildSizes()
+	d.Pools = b.buildPools()
+	if _, err := route.New(d.Pools, route.Options{Sizes: d.Sizes}); err != nil {
+		b.routeProblems(err)
+	}
+	slices.SortStableFunc(b.problems, func(x, y Problem) int {
+		return cmp.Or(cmp.Compare(x.File, y.File), cmp.Compare(x.Line, y.Line))
+	})
+	return d, b.problems
+}
+
+var (
+	slugRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62})$`)
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	prefixRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$`)
+)
+
+const slugMsg = "want lowercase letters, digits and dashes (at most 63)"
+
+func (b *builder) top() {
+	c := b.c
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		b.bad("listen", "want host:port, got %q", c.Listen)
+	}
+	if c.DataDir == "" {
+		b.bad("data_dir", "required")
+	}
+	// Never echo the store: a DSN may carry a password.
+	if s := c.Store.Reveal(); s != "sqlite" && !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
+		b.bad("store", `want "sqlite" or a postgres:// DSN`)
+	}
+	if c.ControllerID != "" && !nameRE.MatchString(c.ControllerID) {
+		b.bad("controller_id", "want letters, digits, '.', '_' and '-' (at most 63)")
+	}
+	if c.MaxInstances < 0 {
+		b.bad("max_instances", "must not be negative")
+	}
+	if c.ReconcileInterval <= 0 {
+		b.bad("reconcile_interval", "must be positive")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		b.bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		b.bad("log.format", "want text or json, got %q", c.Log.Format)
+	}
+}
+
+func (b *builder) buildTenants() []corral.Tenant {
+	var out []corral.Tenant
+	for i, t := range b.c.Tenants {
+		k := fmt.Sprintf("tenants[%d]", i)
+		switch {
+		case !slugRE.MatchString(t.ID):
+			b.bad(k+".id", "%s", slugMsg)
+		case b.tenants[t.ID]:
+			b.bad(k+".id", "duplicate tenant id %q", t.ID)
+		}
+		b.tenants[t.ID] = true
+		if t.MaxInstances < 0 {
+			b.bad(k+".max_instances", "must not be negative")
+		}
+		out = append(out, corral.Tenant{ID: t.ID, MaxInstances: t.MaxInstances})
+	}
+	return out
+}
+
+// scopes lists the scopes each forge family has.
+var scopes = map[corral.TargetKind][]corral.Scope{
+	corral.KindSim:     {corral.ScopeRepo, corral.ScopeOrg, corral.ScopeEnterprise, corral.ScopeUser, corral.ScopeInstance},
+	corral.KindGitHub:  {corral.ScopeRepo, corral.ScopeOrg, corral.ScopeEnterprise},
+	corral.KindGitea:   {corral.ScopeRepo, corral.ScopeOrg, corral.ScopeUser, corral.ScopeInstance},
+	corral.KindForgejo: {corral.ScopeRepo, corral.ScopeOrg, corral.ScopeUser, corral.ScopeInstance},
+}
+
+func (b *builder) buildTargets() []corral.Target {
+	var out []corral.Target
+	for i, t := range b.c.Targets {
+		k := fmt.Sprintf("targets[%d]", i)
+		switch _, dup := b.targets[t.ID]; {
+		case !slugRE.MatchString(t.ID):
+			b.bad(k+".id", "%s", slugMsg)
+		case dup:
+			b.bad(k+".id", "duplicate target id %q", t.ID)
+		}
+		b.targets[t.ID] = t.Tenant
+		if !b.tenants[t.Tenant] {
+			b.bad(k+".tenant", "unknown tenant %q", t.Tenant)
+		}
+		kind, scope := corral.TargetKind(t.Kind), corral.Scope(t.Scope)
+		allowed, ok := scopes[kind]
+		if !ok {
+			b.bad(k+".kind", "want sim, github, gitea or forgejo, got %q", t.Kind)
+		} else if !slices.Contains(allowed, scope) {
+			b.bad(k+".scope", "want one of %v for kind %s, got %q", allowed, kind, t.Scope)
+		}
+		switch scope {
+		case corral.ScopeRepo:
+			if o, n, ok := strings.Cut(t.Path, "/"); !ok || o == "" || n == "" || strings.Contains(n, "/") {
+				b.bad(k+".path", "want owner/name for scope repo, got %q", t.Path)
+			}
+		case corral.ScopeOrg, corral.ScopeEnterprise:
+			if t.Path == "" || strings.Contains(t.Path, "/") {
+				b.bad(k+".path", "want the %s's name for scope %s, got %q", scope, scope, t.Path)
+			}
+		}
+		b.checkURL(k+".url", t.URL)
+		if kind != corral.KindSim {
+			if t.WebhookSecret == "" && !b.src.has(k+".webhook_secret") {
+				b.bad(k+".webhook_secret", "required for kind %s", kind)
+			}
+			if t.Token == "" && !b.src.has(k+".token") {
+				b.bad(k+".token", "required for kind %s", kind)
+			}
+		}
+		if !prefixRE.MatchString(t.RunnerPrefix) {
+			b.bad(k+".runner_prefix", "want letters, digits, '.', '_' and '-' (at most 40)")
+		}
+		out = append(out, corral.Target{
+			ID: t.ID, TenantID: t.Tenant, Kind: kind, Scope: scope, Path: t.Path, URL: t.URL,
+			WebhookSecret: t.WebhookSecret, Token: t.Token, RunnerPrefix: t.RunnerPrefix,
+			Settings: maps.Clone(t.Settings),
+		})
+	}
+	return out
+}
+
+func (b *builder) checkURL(key, s string) {
+	u, err := url.Parse(s)
+	switch {
+	case s == "":
+		b.bad(key, "required")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		b.bad(key, "want an http:// or https:// URL")
+	case u.User != nil:
+		b.bad(key, "must not carry credentials (use token)") // and never echo them
+	}
+}
+
+// routeProblems turns route.New's complaints into problems at the pools'
+// keys.
+func (b *builder) routeProblems(err error) {
+	var es route.Errors
+	if !errors.As(err, &es) {
+		b.bad("pools", "%v", err)
+		return
+	}
+	for _, e := range es {
+		if e.Index < 0 {
+			b.bad(e.Field, "%s", e.Msg)
+			continue
+		}
+		b.bad(fmt.Sprintf("pools[%d].%s", e.Index, e.Field), "%s", e.Msg)
+	}
+}
