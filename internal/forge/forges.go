@@ -1,0 +1,66 @@
+// Package forge opens the forge client of each target and the webhook
+// parser of each forge family. Every forge quirk stays inside its own
+// subpackage (github, sim, ...); this file only picks one.
+package forge
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/forge/github"
+	"github.com/corral-ci/corral/internal/forge/sim"
+)
+
+// Registry implements corral.Forges. Clients are made once per target and
+// kept, so caches (tokens, ETags) live as long as corral does.
+type Registry struct {
+	hc      *http.Client
+	mu      sync.Mutex
+	clients map[string]corral.Forge
+}
+
+var _ corral.Forges = (*Registry)(nil)
+
+// NewRegistry returns a registry whose clients share hc (nil: a client with
+// a 30 s timeout).
+func NewRegistry(hc *http.Client) *Registry {
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &Registry{hc: hc, clients: map[string]corral.Forge{}}
+}
+
+// Forge returns the client of target t.
+func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f, ok := r.clients[t.ID]; ok {
+		return f, nil
+	}
+	var f corral.Forge
+	var err error
+	switch t.Kind {
+	case corral.KindSim:
+		f, err = sim.NewClient(t, r.hc)
+	default:
+		return nil, fmt.Errorf("target %s: forge kind %q is not implemented yet (corral serves: sim)", t.ID, t.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", t.ID, err)
+	}
+	r.clients[t.ID] = f
+	return f, nil
+}
+
+// Parser returns the webhook parser of a forge family.
+func (r *Registry) Parser(k corral.TargetKind) (corral.WebhookParser, error) {
+	switch k {
+	case corral.KindSim, corral.KindGitHub:
+		return github.Parser{}, nil
+	default:
+		return nil, fmt.Errorf("no webhook parser for forge kind %q yet", k)
+	}
+}

@@ -1,0 +1,90 @@
+// Package leader runs a function only while this replica holds the
+// store's leader lease. On SQLite there is one replica and it leads at
+// once; on PostgreSQL several replicas race for the lease and one leads at a
+// time, with fail-over when its lease expires.
+package leader
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+// Config for Run.
+type Config struct {
+	Store  corral.Store
+	Name   string        // lease name, e.g. "leader"
+	Holder string        // this replica's id
+	TTL    time.Duration // lease length; renewed every TTL/3
+	Clock  corral.Clock
+	Logger *slog.Logger
+}
+
+// Run calls lead with a context that is cancelled as soon as the lease is
+// lost or ctx ends, and tries again to take the lease while ctx lives. It
+// returns when ctx ends and lead has returned.
+func Run(ctx context.Context, cfg Config, lead func(ctx context.Context)) {
+	if cfg.TTL <= 0 {
+		cfg.TTL = 15 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = corral.SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := cfg.Logger.With("component", "leader", "holder", cfg.Holder)
+	every := cfg.TTL / 3
+	var cancel context.CancelFunc
+	var done chan struct{}
+	stop := func() {
+		if cancel != nil {
+			cancel()
+			<-done
+			cancel, done = nil, nil
+		}
+	}
+	defer stop()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		held, err := acquire(ctx, cfg)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("lease renewal failed", "err", err)
+			if cancel != nil {
+				log.Warn("stepping down: the lease could not be renewed")
+				stop()
+			}
+		case held && cancel == nil:
+			log.Info("leading")
+			var lctx context.Context
+			lctx, cancel = context.WithCancel(ctx)
+			done = make(chan struct{})
+			go func(c context.Context, d chan struct{}) {
+				defer close(d)
+				lead(c)
+			}(lctx, done)
+		case !held && cancel != nil:
+			log.Warn("lost the lease; stepping down")
+			stop()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func acquire(ctx context.Context, cfg Config) (bool, error) {
+	var held bool
+	err := cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		var err error
+		held, err = tx.AcquireLease(ctx, cfg.Name, cfg.Holder, cfg.Clock.Now(), cfg.TTL)
+		return err
+	})
+	return held, err
+}

@@ -1,0 +1,312 @@
+// Package ledger turns a forge's news about jobs (webhook deliveries and
+// sweep results) into the job ledger: idempotent ingest, dedup by delivery
+// id, state transitions through the domain's tables, routing and the
+// timeline. A duplicate delivery, a redelivery or an out-of-order event
+// (completed before queued) changes nothing twice.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/route"
+)
+
+// Router routes a job's labels to pools (package route implements it).
+type Router interface {
+	Route(tenantID, targetID string, labels []string) route.Decision
+}
+
+// ConclusionUnknown is the conclusion of a job corral saw finish without
+// being told how (the forge sweep found it gone).
+const ConclusionUnknown = "unknown"
+
+// Ledger ingests forge events into the store.
+type Ledger struct {
+	store  corral.Store
+	router Router
+	clock  corral.Clock
+	log    *slog.Logger
+	// OnChange is called after a commit that created demand or freed
+	// capacity, so the scheduler wakes at once. It must not block.
+	OnChange func()
+}
+
+// New assembles a ledger. It does no I/O.
+func New(store corral.Store, router Router, clock corral.Clock, log *slog.Logger) *Ledger {
+	if clock == nil {
+		clock = corral.SystemClock{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Ledger{store: store, router: router, clock: clock, log: log.With("component", "ledger")}
+}
+
+// SetRouter replaces the router (config reload).
+func (l *Ledger) SetRouter(r Router) { l.router = r }
+
+// Result tells what an ingest did.
+type Result struct {
+	Duplicate bool  // the delivery id was seen before: nothing changed
+	JobID     int64 // the job touched, if any
+	Changed   bool  // the ledger changed
+}
+
+// Ingest records a verified webhook delivery and applies its job event, in
+// one transaction. It returns only after the commit.
+func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery) (Result, error) {
+	var res Result
+	now := l.clock.Now()
+	err := l.store.Update(ctx, func(tx corral.Tx) error {
+		res = Result{}
+		fresh, err := tx.InsertDelivery(ctx, t.ID, d.ID, now)
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			res.Duplicate = true
+			return nil
+		}
+		if d.Job == nil {
+			return nil
+		}
+		res.JobID, res.Changed, err = l.apply(ctx, tx, t, *d.Job, now, "webhook")
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("ingest delivery %s for target %s: %w", d.ID, t.ID, err)
+	}
+	if res.Changed && l.OnChange != nil {
+		l.OnChange()
+	}
+	return res, nil
+}
+
+// Observe applies a job event found by a sweep of the forge's API.
+func (l *Ledger) Observe(ctx context.Context, t corral.Target, ev corral.JobEvent) (Result, error) {
+	var res Result
+	now := l.clock.Now()
+	err := l.store.Update(ctx, func(tx corral.Tx) error {
+		var err error
+		res = Result{}
+		res.JobID, res.Changed, err = l.apply(ctx, tx, t, ev, now, "sweep")
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("observe job %d of target %s: %w", ev.ForgeJobID, t.ID, err)
+	}
+	if res.Changed && l.OnChange != nil {
+		l.OnChange()
+	}
+	return res, nil
+}
+
+// Finish marks an open job completed because the forge no longer lists it
+// as open (the forge sweep), with the conclusion given.
+func (l *Ledger) Finish(ctx context.Context, t corral.Target, forgeJobID int64, conclusion, why string) (bool, error) {
+	ev := corral.JobEvent{Action: corral.ActionCompleted, ForgeJobID: forgeJobID, Conclusion: conclusion}
+	var changed bool
+	now := l.clock.Now()
+	err := l.store.Update(ctx, func(tx corral.Tx) error {
+		j, err := tx.JobByForgeID(ctx, t.ID, forgeJobID)
+		if err != nil {
+			return err
+		}
+		if !j.State.Open() {
+			changed = false
+			return nil
+		}
+		_, changed, err = l.apply(ctx, tx, t, ev, now, why)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("finish job %d of target %s: %w", forgeJobID, t.ID, err)
+	}
+	if changed && l.OnChange != nil {
+		l.OnChange()
+	}
+	return changed, nil
+}
+
+// apply is the one place where a job event changes the ledger.
+func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev corral.JobEvent, now time.Time, source string) (int64, bool, error) {
+	j, err := tx.JobByForgeID(ctx, t.ID, ev.ForgeJobID)
+	isNew := errors.Is(err, corral.ErrNotFound)
+	if err != nil && !isNew {
+		return 0, false, err
+	}
+	if isNew {
+		j = corral.Job{
+			TargetID: t.ID, TenantID: t.TenantID, ForgeJobID: ev.ForgeJobID,
+			State: corral.JobPending, CreatedAt: now, QueuedAt: now,
+		}
+		if !ev.At.IsZero() && ev.Action == corral.ActionQueued {
+			j.QueuedAt = ev.At
+		}
+	}
+	if !j.State.Open() {
+		// Nothing leaves completed: a late or duplicate event. A sweep may
+		// have finished the job before its completed webhook came; that
+		// webhook still brings the conclusion.
+		if ev.Action == corral.ActionCompleted && j.Conclusion == ConclusionUnknown && ev.Conclusion != "" {
+			j.Conclusion, j.UpdatedAt = ev.Conclusion, now
+			if err := tx.PutJob(ctx, &j); err != nil {
+				return 0, false, err
+			}
+			return j.ID, true, nil
+		}
+		return j.ID, false, nil
+	}
+	fillJob(&j, ev)
+	if isNew {
+		// Insert first: binding an instance needs the job's id.
+		if err := tx.PutJob(ctx, &j); err != nil {
+			return 0, false, err
+		}
+	}
+	var evs []corral.Event
+	stamp := func(k corral.EventKind, inst, detail string) {
+		evs = append(evs, corral.Event{At: now, Kind: k, InstanceID: inst, Detail: detail})
+	}
+	if isNew {
+		stamp(corral.EvQueued, "", "via "+source)
+	}
+
+	changed := isNew
+	switch ev.Action {
+	case corral.ActionWaiting:
+		// A job blocked on approval or needs: recorded, no demand yet.
+	case corral.ActionQueued:
+		if j.State == corral.JobPending {
+			l.route(&j, stamp)
+			changed = true
+		}
+	case corral.ActionInProgress:
+		if j.State != corral.JobRunning {
+			if err := l.start(ctx, tx, &j, ev, now, stamp); err != nil {
+				return 0, false, err
+			}
+			changed = true
+		}
+	case corral.ActionCompleted:
+		if err := l.complete(ctx, tx, &j, ev, now, stamp); err != nil {
+			return 0, false, err
+		}
+		changed = true
+	default:
+		return 0, false, fmt.Errorf("job %d: unknown action %q: %w", ev.ForgeJobID, ev.Action, corral.ErrBadInput)
+	}
+	if !changed {
+		return j.ID, false, nil
+	}
+	j.UpdatedAt = now
+	if err := tx.PutJob(ctx, &j); err != nil {
+		return 0, false, err
+	}
+	for _, e := range evs {
+		e.JobID = j.ID
+		if err := tx.AddEvent(ctx, e); err != nil {
+			return 0, false, err
+		}
+	}
+	return j.ID, true, nil
+}
+
+// fillJob copies what the event knows and the job does not.
+func fillJob(j *corral.Job, ev corral.JobEvent) {
+	if len(j.Labels) == 0 && len(ev.Labels) > 0 {
+		j.Labels = append([]string(nil), ev.Labels...)
+	}
+	if j.RunID == 0 {
+		j.RunID = ev.RunID
+	}
+	if j.RunAttempt == 0 {
+		j.RunAttempt = ev.RunAttempt
+	}
+	if j.Repo == "" {
+		j.Repo = ev.Repo
+	}
+	if j.Name == "" {
+		j.Name = ev.Name
+	}
+}
+
+func (l *Ledger) route(j *corral.Job, stamp func(corral.EventKind, string, string)) {
+	d := l.router.Route(j.TenantID, j.TargetID, j.Labels)
+	if len(d.Routes) == 0 {
+		_ = j.Transition(corral.JobUnroutable)
+		j.Routes = nil
+		j.Reason = d.Reason
+		stamp(corral.EvUnroutable, "", d.Reason)
+		return
+	}
+	_ = j.Transition(corral.JobRouted)
+	j.Routes = d.Routes
+	j.Reason = ""
+	stamp(corral.EvRouted, "", routesText(d.Routes))
+}
+
+func routesText(rs []corral.Route) string {
+	s := ""
+	for i, r := range rs {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%s (%dcpu %dMiB)", r.PoolID, r.Flavor.CPU, r.Flavor.MemoryMB)
+	}
+	return s
+}
+
+// Reroute routes again every job that waits (routed or unroutable) with
+// the current router: after a config change a job may find a pool.
+func (l *Ledger) Reroute(ctx context.Context) (int, error) {
+	n := 0
+	now := l.clock.Now()
+	err := l.store.Update(ctx, func(tx corral.Tx) error {
+		n = 0
+		jobs, err := tx.Jobs(ctx, corral.JobFilter{States: []corral.JobState{corral.JobRouted, corral.JobUnroutable, corral.JobQueued}})
+		if err != nil {
+			return err
+		}
+		for i := range jobs {
+			j := &jobs[i]
+			d := l.router.Route(j.TenantID, j.TargetID, j.Labels)
+			if sameRoutes(d.Routes, j.Routes) && (len(d.Routes) > 0 || d.Reason == j.Reason) {
+				continue
+			}
+			var evs []corral.Event
+			l.route(j, func(k corral.EventKind, inst, detail string) {
+				evs = append(evs, corral.Event{JobID: j.ID, At: now, Kind: k, Detail: "re-route: " + detail})
+			})
+			j.UpdatedAt = now
+			if err := tx.PutJob(ctx, j); err != nil {
+				return err
+			}
+			for _, e := range evs {
+				if err := tx.AddEvent(ctx, e); err != nil {
+					return err
+				}
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+func sameRoutes(a, b []corral.Route) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,232 @@
+// Package reconciler repairs what webhooks and the happy path missed: the
+// forge sweep (jobs no webhook brought, jobs the forge finished), the
+// runner sweep (ghost registrations), the provider sweep (orphans and
+// exited runners), boot timeouts, max job runtime and max lifetime. Run it
+// on the leader only.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/ledger"
+)
+
+// Retirer sends an instance to be deleted; without force it first removes
+// the runner's registration, which the forge refuses while it is busy.
+type Retirer interface {
+	Retire(ctx context.Context, in corral.Instance, reason string, force bool) error
+}
+
+// Config assembles a reconciler.
+type Config struct {
+	Store        corral.Store
+	Forges       corral.Forges
+	Providers    map[string]corral.Provider
+	Targets      []corral.Target
+	Pools        []corral.Pool
+	ControllerID string
+	Ledger       *ledger.Ledger
+	Retirer      Retirer
+	Wake         func() // wakes the scheduler after a change
+	Interval     time.Duration
+	Clock        corral.Clock
+	Logger       *slog.Logger
+}
+
+// Reconciler runs the periodic sweeps.
+type Reconciler struct {
+	cfg   Config
+	pools map[string]corral.Pool
+	clock corral.Clock
+	log   *slog.Logger
+}
+
+// New validates and assembles. It does no I/O.
+func New(cfg Config) (*Reconciler, error) {
+	if cfg.Store == nil || cfg.Forges == nil || cfg.Ledger == nil || cfg.Retirer == nil {
+		return nil, errors.New("reconciler: store, forges, ledger and retirer are required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 30 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = corral.SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Wake == nil {
+		cfg.Wake = func() {}
+	}
+	r := &Reconciler{cfg: cfg, pools: map[string]corral.Pool{}, clock: cfg.Clock,
+		log: cfg.Logger.With("component", "reconciler")}
+	for _, p := range cfg.Pools {
+		r.pools[p.ID] = p
+	}
+	return r, nil
+}
+
+// Run passes at once and then every interval until ctx ends. Exits that
+// providers report are handled as they come.
+func (r *Reconciler) Run(ctx context.Context) error {
+	exits := r.exitChans()
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	pass := func() {
+		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("reconcile pass had errors", "err", err)
+		}
+	}
+	pass()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			pass()
+		case id := <-exits:
+			r.HandleExit(ctx, id)
+		}
+	}
+}
+
+func (r *Reconciler) exitChans() <-chan string {
+	out := make(chan string, 64)
+	for _, p := range r.cfg.Providers {
+		if n, ok := p.(corral.ExitNotifier); ok {
+			go func(c <-chan string) {
+				for id := range c {
+					out <- id
+				}
+			}(n.Exited())
+		}
+	}
+	return out
+}
+
+// Pass runs every sweep once; one failing sweep does not stop the others.
+//
+// The provider and runner listings are all taken first and the live
+// instances read once after them, so that one read serves every sweep
+// (a fleet of 10,000 instances is read once per pass, not three times).
+func (r *Reconciler) Pass(ctx context.Context) error {
+	var errs []error
+	start := r.clock.Now()
+	type listing struct {
+		p   corral.Provider
+		pis []corral.ProviderInstance
+	}
+	provs := map[string]listing{}
+	for name, p := range r.cfg.Providers {
+		pis, err := p.List(ctx, r.cfg.ControllerID)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("provider sweep of %s: %w", name, err))
+			continue
+		}
+		provs[name] = listing{p, pis}
+	}
+	type regs struct {
+		f       corral.Forge
+		runners []corral.Runner
+	}
+	targets := map[string]regs{}
+	for _, t := range r.cfg.Targets {
+		f, runners, err := r.listRunners(ctx, t)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("runner sweep of %s: %w", t.ID, err))
+			continue
+		}
+		targets[t.ID] = regs{f, runners}
+	}
+	ins, err := r.liveInstances(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for name, l := range provs {
+		if err := r.providerAgainst(ctx, name, l.p, l.pis, ins, start); err != nil {
+			errs = append(errs, fmt.Errorf("provider sweep of %s: %w", name, err))
+		}
+	}
+	for _, t := range r.cfg.Targets {
+		if g, ok := targets[t.ID]; ok {
+			if err := r.runnersAgainst(ctx, t, g.f, g.runners, ins); err != nil {
+				errs = append(errs, fmt.Errorf("runner sweep of %s: %w", t.ID, err))
+			}
+		}
+	}
+	errs = append(errs, r.ForgeSweep(ctx))
+	errs = append(errs, r.timeouts(ctx, ins))
+	_, err = r.pruneDeliveries(ctx)
+	errs = append(errs, err)
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) pruneDeliveries(ctx context.Context) (int, error) {
+	var n int
+	err := r.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		var err error
+		n, err = tx.PruneDeliveries(ctx, r.clock.Now().Add(-7*24*time.Hour))
+		return err
+	})
+	return n, err
+}
+
+// HandleExit drains the instance whose runner exited (its job is done or
+// it died): nothing runs there any more.
+func (r *Reconciler) HandleExit(ctx context.Context, instanceID string) {
+	if err := r.drain(ctx, instanceID, "runner exited", []corral.InstanceState{corral.InstStarting, corral.InstIdle, corral.InstBusy}); err != nil {
+		r.log.Warn("handle runner exit", "instance", instanceID, "err", err)
+	}
+}
+
+// drain moves an instance in one of the given states to draining.
+func (r *Reconciler) drain(ctx context.Context, id, reason string, from []corral.InstanceState) error {
+	now := r.clock.Now()
+	changed := false
+	err := r.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		changed = false
+		in, err := tx.Instance(ctx, id)
+		if errors.Is(err, corral.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok := false
+		for _, s := range from {
+			ok = ok || in.State == s
+		}
+		if !ok {
+			return nil
+		}
+		if err := in.Transition(corral.InstDraining); err != nil {
+			return err
+		}
+		in.Reason, in.DrainAt, in.UpdatedAt = reason, now, now
+		changed = true
+		return tx.PutInstance(ctx, &in)
+	})
+	if err != nil {
+		return fmt.Errorf("drain instance %s: %w", id, err)
+	}
+	if changed {
+		r.cfg.Wake()
+	}
+	return nil
+}
+
+// liveInstances reads every live instance.
+func (r *Reconciler) liveInstances(ctx context.Context) ([]corral.Instance, error) {
+	var ins []corral.Instance
+	err := r.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
+		var err error
+		ins, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
+		return err
+	})
+	return ins, err
+}

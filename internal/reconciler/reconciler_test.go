@@ -1,0 +1,207 @@
+package reconciler_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/ledger"
+	"github.com/corral-ci/corral/internal/reconciler"
+	"github.com/corral-ci/corral/internal/route"
+	"github.com/corral-ci/corral/internal/scheduler"
+	"github.com/corral-ci/corral/internal/store/sqlite"
+	"github.com/corral-ci/corral/internal/testutil/fake"
+)
+
+var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindSim, RunnerPrefix: "corral-acme"}
+
+var testPool = corral.Pool{ID: "onprem", TenantID: "default", Labels: []string{"corral"}, Provider: "fake",
+	Flavor: corral.Flavor{CPU: 2, MemoryMB: 4096, Arch: "x64"}, MaxInstances: 10,
+	BootTimeout: time.Minute, MaxJobRuntime: time.Hour, MaxLifetime: 3 * time.Hour}
+
+type rig struct {
+	t     testing.TB
+	st    corral.Store
+	clk   *corral.FakeClock
+	forge *fake.Forge
+	prov  *fake.Provider
+	led   *ledger.Ledger
+	s     *scheduler.Scheduler
+	r     *reconciler.Reconciler
+}
+
+func newRig(t testing.TB) *rig {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "c.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	g := &rig{t: t, st: st, clk: corral.NewFakeClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)),
+		forge: fake.NewForge(), prov: fake.NewProvider()}
+	m, err := route.New([]corral.Pool{testPool}, route.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.led = ledger.New(st, m, g.clk, nil)
+	provs := map[string]corral.Provider{"fake": g.prov}
+	g.s, err = scheduler.New(scheduler.Config{Store: st, Forges: g.forge, Providers: provs, Targets: []corral.Target{target},
+		Pools: []corral.Pool{testPool}, ControllerID: "test", WarmLabels: route.WarmLabels, Covers: route.Covers, Clock: g.clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.r, err = reconciler.New(reconciler.Config{Store: st, Forges: g.forge, Providers: provs, Targets: []corral.Target{target},
+		Pools: []corral.Pool{testPool}, ControllerID: "test", Ledger: g.led, Retirer: g.s, Clock: g.clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func (g *rig) put(in corral.Instance) {
+	g.t.Helper()
+	in.PoolID, in.TenantID, in.TargetID = "onprem", "default", "acme"
+	if in.Name == "" {
+		in.Name = "corral-acme-" + in.ID
+	}
+	if err := g.st.Update(context.Background(), func(tx corral.Tx) error { return tx.PutInstance(context.Background(), &in) }); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func (g *rig) inst(id string) corral.Instance {
+	g.t.Helper()
+	var in corral.Instance
+	if err := g.st.View(context.Background(), func(tx corral.ReadTx) (err error) {
+		in, err = tx.Instance(context.Background(), id)
+		return err
+	}); err != nil {
+		g.t.Fatal(err)
+	}
+	return in
+}
+
+func (g *rig) job(forgeID int64) (corral.Job, error) {
+	var j corral.Job
+	err := g.st.View(context.Background(), func(tx corral.ReadTx) (err error) {
+		j, err = tx.JobByForgeID(context.Background(), "acme", forgeID)
+		return err
+	})
+	return j, err
+}
+
+func TestReconciler_ForgeSweep(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	// Job 1 came by webhook and is finished at the forge; job 2 never came.
+	if _, err := g.led.Ingest(ctx, target, corral.Delivery{ID: "d1", Job: &corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: 1, Labels: []string{"corral"}}}); err != nil {
+		t.Fatal(err)
+	}
+	g.clk.Advance(time.Second)
+	g.forge.Open = []corral.JobEvent{{Action: corral.ActionQueued, ForgeJobID: 2, Labels: []string{"corral"}}}
+	if err := g.r.ForgeSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := g.job(2); err != nil || j.State != corral.JobRouted {
+		t.Fatalf("job 2 = %+v, %v; want routed from the sweep", j, err)
+	}
+	if j, _ := g.job(1); j.State != corral.JobCompleted {
+		t.Fatalf("job 1 = %s, want completed (no longer open at the forge)", j.State)
+	}
+	if g.forge.Count("jobs") != 1 {
+		t.Fatalf("forge job listings = %d, want 1 per target per sweep", g.forge.Count("jobs"))
+	}
+}
+
+func TestReconciler_RunnerSweep(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	for _, name := range []string{"corral-acme-ghost", "corral-acme-busyghost", "corral-acme-s1"} {
+		if _, err := g.forge.MintRunner(ctx, corral.RunnerSpec{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.forge.SetRunner("corral-acme-busyghost", true, true)
+	g.forge.SetRunner("corral-acme-s1", true, false)
+	g.put(corral.Instance{ID: "s1", State: corral.InstStarting, StartedAt: g.clk.Now()})
+	if err := g.r.RunnerSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := g.forge.Regs["corral-acme-ghost"]; ok {
+		t.Fatal("ghost registration not removed")
+	}
+	if _, ok := g.forge.Regs["corral-acme-busyghost"]; !ok {
+		t.Fatal("busy registration removed")
+	}
+	if in := g.inst("s1"); in.State != corral.InstIdle {
+		t.Fatalf("s1 = %s, want idle once its runner is online", in.State)
+	}
+}
+
+func TestReconciler_ProviderSweep(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	past := g.clk.Now().Add(-time.Minute)
+	for _, id := range []string{"orphan", "exited", "deleted"} {
+		if _, err := g.prov.Create(ctx, corral.InstanceSpec{InstanceID: id, PoolID: "onprem"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.prov.Exit("exited")
+	g.put(corral.Instance{ID: "exited", State: corral.InstBusy, StartedAt: past})
+	g.put(corral.Instance{ID: "deleted", State: corral.InstDeleted, StartedAt: past})
+	g.put(corral.Instance{ID: "vanished", State: corral.InstIdle, StartedAt: past})
+	if err := g.r.ProviderSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g.prov.Len() != 1 {
+		t.Fatalf("provider holds %d instances, want 1 (orphan and deleted removed)", g.prov.Len())
+	}
+	for _, id := range []string{"exited", "vanished"} {
+		if in := g.inst(id); in.State != corral.InstDraining {
+			t.Fatalf("%s = %s, want draining", id, in.State)
+		}
+	}
+	// The scheduler finishes the job: provider delete, registration gone.
+	if err := g.s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.s.Wait()
+	if g.prov.Len() != 0 || g.inst("exited").State != corral.InstDeleted {
+		t.Fatalf("after the scheduler pass: provider %d, exited %s", g.prov.Len(), g.inst("exited").State)
+	}
+}
+
+func TestReconciler_Timeouts(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	now := g.clk.Now()
+	for _, name := range []string{"boot", "bootbusy"} {
+		if _, err := g.forge.MintRunner(ctx, corral.RunnerSpec{Name: "corral-acme-" + name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.forge.SetRunner("corral-acme-bootbusy", true, true) // took a job; the webhook was lost
+	g.put(corral.Instance{ID: "boot", State: corral.InstStarting, StartedAt: now.Add(-2 * time.Minute)})
+	g.put(corral.Instance{ID: "bootbusy", State: corral.InstStarting, StartedAt: now.Add(-2 * time.Minute)})
+	g.put(corral.Instance{ID: "long", State: corral.InstBusy, BusyAt: now.Add(-2 * time.Hour)})
+	g.put(corral.Instance{ID: "old", State: corral.InstIdle, ExpiresAt: now.Add(-time.Second)})
+	g.put(corral.Instance{ID: "fine", State: corral.InstBusy, BusyAt: now.Add(-time.Minute)})
+	err := g.r.Timeouts(ctx)
+	if err == nil {
+		t.Fatal("want an error about the busy runner that was not retired")
+	}
+	want := map[string]corral.InstanceState{"boot": corral.InstDraining, "bootbusy": corral.InstStarting,
+		"long": corral.InstDraining, "old": corral.InstDraining, "fine": corral.InstBusy}
+	for id, st := range want {
+		if got := g.inst(id).State; got != st {
+			t.Errorf("%s = %s, want %s", id, got, st)
+		}
+	}
+	if _, ok := g.forge.Regs["corral-acme-bootbusy"]; !ok {
+		t.Fatal("busy runner's registration removed")
+	}
+}

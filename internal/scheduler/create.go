@@ -1,0 +1,283 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+// create claims a new attempt for a pending instance (after a crash, or a
+// create another replica left) and then creates it.
+func (s *Scheduler) create(ctx context.Context, in corral.Instance) {
+	expected := in.Attempts
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		// Claim the attempt under the pool's limit lock, so that of two
+		// schedulers (replicas racing without a leader) only one creates.
+		if err := tx.LockLimits(ctx, in.TenantID, in.PoolID); err != nil {
+			return err
+		}
+		cur, err := tx.Instance(ctx, in.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != corral.InstPending || cur.Attempts != expected {
+			return errSkip
+		}
+		cur.Attempts++
+		cur.UpdatedAt = s.clock.Now()
+		in = cur
+		return tx.PutInstance(ctx, &cur)
+	})
+	if errors.Is(err, errSkip) {
+		return
+	}
+	if err != nil {
+		s.log.Warn("record create attempt", "instance", in.ID, "err", err)
+		return
+	}
+	s.createClaimed(ctx, in)
+}
+
+// createClaimed mints a runner credential and asks the provider for the
+// instance. The attempt is already recorded (with the reservation or by
+// create), so that after a crash the instance is adopted (if the provider
+// made it) or created again.
+func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
+	pool, okPool := s.pools[in.PoolID]
+	target, okTarget := s.targets[in.TargetID]
+	if !okPool || !okTarget {
+		s.fail(ctx, in, fmt.Errorf("pool %q or target %q is no longer configured", in.PoolID, in.TargetID))
+		return
+	}
+	forge, err := s.cfg.Forges.Forge(target)
+	if err != nil {
+		s.fail(ctx, in, err)
+		return
+	}
+	boot, err := forge.MintRunner(ctx, corral.RunnerSpec{Name: in.Name, Labels: in.Labels, InstanceID: in.ID})
+	if err != nil {
+		s.fail(ctx, in, fmt.Errorf("mint runner credential: %w", err))
+		return
+	}
+	pi, err := s.cfg.Providers[pool.Provider].Create(ctx, corral.InstanceSpec{
+		InstanceID: in.ID, Name: in.Name, ControllerID: s.cfg.ControllerID, PoolID: pool.ID,
+		Image: pool.Image, Flavor: in.Flavor, Labels: in.Labels, Bootstrap: boot, Deadline: in.ExpiresAt,
+	})
+	if err != nil {
+		s.fail(ctx, in, fmt.Errorf("provider %s create: %w", pool.Provider, err))
+		return
+	}
+	s.back.ok(pool.ID)
+	s.started(ctx, in.ID, pi.ProviderID, boot.RunnerID, "created")
+}
+
+var errSkip = errors.New("skip")
+
+// started moves a pending instance to starting once its provider made it.
+func (s *Scheduler) started(ctx context.Context, id, providerID string, runnerID int64, how string) {
+	now := s.clock.Now()
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		cur, err := tx.Instance(ctx, id)
+		if err != nil {
+			return err
+		}
+		if cur.ProviderID != "" {
+			return nil // recorded already (an adoption racing a create)
+		}
+		cur.ProviderID = providerID
+		if runnerID != 0 {
+			cur.RunnerID = runnerID
+		}
+		cur.StartedAt, cur.UpdatedAt = now, now
+		if cur.State == corral.InstPending {
+			if err := cur.Transition(corral.InstStarting); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutInstance(ctx, &cur); err != nil {
+			return err
+		}
+		if cur.JobID == 0 {
+			return nil
+		}
+		return tx.AddEvent(ctx, corral.Event{JobID: cur.JobID, At: now, Kind: corral.EvInstanceCreated,
+			InstanceID: id, Detail: cur.Name + " " + how})
+	})
+	if err != nil {
+		s.log.Warn("record instance started", "instance", id, "err", err)
+	}
+}
+
+// fail records a failed create: the pool backs off, the instance is sent to
+// be deleted (whatever part of it exists), and its job waits for the next
+// pass, in this pool after the rest or in another that accepts it.
+func (s *Scheduler) fail(ctx context.Context, in corral.Instance, cause error) {
+	now := s.clock.Now()
+	rest := s.back.fail(in.PoolID, now, cause)
+	s.log.Warn("instance create failed", "instance", in.ID, "pool", in.PoolID, "rest", rest, "err", cause)
+	msg := cause.Error()
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		cur, err := tx.Instance(ctx, in.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != corral.InstPending {
+			return nil
+		}
+		if err := cur.Transition(corral.InstDraining); err != nil {
+			return err
+		}
+		cur.LastError, cur.Reason = msg, "create failed"
+		cur.DrainAt, cur.UpdatedAt = now, now
+		if err := tx.PutInstance(ctx, &cur); err != nil {
+			return err
+		}
+		if cur.JobID == 0 {
+			return nil
+		}
+		return tx.AddEvent(ctx, corral.Event{JobID: cur.JobID, At: now, Kind: corral.EvNote, InstanceID: in.ID,
+			Detail: fmt.Sprintf("instance create failed (pool %s rests %s): %s", in.PoolID, rest.Round(1e6), msg)})
+	})
+	if err != nil {
+		s.log.Warn("record create failure", "instance", in.ID, "err", err)
+	}
+	s.Wake()
+}
+
+// destroy deletes a draining instance at its provider, removes its runner
+// registration and marks it deleted.
+func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
+	pool, ok := s.pools[in.PoolID]
+	var prov corral.Provider
+	if ok {
+		prov = s.cfg.Providers[pool.Provider]
+	}
+	if prov == nil {
+		s.log.Warn("cannot delete instance: its pool or provider is gone from the config", "instance", in.ID, "pool", in.PoolID)
+		return
+	}
+	if err := prov.Delete(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID}); err != nil {
+		s.log.Warn("provider delete failed", "instance", in.ID, "err", err)
+		return
+	}
+	if t, ok := s.targets[in.TargetID]; ok {
+		if f, err := s.cfg.Forges.Forge(t); err == nil {
+			err = f.RemoveRunner(ctx, corral.Runner{ID: in.RunnerID, Name: in.Name})
+			if err != nil && !errors.Is(err, corral.ErrNotFound) {
+				// The instance is gone; the runner sweep removes the
+				// registration once the forge lets it go.
+				s.log.Info("runner registration left for the runner sweep", "instance", in.ID, "err", err)
+			}
+		}
+	}
+	now := s.clock.Now()
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		cur, err := tx.Instance(ctx, in.ID)
+		if err != nil {
+			return err
+		}
+		if err := cur.Transition(corral.InstDeleted); err != nil {
+			return err
+		}
+		cur.DeletedAt, cur.UpdatedAt = now, now
+		if err := tx.PutInstance(ctx, &cur); err != nil {
+			return err
+		}
+		if cur.JobID == 0 {
+			return nil
+		}
+		return tx.AddEvent(ctx, corral.Event{JobID: cur.JobID, At: now, Kind: corral.EvInstanceDeleted,
+			InstanceID: in.ID, Detail: cur.Reason})
+	})
+	if err != nil {
+		s.log.Warn("record instance deleted", "instance", in.ID, "err", err)
+	}
+}
+
+// Retire sends a starting or idle instance to be deleted. Unless force is
+// set, it first removes the runner's registration at the forge, which the
+// forge refuses while the runner is busy: a busy runner is never killed.
+func (s *Scheduler) Retire(ctx context.Context, in corral.Instance, reason string, force bool) error {
+	return s.retire(ctx, in, reason, force)
+}
+
+func (s *Scheduler) retire(ctx context.Context, in corral.Instance, reason string, force bool) error {
+	if !force && in.State != corral.InstPending {
+		t, ok := s.targets[in.TargetID]
+		if !ok {
+			return fmt.Errorf("target %q is no longer configured", in.TargetID)
+		}
+		f, err := s.cfg.Forges.Forge(t)
+		if err != nil {
+			return err
+		}
+		if err := f.RemoveRunner(ctx, corral.Runner{ID: in.RunnerID, Name: in.Name}); err != nil && !errors.Is(err, corral.ErrNotFound) {
+			return fmt.Errorf("remove runner %s before retiring: %w", in.Name, err)
+		}
+	}
+	now := s.clock.Now()
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		cur, err := tx.Instance(ctx, in.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State == corral.InstDraining || cur.State == corral.InstDeleted {
+			return nil
+		}
+		if cur.State == corral.InstBusy && !force {
+			return fmt.Errorf("instance %s became busy: %w", in.ID, corral.ErrBusy)
+		}
+		if err := cur.Transition(corral.InstDraining); err != nil {
+			return err
+		}
+		cur.Reason, cur.DrainAt, cur.UpdatedAt = reason, now, now
+		return tx.PutInstance(ctx, &cur)
+	})
+	if err == nil {
+		s.Wake()
+	}
+	return err
+}
+
+// retryInterrupted handles pending instances whose create was cut short by
+// a crash: adopt those the provider made, create the others again.
+func (s *Scheduler) retryInterrupted(ctx context.Context, ins []corral.Instance) {
+	byProv := map[string][]corral.Instance{}
+	for _, in := range ins {
+		s.mu.Lock()
+		busy := s.inflight[in.ID]
+		s.mu.Unlock()
+		if busy {
+			continue
+		}
+		pool, ok := s.pools[in.PoolID]
+		if !ok {
+			continue
+		}
+		byProv[pool.Provider] = append(byProv[pool.Provider], in)
+	}
+	for name, list := range byProv {
+		have, err := s.cfg.Providers[name].List(ctx, s.cfg.ControllerID)
+		if err != nil {
+			s.log.Warn("provider list for adoption failed", "provider", name, "err", err)
+			continue
+		}
+		found := map[string]corral.ProviderInstance{}
+		for _, pi := range have {
+			found[pi.InstanceID] = pi
+		}
+		for _, in := range list {
+			if pi, ok := found[in.ID]; ok && pi.Running {
+				s.started(ctx, in.ID, pi.ProviderID, 0, "adopted after restart")
+				continue
+			}
+			if _, ok := found[in.ID]; ok {
+				// Made but not running: delete the remains, then retry.
+				_ = s.cfg.Providers[name].Delete(ctx, found[in.ID])
+			}
+			s.goCall(ctx, in, s.create)
+		}
+	}
+}

@@ -1,0 +1,280 @@
+// Package scheduler compares demand with supply per pool and acts on it:
+// it binds waiting jobs to free runners, reserves new instances within the
+// limits (inside store transactions, so two loops or two replicas can never
+// overshoot together), mints runner credentials, asks providers to create
+// instances, keeps warm runners per pool and schedule, scales idle ones
+// down and deletes what is done.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+// Config assembles a scheduler.
+type Config struct {
+	Store        corral.Store
+	Forges       corral.Forges
+	Providers    map[string]corral.Provider
+	Tenants      []corral.Tenant
+	Targets      []corral.Target
+	Pools        []corral.Pool
+	MaxInstances int // global cap, 0 = none
+	ControllerID string
+	// WarmLabels gives the labels of a warm runner of a pool (package
+	// route); nil = the pool's labels.
+	WarmLabels func(corral.Pool) []string
+	// Covers reports whether runner labels serve a job's labels.
+	Covers func(runner, job []string) bool
+
+	Interval     time.Duration // periodic pass; default 2s
+	BackoffBase  time.Duration // default 1s
+	BackoffMax   time.Duration // default 2m
+	Concurrency  int           // provider calls under way per pool; default 8
+	ReserveBatch int           // reservations per pass; default 64
+	Seed         uint64        // jitter seed
+	// InterruptedAfter: a pending instance whose create attempt started
+	// this long ago and is not under way here is treated as cut short by a
+	// crash (adopted or created again). 0 suits a single leader; replicas
+	// that schedule without a leader need more than a create takes.
+	InterruptedAfter time.Duration
+	Clock            corral.Clock
+	Logger           *slog.Logger
+}
+
+// Scheduler is the demand/supply loop. Run it on the leader only.
+type Scheduler struct {
+	cfg     Config
+	pools   map[string]corral.Pool
+	order   []string // pool ids by priority
+	targets map[string]corral.Target
+	tenants map[string]corral.Tenant
+	back    *backoff
+	clock   corral.Clock
+	log     *slog.Logger
+	wake    chan struct{}
+
+	mu       sync.Mutex
+	inflight map[string]bool          // instance ids with a provider call under way
+	sems     map[string]chan struct{} // per pool
+	wg       sync.WaitGroup
+}
+
+// New validates the config and assembles a scheduler. It does no I/O.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.Store == nil || cfg.Forges == nil {
+		return nil, errors.New("scheduler: store and forges are required")
+	}
+	if cfg.ControllerID == "" {
+		return nil, errors.New("scheduler: controller id is required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 2 * time.Second
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = time.Second
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 2 * time.Minute
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.ReserveBatch <= 0 {
+		cfg.ReserveBatch = 64
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = corral.SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.WarmLabels == nil {
+		cfg.WarmLabels = func(p corral.Pool) []string { return p.Labels }
+	}
+	if cfg.Covers == nil {
+		return nil, errors.New("scheduler: a label matcher (Covers) is required")
+	}
+	s := &Scheduler{
+		cfg: cfg, pools: map[string]corral.Pool{}, targets: map[string]corral.Target{},
+		tenants: map[string]corral.Tenant{}, clock: cfg.Clock,
+		log:  cfg.Logger.With("component", "scheduler"),
+		wake: make(chan struct{}, 1), inflight: map[string]bool{}, sems: map[string]chan struct{}{},
+		back: newBackoff(cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
+	}
+	for _, p := range cfg.Pools {
+		if _, ok := cfg.Providers[p.Provider]; !ok {
+			return nil, fmt.Errorf("scheduler: pool %s: no provider %q", p.ID, p.Provider)
+		}
+		s.pools[p.ID] = p
+		s.order = append(s.order, p.ID)
+		s.sems[p.ID] = make(chan struct{}, cfg.Concurrency)
+	}
+	sort.SliceStable(s.order, func(i, j int) bool {
+		a, b := s.pools[s.order[i]], s.pools[s.order[j]]
+		if a.Priority != b.Priority {
+			return a.Priority < b.Priority
+		}
+		return a.ID < b.ID
+	})
+	for _, t := range cfg.Targets {
+		s.targets[t.ID] = t
+	}
+	for _, t := range cfg.Tenants {
+		s.tenants[t.ID] = t
+	}
+	return s, nil
+}
+
+// Wake asks for a pass at once. It never blocks.
+func (s *Scheduler) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run passes on every wake and every interval until ctx ends, then waits
+// for the provider calls under way.
+func (s *Scheduler) Run(ctx context.Context) error {
+	defer s.wg.Wait()
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := s.Pass(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("scheduler pass failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// Wait blocks until every provider call started by Pass has returned.
+func (s *Scheduler) Wait() { s.wg.Wait() }
+
+// Pass runs one round: read the ledger, bind, reserve, scale down, and
+// start the provider calls for what is pending or draining.
+func (s *Scheduler) Pass(ctx context.Context) error {
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	p := s.plan(snap)
+	if err := s.apply(ctx, snap, p); err != nil {
+		return err
+	}
+	// New reservations are created by apply; launch the rest (crashed
+	// creates, deletes) from the snapshot.
+	s.launch(ctx, snap)
+	return nil
+}
+
+type snapshot struct {
+	now   time.Time
+	jobs  []corral.Job      // routed, waiting for a runner
+	insts []corral.Instance // live
+	busy  map[string]int    // running jobs per pool
+}
+
+func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
+	snap := snapshot{now: s.clock.Now(), busy: map[string]int{}}
+	err := s.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
+		var err error
+		snap.jobs, err = tx.Jobs(ctx, corral.JobFilter{States: []corral.JobState{corral.JobRouted}})
+		if err != nil {
+			return err
+		}
+		snap.insts, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
+		return err
+	})
+	if err != nil {
+		return snap, fmt.Errorf("scheduler snapshot: %w", err)
+	}
+	for _, in := range snap.insts {
+		if in.State == corral.InstBusy {
+			snap.busy[in.PoolID]++
+		}
+	}
+	return snap, nil
+}
+
+// launch starts a provider call for every pending instance (create) and
+// every draining instance (delete) that has none under way.
+func (s *Scheduler) launch(ctx context.Context, snap snapshot) {
+	var adopt []corral.Instance
+	for _, in := range snap.insts {
+		switch in.State {
+		case corral.InstPending:
+			// Every reservation records its first attempt, so a pending
+			// instance with no call under way here was cut short.
+			if snap.now.Sub(in.UpdatedAt) >= s.cfg.InterruptedAfter {
+				adopt = append(adopt, in)
+			}
+		case corral.InstDraining:
+			s.goCall(ctx, in, s.destroy)
+		}
+	}
+	if len(adopt) > 0 {
+		s.retryInterrupted(ctx, adopt)
+	}
+}
+
+// goCall runs fn for the instance in a goroutine unless a call for it is
+// under way, bounded per pool.
+func (s *Scheduler) goCall(ctx context.Context, in corral.Instance, fn func(context.Context, corral.Instance)) {
+	s.mu.Lock()
+	if s.inflight[in.ID] {
+		s.mu.Unlock()
+		return
+	}
+	sem := s.sems[in.PoolID]
+	if sem == nil { // a pool removed from the config: still clean up
+		sem = make(chan struct{}, s.cfg.Concurrency)
+		s.sems[in.PoolID] = sem
+	}
+	s.inflight[in.ID] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.inflight, in.ID)
+			s.mu.Unlock()
+		}()
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-sem }()
+		fn(ctx, in)
+	}()
+}
+
+// DeleteDraining deletes every draining instance and waits for it, without
+// creating anything: the last step of a clean stop.
+func (s *Scheduler) DeleteDraining(ctx context.Context) error {
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	for _, in := range snap.insts {
+		if in.State == corral.InstDraining {
+			s.goCall(ctx, in, s.destroy)
+		}
+	}
+	s.wg.Wait()
+	return nil
+}

@@ -1,0 +1,215 @@
+// Package fake has hand-written, in-memory stand-ins of a forge and a
+// provider for unit tests and benchmarks of the core. They record calls and
+// can be told to fail. End-to-end tests use the simulated forge and real
+// providers instead.
+package fake
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/forge/github"
+)
+
+// Forge is an in-memory forge for one or more targets.
+type Forge struct {
+	mu       sync.Mutex
+	next     int64
+	Regs map[string]*corral.Runner // by name
+	Open     []corral.JobEvent
+	Calls    map[string]int
+	MintErr  error
+	// OnMint, if set, is called with each spec (e.g. to time the path).
+	OnMint func(corral.RunnerSpec)
+}
+
+var _ corral.Forge = (*Forge)(nil)
+var _ corral.Forges = (*Forge)(nil)
+
+// NewForge returns an empty forge.
+func NewForge() *Forge {
+	return &Forge{Regs: map[string]*corral.Runner{}, Calls: map[string]int{}}
+}
+
+// Forge returns f for every target.
+func (f *Forge) Forge(corral.Target) (corral.Forge, error) { return f, nil }
+
+// Parser returns GitHub's parser.
+func (f *Forge) Parser(corral.TargetKind) (corral.WebhookParser, error) { return github.Parser{}, nil }
+
+func (f *Forge) count(op string) {
+	f.Calls[op]++
+}
+
+// MintRunner registers a runner.
+func (f *Forge) MintRunner(_ context.Context, spec corral.RunnerSpec) (corral.Bootstrap, error) {
+	if f.OnMint != nil {
+		f.OnMint(spec)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.count("mint")
+	if f.MintErr != nil {
+		return corral.Bootstrap{}, f.MintErr
+	}
+	if _, ok := f.Regs[spec.Name]; ok {
+		return corral.Bootstrap{}, fmt.Errorf("runner %s: %w", spec.Name, corral.ErrConflict)
+	}
+	f.next++
+	f.Regs[spec.Name] = &corral.Runner{ID: f.next, Name: spec.Name, Labels: spec.Labels}
+	return corral.Bootstrap{RunnerID: f.next, Command: []string{"run"},
+		Env: map[string]corral.Secret{"TOKEN": corral.Secret("secret-" + spec.Name)}}, nil
+}
+
+// OpenJobs returns Open.
+func (f *Forge) OpenJobs(context.Context) ([]corral.JobEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.count("jobs")
+	return append([]corral.JobEvent(nil), f.Open...), nil
+}
+
+// Runners lists the registrations.
+func (f *Forge) Runners(context.Context) ([]corral.Runner, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.count("runners")
+	var out []corral.Runner
+	for _, r := range f.Regs {
+		out = append(out, *r)
+	}
+	return out, nil
+}
+
+// RemoveRunner removes a registration unless it is busy.
+func (f *Forge) RemoveRunner(_ context.Context, r corral.Runner) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.count("remove")
+	cur, ok := f.Regs[r.Name]
+	if !ok {
+		return nil
+	}
+	if cur.Busy {
+		return fmt.Errorf("runner %s: %w", r.Name, corral.ErrBusy)
+	}
+	delete(f.Regs, r.Name)
+	return nil
+}
+
+// SetRunner changes a registration's flags (online, busy).
+func (f *Forge) SetRunner(name string, online, busy bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.Regs[name]; ok {
+		r.Online, r.Busy = online, busy
+	}
+}
+
+// Count returns the calls of one kind.
+func (f *Forge) Count(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Calls[op]
+}
+
+// Provider is an in-memory provider: instances are map entries.
+type Provider struct {
+	mu        sync.Mutex
+	Instances map[string]corral.ProviderInstance
+	Specs     map[string]corral.InstanceSpec
+	Calls     map[string]int
+	CreateErr error
+	Peak      int
+	// OnCreate, if set, is called at the start of each Create.
+	OnCreate func(corral.InstanceSpec)
+}
+
+var _ corral.Provider = (*Provider)(nil)
+
+// NewProvider returns an empty provider.
+func NewProvider() *Provider {
+	return &Provider{Instances: map[string]corral.ProviderInstance{}, Specs: map[string]corral.InstanceSpec{}, Calls: map[string]int{}}
+}
+
+// Create records an instance.
+func (p *Provider) Create(_ context.Context, spec corral.InstanceSpec) (corral.ProviderInstance, error) {
+	if p.OnCreate != nil {
+		p.OnCreate(spec)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.Calls["create"]++
+	if p.CreateErr != nil {
+		return corral.ProviderInstance{}, p.CreateErr
+	}
+	if _, ok := p.Instances[spec.InstanceID]; ok {
+		return corral.ProviderInstance{}, fmt.Errorf("instance %s exists: %w", spec.InstanceID, corral.ErrConflict)
+	}
+	pi := corral.ProviderInstance{ProviderID: "p-" + spec.InstanceID, InstanceID: spec.InstanceID, PoolID: spec.PoolID, Running: true}
+	p.Instances[spec.InstanceID] = pi
+	p.Specs[spec.InstanceID] = spec
+	if len(p.Instances) > p.Peak {
+		p.Peak = len(p.Instances)
+	}
+	return pi, nil
+}
+
+// Delete forgets an instance.
+func (p *Provider) Delete(_ context.Context, pi corral.ProviderInstance) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.Calls["delete"]++
+	delete(p.Instances, pi.InstanceID)
+	return nil
+}
+
+// List returns every instance (the fake serves one controller).
+func (p *Provider) List(context.Context, string) ([]corral.ProviderInstance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.Calls["list"]++
+	out := make([]corral.ProviderInstance, 0, len(p.Instances))
+	for _, pi := range p.Instances {
+		out = append(out, pi)
+	}
+	return out, nil
+}
+
+// Exit marks an instance's runner as exited.
+func (p *Provider) Exit(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pi, ok := p.Instances[id]; ok {
+		pi.Running = false
+		p.Instances[id] = pi
+	}
+}
+
+// Len returns how many instances exist.
+func (p *Provider) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.Instances)
+}
+
+// Count returns the calls of one kind.
+func (p *Provider) Count(op string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.Calls[op]
+}
+
+// Header builds webhook headers GitHub-style (for handler tests).
+func Header(event, delivery, sig string) http.Header {
+	h := http.Header{}
+	h.Set("X-GitHub-Event", event)
+	h.Set("X-GitHub-Delivery", delivery)
+	if sig != "" {
+		h.Set("X-Hub-Signature-256", sig)
+	}
+	return h
+}
