@@ -1,0 +1,166 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/httperr"
+)
+
+// The read API: enough to see jobs flow and why one waits. Secrets never
+// appear here (corral.Secret marshals as "[redacted]" and targets are not
+// listed).
+func (a *App) apiRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httperr.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "leading": a.Leading()})
+	})
+	mux.HandleFunc("GET /api/v1/jobs", a.listJobs)
+	mux.HandleFunc("GET /api/v1/jobs/{id}", a.getJob)
+	mux.HandleFunc("GET /api/v1/instances", a.listInstances)
+}
+
+// JobView is a job as the API shows it.
+type JobView struct {
+	ID          int64       `json:"id"`
+	Target      string      `json:"target"`
+	ForgeJobID  int64       `json:"forge_job_id"`
+	Repo        string      `json:"repo,omitempty"`
+	Name        string      `json:"name,omitempty"`
+	Labels      []string    `json:"labels"`
+	State       string      `json:"state"`
+	Conclusion  string      `json:"conclusion,omitempty"`
+	Pools       []string    `json:"pools,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
+	Pool        string      `json:"pool,omitempty"`
+	Instance    string      `json:"instance,omitempty"`
+	Runner      string      `json:"runner,omitempty"`
+	QueuedAt    time.Time   `json:"queued_at"`
+	StartedAt   *time.Time  `json:"started_at,omitempty"`
+	CompletedAt *time.Time  `json:"completed_at,omitempty"`
+	Timeline    []EventView `json:"timeline,omitempty"`
+}
+
+// EventView is one timeline stamp as the API shows it.
+type EventView struct {
+	At       time.Time `json:"at"`
+	Kind     string    `json:"kind"`
+	Instance string    `json:"instance,omitempty"`
+	Detail   string    `json:"detail,omitempty"`
+}
+
+func viewJob(j corral.Job) JobView {
+	v := JobView{ID: j.ID, Target: j.TargetID, ForgeJobID: j.ForgeJobID, Repo: j.Repo, Name: j.Name,
+		Labels: j.Labels, State: string(j.State), Conclusion: j.Conclusion, Reason: j.Reason,
+		Pool: j.PoolID, Instance: j.InstanceID, Runner: j.RunnerName, QueuedAt: j.QueuedAt}
+	for _, r := range j.Routes {
+		v.Pools = append(v.Pools, r.PoolID)
+	}
+	if !j.StartedAt.IsZero() {
+		v.StartedAt = &j.StartedAt
+	}
+	if !j.CompletedAt.IsZero() {
+		v.CompletedAt = &j.CompletedAt
+	}
+	return v
+}
+
+func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
+	f := corral.JobFilter{TargetID: r.URL.Query().Get("target"), Limit: 500}
+	if s := r.URL.Query().Get("state"); s != "" {
+		f.States = []corral.JobState{corral.JobState(s)}
+	}
+	if s := r.URL.Query().Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			httperr.Write(w, fmt.Errorf("after=%q is not a job id: %w", s, corral.ErrBadInput))
+			return
+		}
+		f.AfterID = n
+	}
+	var jobs []corral.Job
+	err := a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
+		var err error
+		jobs, err = tx.Jobs(r.Context(), f)
+		return err
+	})
+	if err != nil {
+		httperr.Write(w, err)
+		return
+	}
+	out := make([]JobView, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, viewJob(j))
+	}
+	httperr.WriteJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+func (a *App) getJob(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		httperr.Write(w, fmt.Errorf("job id %q: %w", r.PathValue("id"), corral.ErrBadInput))
+		return
+	}
+	var v JobView
+	err = a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
+		j, err := tx.Job(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		v = viewJob(j)
+		tl, err := tx.Timeline(r.Context(), id)
+		for _, e := range tl {
+			v.Timeline = append(v.Timeline, EventView{At: e.At, Kind: string(e.Kind), Instance: e.InstanceID, Detail: e.Detail})
+		}
+		return err
+	})
+	if errors.Is(err, corral.ErrNotFound) {
+		err = fmt.Errorf("job %d: %w", id, corral.ErrNotFound)
+	}
+	if err != nil {
+		httperr.Write(w, err)
+		return
+	}
+	httperr.WriteJSON(w, http.StatusOK, v)
+}
+
+// InstanceView is an instance as the API shows it.
+type InstanceView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Pool      string    `json:"pool"`
+	Target    string    `json:"target"`
+	State     string    `json:"state"`
+	Labels    []string  `json:"labels"`
+	JobID     int64     `json:"job_id,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (a *App) listInstances(w http.ResponseWriter, r *http.Request) {
+	f := corral.InstanceFilter{States: corral.LiveInstanceStates, Limit: 1000}
+	if s := r.URL.Query().Get("state"); s != "" {
+		f.States = []corral.InstanceState{corral.InstanceState(s)}
+	}
+	var ins []corral.Instance
+	err := a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
+		var err error
+		ins, err = tx.Instances(r.Context(), f)
+		return err
+	})
+	if err != nil {
+		httperr.Write(w, err)
+		return
+	}
+	out := make([]InstanceView, 0, len(ins))
+	for _, in := range ins {
+		out = append(out, InstanceView{ID: in.ID, Name: in.Name, Pool: in.PoolID, Target: in.TargetID,
+			State: string(in.State), Labels: in.Labels, JobID: in.JobID, Reason: in.Reason,
+			LastError: in.LastError, CreatedAt: in.CreatedAt})
+	}
+	httperr.WriteJSON(w, http.StatusOK, map[string]any{"instances": out})
+}

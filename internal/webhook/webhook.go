@@ -1,0 +1,132 @@
+// Package webhook is the HTTP endpoint forges deliver to: one path per
+// target (/webhooks/{target}), the signature checked in constant time by
+// the forge's parser before anything is decoded, a cap on the body size,
+// dedup by delivery id, and 202 only after the delivery is committed.
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/httperr"
+	"github.com/corral-ci/corral/internal/ledger"
+)
+
+// DefaultMaxBody caps a delivery's body. workflow_job payloads are about
+// 10 KiB; GitHub's own cap is 25 MB, far more than any job event needs.
+const DefaultMaxBody = 1 << 20
+
+// Ingester records a verified delivery durably.
+type Ingester interface {
+	Ingest(ctx context.Context, t corral.Target, d corral.Delivery) (ledger.Result, error)
+}
+
+// Parsers gives the webhook parser of a forge family.
+type Parsers interface {
+	Parser(k corral.TargetKind) (corral.WebhookParser, error)
+}
+
+// Recorder observes deliveries (metrics); nil hooks are fine.
+type Recorder interface {
+	Delivery(target string, status int)
+}
+
+// Handler serves POST /webhooks/{target}.
+type Handler struct {
+	mu      sync.RWMutex
+	targets map[string]corral.Target
+	parsers Parsers
+	ing     Ingester
+	maxBody int64
+	rec     Recorder
+	log     *slog.Logger
+}
+
+// New assembles a handler. It does no I/O.
+func New(targets []corral.Target, parsers Parsers, ing Ingester, maxBody int64, rec Recorder, log *slog.Logger) *Handler {
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBody
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{parsers: parsers, ing: ing, maxBody: maxBody, rec: rec, log: log.With("component", "webhook")}
+	h.SetTargets(targets)
+	return h
+}
+
+// SetTargets replaces the known targets (config reload).
+func (h *Handler) SetTargets(ts []corral.Target) {
+	m := make(map[string]corral.Target, len(ts))
+	for _, t := range ts {
+		m[t.ID] = t
+	}
+	h.mu.Lock()
+	h.targets = m
+	h.mu.Unlock()
+}
+
+// Response is the JSON body of a 202.
+type Response struct {
+	Status    string `json:"status"` // "accepted" or "duplicate"
+	Delivery  string `json:"delivery"`
+	Event     string `json:"event"`
+	JobID     int64  `json:"job_id,omitempty"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("target")
+	code, err := h.serve(w, r, id)
+	if h.rec != nil {
+		h.rec.Delivery(id, code)
+	}
+	if err != nil {
+		h.log.Warn("webhook refused", "target", id, "status", code, "delivery", r.Header.Get("X-GitHub-Delivery"), "err", err)
+		httperr.Write(w, err)
+	}
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string) (int, error) {
+	h.mu.RLock()
+	t, ok := h.targets[id]
+	h.mu.RUnlock()
+	if !ok {
+		err := fmt.Errorf("unknown target %q: %w", id, corral.ErrNotFound)
+		return httperr.Status(err), err
+	}
+	parser, err := h.parsers.Parser(t.Kind)
+	if err != nil {
+		return http.StatusInternalServerError, err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			err = fmt.Errorf("body over %d bytes: %w", h.maxBody, corral.ErrTooLarge)
+		} else {
+			err = fmt.Errorf("read body: %v: %w", err, corral.ErrBadInput)
+		}
+		return httperr.Status(err), err
+	}
+	d, err := parser.ParseWebhook(r.Header, body, t.WebhookSecret)
+	if err != nil {
+		return httperr.Status(err), fmt.Errorf("target %s: %w", id, err)
+	}
+	res, err := h.ing.Ingest(r.Context(), t, d)
+	if err != nil {
+		return httperr.Status(err), err
+	}
+	resp := Response{Status: "accepted", Delivery: d.ID, Event: d.Event, JobID: res.JobID, Duplicate: res.Duplicate}
+	if res.Duplicate {
+		resp.Status = "duplicate"
+	}
+	httperr.WriteJSON(w, http.StatusAccepted, resp)
+	return http.StatusAccepted, nil
+}
