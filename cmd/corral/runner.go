@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+
+	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/provider/process"
+)
+
+// runSimRunner is the simulated runner that providers start like a real
+// runner: it registers with its one-time credential, takes one job, runs it
+// for the requested time and exits.
+func runSimRunner(ctx context.Context, _ []string, stdout, _ io.Writer) error {
+	return sim.RunRunner(ctx, os.Getenv, stdout)
+}
+
+// runShim wraps a runner process: it enforces the instance's maximum
+// lifetime itself and reaps the runner's children.
+func runShim(ctx context.Context, args []string) error {
+	err := process.RunShim(ctx, args)
+	var ee *process.ExitError
+	if errors.As(err, &ee) {
+		return exitError(ee.ExitCode())
+	}
+	return err
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/corral-ci/corral/internal/app"
+	"github.com/corral-ci/corral/internal/config"
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/forge"
+	"github.com/corral-ci/corral/internal/provider/process"
+	"github.com/corral-ci/corral/internal/store/postgres"
+	"github.com/corral-ci/corral/internal/store/sqlite"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", os.Getenv("CORRAL_CONFIG"), "config file (env CORRAL_CONFIG)")
+	check := fs.Bool("check", false, "validate the config file and exit")
+	noLeader := fs.Bool("no-leader", false, "schedule without the leader lease (tests that race replicas on purpose)")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "corral serve: -config FILE is required (or set CORRAL_CONFIG)")
+		return exitError(2)
+	}
+	cfg, dom, err := loadConfig(*path, stderr)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: OK (%d targets, %d pools)\n", *path, len(dom.Targets), len(dom.Pools))
+		return nil
+	}
+	log := newLogger(cfg.Log, stderr)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	store, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	controllerID, err := loadControllerID(cfg.DataDir, cfg.ControllerID)
+	if err != nil {
+		return err
+	}
+	providers, err := openProviders(cfg.DataDir, dom.Pools, log)
+	if err != nil {
+		return err
+	}
+	opt := app.Options{
+		Store: store, Forges: forge.NewRegistry(nil), Providers: providers,
+		Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools, Sizes: dom.Sizes,
+		MaxInstances: cfg.MaxInstances, ControllerID: controllerID, NoLeader: *noLeader,
+		Holder:       replicaName(controllerID, cfg.Listen),
+		ReconcileInterval: cfg.ReconcileInterval, Logger: log,
+	}
+	a, err := app.New(opt)
+	if err != nil {
+		return err
+	}
+	if err := a.Sync(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("corral serving", "listen", ln.Addr().String(), "controller", controllerID,
+		"targets", len(dom.Targets), "pools", len(dom.Pools), "version", version())
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); _ = a.Run(ctx) }()
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	// Stopping leaves busy runners running: the next start adopts them.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	<-runDone
+	log.Info("corral stopped; runners left running are adopted at the next start")
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// replicaName names this replica in the leader lease. It is stable across
+// restarts, so a replica that was killed takes its lease back at once
+// instead of waiting for it to expire; two replicas differ by host or
+// listen address.
+func replicaName(controllerID, listen string) string {
+	host, _ := os.Hostname()
+	return controllerID + "@" + host + "/" + listen
+}
+
+// loadConfig reads, validates and converts the config, printing every
+// problem at once.
+func loadConfig(path string, stderr io.Writer) (*config.Config, config.Domain, error) {
+	cfg, err := config.Load(path, os.Getenv)
+	if err != nil {
+		return nil, config.Domain{}, err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	dom, err := cfg.Domain()
+	if err != nil {
+		return nil, config.Domain{}, err
+	}
+	return cfg, dom, nil
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (corral.Store, error) {
+	dsn := cfg.Store.Reveal()
+	switch {
+	case dsn == "" || dsn == "sqlite":
+		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, "corral.db"), sqlite.Options{Logger: log})
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return postgres.Open(ctx, dsn, postgres.Options{Logger: log})
+	default:
+		return nil, fmt.Errorf("store: want \"sqlite\" or a postgres:// DSN")
+	}
+}
+
+// openProviders makes the providers the pools name. A process pool without
+// an image runs corral's own simulated runner.
+func openProviders(dataDir string, pools []corral.Pool, log *slog.Logger) (map[string]corral.Provider, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]corral.Provider{}
+	for i := range pools {
+		p := &pools[i]
+		switch p.Provider {
+		case "process":
+			if p.Image == "" {
+				p.Image = exe
+			}
+			if out["process"] == nil {
+				prov, err := process.New(process.Config{Dir: filepath.Join(dataDir, "instances"), Shim: []string{exe, "shim"}, Logger: log})
+				if err != nil {
+					return nil, err
+				}
+				out["process"] = prov
+			}
+		default:
+			return nil, fmt.Errorf("pool %s: provider %q is not available yet (corral has: process)", p.ID, p.Provider)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,207 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/testutil/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func openTest(t *testing.T, dsn string, opt Options) *Store {
+	t.Helper()
+	s, err := Open(testCtx(t), dsn, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// raise makes the current statement fail with SQLSTATE code.
+func raise(ctx context.Context, t corral.Tx, code string) error {
+	_, err := t.(*tx).tx.Exec(ctx, "DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '"+code+"'; END $$")
+	return err
+}
+
+func TestStore_Update_retry(t *testing.T) {
+	s := openTest(t, pgtest.DSN(t), Options{MaxAttempts: 3})
+	ctx := testCtx(t)
+	cases := []struct {
+		name      string
+		codes     []string // error raised by each call, "" = succeed
+		wantCalls int
+		wantErr   bool
+	}{
+		{"serialization failure then success", []string{"40001", ""}, 2, false},
+		{"deadlock then success", []string{"40P01", ""}, 2, false},
+		{"not retryable", []string{"23514"}, 1, true},
+		{"bounded", []string{"40001", "40001", "40001", ""}, 3, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			calls := 0
+			err := s.Update(ctx, func(tx corral.Tx) error {
+				code := c.codes[calls]
+				calls++
+				j := corral.Job{TargetID: c.name, ForgeJobID: 1}
+				if err := tx.PutJob(ctx, &j); err != nil { // rolled back on retry: no conflict
+					return err
+				}
+				if code == "" {
+					return nil
+				}
+				return raise(ctx, tx, code)
+			})
+			if calls != c.wantCalls || (err != nil) != c.wantErr {
+				t.Errorf("calls = %d, err = %v; want %d calls, error %v", calls, err, c.wantCalls, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestStore_Update_panicRollsBack(t *testing.T) {
+	s := openTest(t, pgtest.DSN(t), Options{})
+	ctx := testCtx(t)
+	func() {
+		defer func() {
+			if v := recover(); v != "boom" {
+				t.Errorf("recovered %v, want boom", v)
+			}
+		}()
+		_ = s.Update(ctx, func(tx corral.Tx) error {
+			if err := tx.PutTenant(ctx, corral.Tenant{ID: "acme"}); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	err := s.View(ctx, func(tx corral.ReadTx) error {
+		ts, err := tx.Tenants(ctx)
+		if len(ts) != 0 {
+			t.Errorf("tenants after a panic: %v", ts)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two stores on one database are two replicas: LockLimits in one makes a
+// reservation in the other wait (here on the global row, though the pools
+// differ) until the first transaction ends.
+func TestStore_LockLimits_acrossReplicas(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := openTest(t, dsn, Options{}), openTest(t, dsn, Options{})
+	ctx := testCtx(t)
+	locked, release := make(chan struct{}), make(chan struct{})
+	errc := make(chan error, 2)
+	go func() {
+		errc <- a.Update(ctx, func(tx corral.Tx) error {
+			if err := tx.LockLimits(ctx, "acme", "big"); err != nil {
+				return err
+			}
+			close(locked)
+			<-release
+			return nil
+		})
+	}()
+	<-locked
+	var bDone sync.WaitGroup
+	bDone.Add(1)
+	go func() {
+		defer bDone.Done()
+		errc <- b.Update(ctx, func(tx corral.Tx) error { return tx.LockLimits(ctx, "zeta", "small") })
+	}()
+	// Poll until b's transaction waits on a row lock.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting int
+		err := a.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatal("the second replica's LockLimits never waited for the first")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	bDone.Wait()
+	for i := 0; i < 2; i++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestOpen_migrationsConcurrentAndIdempotent(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(testCtx(t), dsn, Options{})
+			if err == nil {
+				err = s.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openTest(t, dsn, Options{})
+	var n, maxv int
+	if err := s.pool.QueryRow(testCtx(t), "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &maxv); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || maxv != 1 {
+		t.Errorf("schema_migrations: %d rows, max version %d; want 1, 1", n, maxv)
+	}
+}
+
+func TestOpen_errorsHideTheDSN(t *testing.T) {
+	ctx := testCtx(t)
+	for _, dsn := range []string{
+		"postgres://corral:s3cr3t-pw@127.0.0.1:1/x?sslmode=disable&connect_timeout=1",
+		"postgres://corral:s3cr3t-pw@127.0.0.1:1/x?pool_max_conns=notanumber",
+	} {
+		_, err := Open(ctx, dsn, Options{})
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", dsn)
+		}
+		if strings.Contains(err.Error(), "s3cr3t-pw") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	if retryable(errors.New("x")) || retryable(pgx.ErrNoRows) {
+		t.Error("plain errors are not retryable")
+	}
+}

@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+)
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type apiJob struct {
+	ID    int64  `json:"id"`
+	State string `json:"state"`
+}
+
+func listJobs(t *testing.T, api string) []apiJob {
+	var out struct {
+		Jobs []apiJob `json:"jobs"`
+	}
+	getJSON(t, api, &out)
+	return out.Jobs
+}
+
+func countJobs(t *testing.T, api, state string) int {
+	n := 0
+	for _, j := range listJobs(t, api) {
+		if j.State == state {
+			n++
+		}
+	}
+	return n
+}
+
+func jobIDs(t *testing.T, api string) []int64 {
+	var ids []int64
+	for _, j := range listJobs(t, api) {
+		ids = append(ids, j.ID)
+	}
+	return ids
+}
+
+func timeline(t *testing.T, url string) []string {
+	var out struct {
+		Timeline []struct {
+			Kind string `json:"kind"`
+		} `json:"timeline"`
+	}
+	getJSON(t, url, &out)
+	var ks []string
+	for _, e := range out.Timeline {
+		ks = append(ks, e.Kind)
+	}
+	return ks
+}

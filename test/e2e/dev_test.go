@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDev runs `corral dev` with no configuration, lets jobs flow, stops it
+// with Ctrl-C (SIGINT) and checks that it printed each job's path and left
+// no process behind.
+func TestDev(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "dev")
+	var out bytes.Buffer
+	cmd := exec.Command(corralBin, "dev", "-data", data, "-listen", "127.0.0.1:0", "-every", "200ms", "-seed", "7")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(6 * time.Second)
+	if n := len(runnerProcesses(data)); n == 0 {
+		t.Log("no runner process alive at the moment of the stop (all idle between jobs)")
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("corral dev exited with %v:\n%s", err, out.String())
+		}
+	case <-time.After(40 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("corral dev did not stop within 40s of Ctrl-C:\n%s", out.String())
+	}
+	text := out.String()
+	for _, want := range []string{"queued", "routed", "running", "done", "success", "refused:", "stopped cleanly"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	if left := runnerProcesses(data); len(left) > 0 {
+		t.Fatalf("processes left after Ctrl-C: %v", left)
+	}
+}
+
+// TestServeAdopts stops `corral serve` (SIGTERM) while runners are busy:
+// they keep running, and the next start adopts them and finishes the jobs.
+func TestServeAdopts(t *testing.T) {
+	f := newForge(t, newSimOptions(11))
+	listen := freePort(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
+	cfg := writeConfig(t, setup{Listen: listen, DataDir: dataDir, ForgeURL: f.URL, PoolMax: 4})
+	p := startCorral(t, cfg, f, listen)
+	for i := 0; i < 3; i++ {
+		f.QueueJob("e2e", simJob(i, 4*time.Second))
+	}
+	waitFor(t, 20*time.Second, "three runners busy", func() bool { return f.Stats().JobsRunning == 3 })
+	p.stop(t)
+	if n := len(runnerProcesses(dataDir)); n < 3 {
+		t.Fatalf("stopping serve left %d runner processes, want the 3 busy ones kept", n)
+	}
+	p = startCorral(t, cfg, f, listen)
+	waitFor(t, 30*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == 3 })
+	checkClean(t, f, dataDir, 3)
+	p.stop(t)
+}

@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/forge/sim"
+)
+
+// TestMissedWebhooks drops 30% of the forge's webhooks: every job must
+// still start within two reconcile periods of being queued, found by the
+// forge sweep when its queued webhook never came.
+func TestMissedWebhooks(t *testing.T) {
+	const jobs = 40
+	const period = 2 * time.Second
+	f := newForge(t, sim.Options{Seed: 30, Faults: sim.Faults{DropRate: 0.3}})
+	listen := freePort(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
+	cfg := writeConfig(t, setup{Listen: listen, DataDir: dataDir, ForgeURL: f.URL, PoolMax: 20, Reconcile: period.String()})
+	p := startCorral(t, cfg, f, listen)
+	for i := 0; i < jobs; i++ {
+		// A unique label per job: only the runner made for it can take it,
+		// so a job whose webhook was dropped waits for the forge sweep.
+		f.QueueJob("e2e", sim.JobSpec{Name: fmt.Sprint("job-", i), Labels: []string{"corral", fmt.Sprint("run-", i)},
+			Duration: 100 * time.Millisecond})
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, 60*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == jobs })
+	if d := f.Stats().Webhooks.Dropped; d < jobs/5 {
+		t.Fatalf("only %d webhooks dropped; the test needs about 30%%", d)
+	}
+	var worst time.Duration
+	for _, j := range f.Jobs() {
+		wait := j.StartedAt.Sub(j.QueuedAt)
+		if wait > worst {
+			worst = wait
+		}
+		if wait > 2*period {
+			t.Errorf("job %d waited %s for a runner, more than two reconcile periods (%s)", j.ID, wait, 2*period)
+		}
+	}
+	t.Logf("%d jobs, %d webhooks dropped: longest queued->started %s", jobs, f.Stats().Webhooks.Dropped, worst)
+	checkClean(t, f, dataDir, jobs)
+	p.stop(t)
+}
+
+// TestOutOfOrder sends every webhook late, duplicated or reordered: the
+// ledger must end exactly where the forge is.
+func TestOutOfOrder(t *testing.T) {
+	const jobs = 40
+	f := newForge(t, sim.Options{Seed: 31, Faults: sim.Faults{DuplicateRate: 0.4, ReorderRate: 0.4, MaxDelay: 300 * time.Millisecond}})
+	listen := freePort(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
+	cfg := writeConfig(t, setup{Listen: listen, DataDir: dataDir, ForgeURL: f.URL, PoolMax: 10, Reconcile: "1s"})
+	p := startCorral(t, cfg, f, listen)
+	for i := 0; i < jobs; i++ {
+		f.QueueJob("e2e", sim.JobSpec{Name: fmt.Sprint("job-", i), Labels: []string{"corral"}, Duration: 50 * time.Millisecond})
+	}
+	waitFor(t, 60*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == jobs })
+	checkClean(t, f, dataDir, jobs)
+	st := f.Stats().Webhooks
+	if st.Duplicated == 0 || st.Reordered == 0 {
+		t.Fatalf("faults not exercised: %+v", st)
+	}
+	api := "http://" + listen + "/api/v1/jobs"
+	waitFor(t, 10*time.Second, "the ledger to show every job completed", func() bool {
+		return countJobs(t, api, "completed") == jobs
+	})
+	for _, id := range jobIDs(t, api) {
+		tl := timeline(t, fmt.Sprintf("%s/%d", api, id))
+		n := 0
+		for _, k := range tl {
+			if k == "job_completed" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("job %d has %d job_completed stamps: %v", id, n, tl)
+		}
+	}
+	p.stop(t)
+}
