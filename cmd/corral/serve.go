@@ -65,7 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Store: store, Forges: forge.NewRegistry(nil), Providers: providers,
 		Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools, Sizes: dom.Sizes,
 		MaxInstances: cfg.MaxInstances, ControllerID: controllerID, NoLeader: *noLeader,
-		Holder:       replicaName(controllerID, cfg.Listen),
+		Holder:            replicaName(controllerID, cfg.Listen),
 		ReconcileInterval: cfg.ReconcileInterval, Logger: log,
 	}
 	a, err := app.New(opt)

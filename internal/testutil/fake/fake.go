@@ -16,12 +16,12 @@ import (
 
 // Forge is an in-memory forge for one or more targets.
 type Forge struct {
-	mu       sync.Mutex
-	next     int64
-	Regs map[string]*corral.Runner // by name
-	Open     []corral.JobEvent
-	Calls    map[string]int
-	MintErr  error
+	mu      sync.Mutex
+	next    int64
+	Regs    map[string]*corral.Runner // by name
+	Open    []corral.JobEvent
+	Calls   map[string]int
+	MintErr error
 	// OnMint, if set, is called with each spec (e.g. to time the path).
 	OnMint func(corral.RunnerSpec)
 }
