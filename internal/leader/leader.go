@@ -36,40 +36,27 @@ func Run(ctx context.Context, cfg Config, lead func(ctx context.Context)) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := cfg.Logger.With("component", "leader", "holder", cfg.Holder)
-	every := cfg.TTL / 3
-	var cancel context.CancelFunc
-	var done chan struct{}
-	stop := func() {
-		if cancel != nil {
-			cancel()
-			<-done
-			cancel, done = nil, nil
-		}
-	}
-	defer stop()
-	t := time.NewTicker(every)
+	var cur *term
+	defer func() { cur.stop() }()
+	t := time.NewTicker(cfg.TTL / 3)
 	defer t.Stop()
 	for {
 		held, err := acquire(ctx, cfg)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Warn("lease renewal failed", "err", err)
-			if cancel != nil {
+			if cur != nil {
 				log.Warn("stepping down: the lease could not be renewed")
-				stop()
+				cur.stop()
+				cur = nil
 			}
-		case held && cancel == nil:
+		case held && cur == nil:
 			log.Info("leading")
-			var lctx context.Context
-			lctx, cancel = context.WithCancel(ctx)
-			done = make(chan struct{})
-			go func(c context.Context, d chan struct{}) {
-				defer close(d)
-				lead(c)
-			}(lctx, done)
-		case !held && cancel != nil:
+			cur = startTerm(ctx, lead)
+		case !held && cur != nil:
 			log.Warn("lost the lease; stepping down")
-			stop()
+			cur.stop()
+			cur = nil
 		}
 		select {
 		case <-ctx.Done():
@@ -77,6 +64,31 @@ func Run(ctx context.Context, cfg Config, lead func(ctx context.Context)) {
 		case <-t.C:
 		}
 	}
+}
+
+// term is one period of leadership: lead runs until stop.
+type term struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startTerm(ctx context.Context, lead func(context.Context)) *term {
+	lctx, cancel := context.WithCancel(ctx)
+	tm := &term{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(tm.done)
+		lead(lctx)
+	}()
+	return tm
+}
+
+// stop ends the term and waits for lead to return. A nil term is a no-op.
+func (tm *term) stop() {
+	if tm == nil {
+		return
+	}
+	tm.cancel()
+	<-tm.done
 }
 
 func acquire(ctx context.Context, cfg Config) (bool, error) {
