@@ -58,6 +58,7 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 	defer st.Close()
 	forge, prov := fake.NewForge(), fake.NewProvider()
+	forge.AssumeOpen = true
 	var mu sync.Mutex
 	created := map[string]chan string{}
 	prov.OnCreate = func(s corral.InstanceSpec) {

@@ -90,6 +90,12 @@ type Forge interface {
 	// OpenJobs lists the target's jobs that are queued or running at the
 	// forge. A job that corral holds open and that is absent here is done.
 	OpenJobs(ctx context.Context) ([]JobEvent, error)
+	// Job returns the forge's current view of one job of the target (repo
+	// is the job's owner/name, needed by forges that address jobs per
+	// repository). It wraps ErrNotFound when the forge no longer knows the
+	// job. The forge sweep asks it before it finishes a job that vanished
+	// from the open list: paged listings shift while they are read.
+	Job(ctx context.Context, forgeJobID int64, repo string) (JobEvent, error)
 	// Runners lists the target's runners whose names start with the
 	// target's runner prefix.
 	Runners(ctx context.Context) ([]Runner, error)

@@ -91,7 +91,12 @@ func (tm *term) stop() {
 	<-tm.done
 }
 
+// acquire takes or renews the lease. It gives up after a third of the TTL:
+// a leader that cannot renew in time steps down (Run treats the error so)
+// before its lease can expire under it and another replica lead too.
 func acquire(ctx context.Context, cfg Config) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.TTL/3)
+	defer cancel()
 	var held bool
 	err := cfg.Store.Update(ctx, func(tx corral.Tx) error {
 		var err error

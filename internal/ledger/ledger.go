@@ -62,7 +62,7 @@ type Result struct {
 func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery) (Result, error) {
 	var res Result
 	now := l.clock.Now()
-	err := l.store.Update(ctx, func(tx corral.Tx) error {
+	err := updateRetry(ctx, l.store, func(tx corral.Tx) error {
 		res = Result{}
 		fresh, err := tx.InsertDelivery(ctx, t.ID, d.ID, now)
 		if err != nil {
@@ -91,7 +91,7 @@ func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery)
 func (l *Ledger) Observe(ctx context.Context, t corral.Target, ev corral.JobEvent) (Result, error) {
 	var res Result
 	now := l.clock.Now()
-	err := l.store.Update(ctx, func(tx corral.Tx) error {
+	err := updateRetry(ctx, l.store, func(tx corral.Tx) error {
 		var err error
 		res = Result{}
 		res.JobID, res.Changed, err = l.apply(ctx, tx, t, ev, now, "sweep")
@@ -309,4 +309,18 @@ func sameRoutes(a, b []corral.Route) bool {
 		}
 	}
 	return true
+}
+
+// updateRetry runs an Update again when it lost a race to insert the same
+// new job (another replica took the first event of that job at the same
+// moment): the second run finds the job and applies the event to it, so
+// the webhook is never refused for it.
+func updateRetry(ctx context.Context, st corral.Store, fn func(corral.Tx) error) error {
+	var err error
+	for range 3 {
+		if err = st.Update(ctx, fn); !errors.Is(err, corral.ErrConflict) {
+			return err
+		}
+	}
+	return err
 }

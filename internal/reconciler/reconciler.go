@@ -41,6 +41,7 @@ type Config struct {
 // Reconciler runs the periodic sweeps.
 type Reconciler struct {
 	cfg   Config
+	exits <-chan string // every provider's exits, fanned in once
 	pools map[string]corral.Pool
 	clock corral.Clock
 	log   *slog.Logger
@@ -68,13 +69,14 @@ func New(cfg Config) (*Reconciler, error) {
 	for _, p := range cfg.Pools {
 		r.pools[p.ID] = p
 	}
+	r.exits = fanIn(cfg.Providers)
 	return r, nil
 }
 
 // Run passes at once and then every interval until ctx ends. Exits that
 // providers report are handled as they come.
 func (r *Reconciler) Run(ctx context.Context) error {
-	exits := r.exitChans()
+	exits := r.exits
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	pass := func() {
@@ -95,9 +97,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Reconciler) exitChans() <-chan string {
+// fanIn merges the exit notices of every provider that gives them. It is
+// made once per reconciler, not per leadership term, so no notice is lost
+// to a forwarder of an earlier term.
+func fanIn(provs map[string]corral.Provider) <-chan string {
 	out := make(chan string, 64)
-	for _, p := range r.cfg.Providers {
+	for _, p := range provs {
 		if n, ok := p.(corral.ExitNotifier); ok {
 			go func(c <-chan string) {
 				for id := range c {

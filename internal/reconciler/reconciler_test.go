@@ -2,6 +2,7 @@ package reconciler_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -63,7 +64,10 @@ func newRig(t testing.TB) *rig {
 
 func (g *rig) put(in corral.Instance) {
 	g.t.Helper()
-	in.PoolID, in.TenantID, in.TargetID = "onprem", "default", "acme"
+	if in.PoolID == "" {
+		in.PoolID = "onprem"
+	}
+	in.TenantID, in.TargetID = "default", "acme"
 	if in.Name == "" {
 		in.Name = "corral-acme-" + in.ID
 	}
@@ -113,6 +117,38 @@ func TestReconciler_ForgeSweep(t *testing.T) {
 	}
 	if g.forge.Count("jobs") != 1 {
 		t.Fatalf("forge job listings = %d, want 1 per target per sweep", g.forge.Count("jobs"))
+	}
+	if j, _ := g.job(1); j.Conclusion != "unknown" {
+		t.Fatalf("job 1 concluded %q, want unknown (the forge no longer knows it)", j.Conclusion)
+	}
+}
+
+// A job missing from a listing that shifted while it was paged is still
+// open: it must not be finished; a job finished at the forge gets its
+// conclusion.
+func TestReconciler_ForgeSweepAbsence(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	for id := int64(3); id <= 4; id++ {
+		if _, err := g.led.Ingest(ctx, target, corral.Delivery{ID: fmt.Sprint("d", id), Job: &corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: id, Labels: []string{"corral"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.clk.Advance(time.Second)
+	g.forge.Open = []corral.JobEvent{{Action: corral.ActionQueued, ForgeJobID: 3, Labels: []string{"corral"}}}
+	g.forge.Hidden = map[int64]bool{3: true}
+	g.forge.Done = map[int64]string{4: "failure"}
+	if err := g.r.ForgeSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := g.job(3); j.State != corral.JobRouted {
+		t.Fatalf("job 3 = %s, want still routed: it is open at the forge", j.State)
+	}
+	if j, _ := g.job(4); j.State != corral.JobCompleted || j.Conclusion != "failure" {
+		t.Fatalf("job 4 = %s %q, want completed with the forge's conclusion", j.State, j.Conclusion)
+	}
+	if n := g.forge.Count("job"); n != 2 {
+		t.Fatalf("single-job lookups = %d, want 2 (one per job gone from the listing)", n)
 	}
 }
 
@@ -190,12 +226,16 @@ func TestReconciler_Timeouts(t *testing.T) {
 	g.put(corral.Instance{ID: "long", State: corral.InstBusy, BusyAt: now.Add(-2 * time.Hour)})
 	g.put(corral.Instance{ID: "old", State: corral.InstIdle, ExpiresAt: now.Add(-time.Second)})
 	g.put(corral.Instance{ID: "fine", State: corral.InstBusy, BusyAt: now.Add(-time.Minute)})
+	g.put(corral.Instance{ID: "late", State: corral.InstIdle, ExpiresAt: now.Add(30 * time.Minute)})
+	g.put(corral.Instance{ID: "latebusy", State: corral.InstBusy, BusyAt: now, ExpiresAt: now.Add(30 * time.Minute)})
+	g.put(corral.Instance{ID: "unpooled", State: corral.InstIdle, PoolID: "removed"})
 	err := g.r.Timeouts(ctx)
 	if err == nil {
 		t.Fatal("want an error about the busy runner that was not retired")
 	}
 	want := map[string]corral.InstanceState{"boot": corral.InstDraining, "bootbusy": corral.InstStarting,
-		"long": corral.InstDraining, "old": corral.InstDraining, "fine": corral.InstBusy}
+		"long": corral.InstDraining, "old": corral.InstDraining, "fine": corral.InstBusy,
+		"late": corral.InstDraining, "latebusy": corral.InstBusy, "unpooled": corral.InstDraining}
 	for id, st := range want {
 		if got := g.inst(id).State; got != st {
 			t.Errorf("%s = %s, want %s", id, got, st)

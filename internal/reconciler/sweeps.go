@@ -10,6 +10,11 @@ import (
 	"github.com/corral-ci/corral/internal/ledger"
 )
 
+// maxLookups bounds the single-job calls one forge sweep makes per target,
+// so a burst of finished jobs whose webhooks were lost costs the forge a
+// bounded number of calls per sweep.
+const maxLookups = 100
+
 // ForgeSweep lists each target's open jobs at the forge: it records the
 // ones no webhook brought and finishes the ones the forge no longer lists.
 func (r *Reconciler) ForgeSweep(ctx context.Context) error {
@@ -32,7 +37,7 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 	err = r.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
 		var err error
 		known, err = tx.Jobs(ctx, corral.JobFilter{TargetID: t.ID, States: []corral.JobState{
-			corral.JobQueued, corral.JobRouted, corral.JobUnroutable, corral.JobRunning}})
+			corral.JobPending, corral.JobQueued, corral.JobRouted, corral.JobUnroutable, corral.JobRunning}})
 		return err
 	})
 	if err != nil {
@@ -58,11 +63,27 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 			errs = append(errs, err)
 		}
 	}
+	// A job gone from the open list is asked about once more: paged
+	// listings shift while they are read, so absence alone proves nothing.
+	asked := 0
 	for _, j := range known {
 		if seen[j.ForgeJobID] || !j.CreatedAt.Before(start) {
 			continue
 		}
-		if _, err := r.cfg.Ledger.Finish(ctx, t, j.ForgeJobID, ledger.ConclusionUnknown, "sweep: no longer open at the forge"); err != nil {
+		if asked == maxLookups {
+			break // the rest wait for the next sweep
+		}
+		asked++
+		ev, err := f.Job(ctx, j.ForgeJobID, j.Repo)
+		switch {
+		case errors.Is(err, corral.ErrNotFound):
+			_, err = r.cfg.Ledger.Finish(ctx, t, j.ForgeJobID, ledger.ConclusionUnknown, "sweep: the forge no longer knows it")
+		case err != nil:
+		case ev.Action == corral.ActionCompleted,
+			ev.Action == corral.ActionInProgress && j.State != corral.JobRunning:
+			_, err = r.cfg.Ledger.Observe(ctx, t, ev)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -250,19 +271,23 @@ func (r *Reconciler) timeouts(ctx context.Context, ins []corral.Instance) error 
 	now := r.clock.Now()
 	var errs []error
 	for _, in := range ins {
-		pool, ok := r.pools[in.PoolID]
-		if !ok {
+		if in.State == corral.InstDraining {
 			continue
 		}
-		var reason string
-		force := false
+		pool, ok := r.pools[in.PoolID]
+		reason, force := "", false
 		switch {
-		case in.State == corral.InstDraining:
-			continue
-		case !in.ExpiresAt.IsZero() && now.After(in.ExpiresAt):
-			reason, force = "max lifetime reached", true
+		case !ok:
+			reason = "its pool is no longer configured"
 		case in.State == corral.InstBusy && pool.MaxJobRuntime > 0 && now.Sub(in.BusyAt) > pool.MaxJobRuntime:
 			reason, force = "max job runtime exceeded", true
+		case !in.ExpiresAt.IsZero() && now.After(in.ExpiresAt):
+			// The instance stopped itself at its deadline; clean up.
+			reason, force = "max lifetime reached", true
+		case in.State != corral.InstBusy && in.State != corral.InstPending && !in.ExpiresAt.IsZero() &&
+			now.After(in.ExpiresAt.Add(-pool.MaxJobRuntime)):
+			// Too close to its deadline to finish a job it might take.
+			reason = "too close to its max lifetime to take a job"
 		case in.State == corral.InstStarting && pool.BootTimeout > 0 && now.Sub(in.StartedAt) > pool.BootTimeout:
 			reason = "runner did not come online within the boot timeout"
 		default:

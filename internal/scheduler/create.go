@@ -149,18 +149,18 @@ func (s *Scheduler) fail(ctx context.Context, in corral.Instance, cause error) {
 // destroy deletes a draining instance at its provider, removes its runner
 // registration and marks it deleted.
 func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
-	pool, ok := s.pools[in.PoolID]
-	var prov corral.Provider
-	if ok {
-		prov = s.cfg.Providers[pool.Provider]
+	provs := s.cfg.Providers
+	if pool, ok := s.pools[in.PoolID]; ok {
+		provs = map[string]corral.Provider{pool.Provider: s.cfg.Providers[pool.Provider]}
 	}
-	if prov == nil {
-		s.log.Warn("cannot delete instance: its pool or provider is gone from the config", "instance", in.ID, "pool", in.PoolID)
-		return
-	}
-	if err := prov.Delete(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID}); err != nil {
-		s.log.Warn("provider delete failed", "instance", in.ID, "err", err)
-		return
+	// A pool gone from the config: its provider is unknown, so ask every
+	// provider to delete the instance (deleting what one does not hold is
+	// a no-op).
+	for name, prov := range provs {
+		if err := prov.Delete(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID}); err != nil {
+			s.log.Warn("provider delete failed", "provider", name, "instance", in.ID, "err", err)
+			return
+		}
 	}
 	if t, ok := s.targets[in.TargetID]; ok {
 		if f, err := s.cfg.Forges.Forge(t); err == nil {

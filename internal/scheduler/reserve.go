@@ -26,6 +26,13 @@ func (s *Scheduler) apply(ctx context.Context, snap snapshot, p plan) error {
 				if !free(in) {
 					continue // taken meanwhile
 				}
+				j, err := tx.Job(ctx, a.jobID)
+				if err != nil {
+					return err
+				}
+				if j.State != corral.JobRouted {
+					continue // started elsewhere or finished meanwhile
+				}
 				in.JobID, in.UpdatedAt = a.jobID, snap.now
 				if err := tx.PutInstance(ctx, &in); err != nil {
 					return err

@@ -142,7 +142,8 @@ func (s *Scheduler) Wake() {
 }
 
 // Run passes on every wake and every interval until ctx ends, then waits
-// for the provider calls under way.
+// for the provider calls under way. Wakes coalesce: however many come
+// during a pass, one more pass follows it and serves them all.
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.wg.Wait()
 	t := time.NewTicker(s.cfg.Interval)

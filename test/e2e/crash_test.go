@@ -55,6 +55,7 @@ func TestCrash(t *testing.T) {
 	queued := make(chan struct{})
 	go func() {
 		defer close(queued)
+		rnd := rand.New(rand.NewPCG(seed, 2)) // the generator's own stream
 		for i := 0; i < jobs; i++ {
 			f.QueueJob("e2e", sim.JobSpec{Name: fmt.Sprint("job-", i), Labels: []string{"self-hosted", "corral", fmt.Sprint("run-", i%7)},
 				Duration: time.Duration(50+rnd.IntN(250)) * time.Millisecond})

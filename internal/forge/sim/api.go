@@ -31,6 +31,7 @@ const (
 //	GET    /api/v3/targets/{target}/actions/runners/{id}                 "GET runner"
 //	DELETE /api/v3/targets/{target}/actions/runners/{id}                 "DELETE runner" (204; 422 busy)
 //	GET    /api/v3/targets/{target}/actions/jobs[?status=queued|in_progress|completed&per_page=&page=]  "GET jobs"
+//	GET    /api/v3/targets/{target}/actions/jobs/{id}                                              "GET job"
 //
 // Lists answer {total_count, runners|jobs} with a GitHub-style Link header.
 // The runner-side protocol is described in runnerapi.go.
@@ -42,6 +43,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET "+t+"/runners/{id}", s.api("GET runner", s.handleGetRunner))
 	mux.Handle("DELETE "+t+"/runners/{id}", s.api("DELETE runner", s.handleDeleteRunner))
 	mux.Handle("GET "+t+"/jobs", s.api("GET jobs", s.handleListJobs))
+	mux.Handle("GET "+t+"/jobs/{id}", s.api("GET job", s.handleGetJob))
 	mux.Handle("POST "+runnerPrefix+"connect", s.runnerSide("POST connect", s.handleConnect))
 	mux.Handle("POST "+runnerPrefix+"acquire", s.runnerSide("POST acquire", s.handleAcquire))
 	mux.Handle("POST "+runnerPrefix+"jobs/{id}/heartbeat", s.runnerSide("POST heartbeat", s.handleHeartbeat))
@@ -252,6 +254,22 @@ func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"total_count": len(all), "jobs": nonNil(all[from:to])})
+}
+
+func (s *Server) handleGetJob(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.jobs[id]
+	if j == nil || j.target != r.PathValue("target") {
+		writeError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	writeJSON(w, http.StatusOK, s.jobObjectLocked(j))
 }
 
 func nonNil[T any](s []T) []T {

@@ -250,6 +250,20 @@ func (c *Client) OpenJobs(ctx context.Context) ([]corral.JobEvent, error) {
 	return out, nil
 }
 
+// Job returns one job of the target, whatever its status.
+func (c *Client) Job(ctx context.Context, forgeJobID int64, _ string) (corral.JobEvent, error) {
+	b, _, err := c.do(ctx, "get-job", http.MethodGet, c.endpoint(fmt.Sprintf("/jobs/%d", forgeJobID), nil), nil, http.StatusOK)
+	if err != nil {
+		return corral.JobEvent{}, err
+	}
+	var j jobObject
+	if err := json.Unmarshal(b, &j); err != nil {
+		return corral.JobEvent{}, &corral.CallError{Op: "get-job", Target: c.id, Method: http.MethodGet,
+			Err: fmt.Errorf("%w: malformed answer: %v", corral.ErrUnavailable, err)}
+	}
+	return jobEvent(j), nil
+}
+
 var runURLRepo = regexp.MustCompile(`/repos/([^/]+/[^/]+)/actions/runs/`)
 
 func jobEvent(j jobObject) corral.JobEvent {
@@ -324,7 +338,12 @@ const maxPages = 1000
 // pages GETs first and follows rel="next" links on the same host.
 func (c *Client) pages(ctx context.Context, op, first string, each func([]byte) error) error {
 	next := first
-	for n := 0; next != "" && n < maxPages; n++ {
+	for n := 0; next != ""; n++ {
+		if n == maxPages {
+			// A listing cut short would read as jobs or runners gone.
+			return &corral.CallError{Op: op, Target: c.id, Method: http.MethodGet, URL: next,
+				Err: fmt.Errorf("%w: more than %d pages", corral.ErrUnavailable, maxPages)}
+		}
 		b, h, err := c.do(ctx, op, http.MethodGet, next, nil, http.StatusOK)
 		if err != nil {
 			return err

@@ -225,3 +225,15 @@ func TestClient_unreachable(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestClient_Job(t *testing.T) {
+	f := newFixture(t, Options{})
+	id := f.sim.QueueJob("t1", JobSpec{Labels: []string{"corral"}, Duration: time.Second})
+	ev, err := f.client.Job(context.Background(), id, "")
+	if err != nil || ev.ForgeJobID != id || ev.Action != corral.ActionQueued {
+		t.Fatalf("Job = %+v, %v; want the queued job", ev, err)
+	}
+	if _, err := f.client.Job(context.Background(), id+1000, ""); !errors.Is(err, corral.ErrNotFound) {
+		t.Fatalf("unknown job: %v, want ErrNotFound", err)
+	}
+}

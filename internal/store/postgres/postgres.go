@@ -2,10 +2,14 @@
 // through pgx v5 and a pgxpool.
 //
 // Update runs fn in one READ COMMITTED transaction, retried (fn called
-// again) on a serialization failure or a deadlock, with a short bounded
-// backoff. Reservations serialize on rows of limit_locks (see LockLimits),
-// so that two replicas can never overshoot a limit together. View runs on a
-// read-only REPEATABLE READ snapshot.
+// again, from scratch, in a new transaction) on a serialization failure or
+// a deadlock, with a short bounded backoff. Its reads of jobs and instances
+// lock the rows they return (SELECT ... FOR UPDATE), so that a
+// read-modify-write of a row in one replica cannot silently undo another
+// replica's concurrent write (a lost update). Reservations serialize on
+// rows of limit_locks (see LockLimits), so that two replicas can never
+// overshoot a limit together. View runs on a read-only REPEATABLE READ
+// snapshot and locks nothing.
 package postgres
 
 import (
@@ -81,7 +85,9 @@ func (s *Store) Close() error {
 // Update runs fn in a READ COMMITTED transaction and commits. On a
 // serialization failure or deadlock (SQLSTATE 40001, 40P01) it rolls back
 // and runs fn again, up to MaxAttempts times, sleeping 5, 10, 20... ms
-// (with jitter, at most 200 ms) in between.
+// (with jitter, at most 200 ms) in between. Each attempt is a new
+// transaction and a new call of fn: fn must start from what it reads, not
+// from state left by an earlier attempt.
 func (s *Store) Update(ctx context.Context, fn func(corral.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -112,7 +118,12 @@ func (s *Store) update(ctx context.Context, fn func(corral.Tx) error) error {
 	// Rolls back on an error and on a panic of fn (which goes on up);
 	// a no-op after Commit.
 	defer func() { _ = ptx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := fn(&tx{tx: ptx}); err != nil {
+	t := &tx{tx: ptx, write: true}
+	err = fn(t)
+	if t.failed != nil {
+		return aborted(err, t.failed)
+	}
+	if err != nil {
 		return err
 	}
 	if err := ptx.Commit(ctx); err != nil {
@@ -133,6 +144,30 @@ func (s *Store) View(ctx context.Context, fn func(corral.ReadTx) error) error {
 	}
 	defer func() { _ = ptx.Rollback(context.WithoutCancel(ctx)) }()
 	return fn(&tx{tx: ptx})
+}
+
+// aborted is Update's error when a statement of the transaction failed
+// (cause, the first such failure) and fn then returned fnErr: PostgreSQL
+// has aborted the transaction, so nothing of it can commit, whatever fn did
+// after. A deadlock or serialization failure is returned for Update to
+// retry even if fn swallowed it; a unique violation (a concurrent insert)
+// wraps corral.ErrConflict, so that the caller can retry the whole Update.
+func aborted(fnErr, cause error) error {
+	switch {
+	case retryable(cause):
+		if retryable(fnErr) {
+			return fnErr
+		}
+		return fmt.Errorf("update: transaction aborted: %w", cause)
+	case pgCode(cause) == "23505":
+		if errors.Is(fnErr, corral.ErrConflict) {
+			return fnErr
+		}
+		return fmt.Errorf("update: transaction aborted by a conflict: %w (%w)", corral.ErrConflict, cause)
+	case fnErr != nil:
+		return fnErr
+	}
+	return fmt.Errorf("update: fn went on after a failed statement: %w", cause)
 }
 
 // retryable reports a serialization failure or a deadlock.

@@ -32,5 +32,9 @@ func openDSN(t testing.TB, dsn string) *postgres.Store {
 }
 
 func TestStore_Conformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) corral.Store { return open(t) })
+	storetest.Run(t, func(t *testing.T) corral.Store { return open(t) },
+		func(t *testing.T) (corral.Store, corral.Store) {
+			dsn := pgtest.DSN(t)
+			return openDSN(t, dsn), openDSN(t, dsn)
+		})
 }

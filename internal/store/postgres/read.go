@@ -21,47 +21,96 @@ var _ corral.Tx = (*tx)(nil)
 // they do not fail in PostgreSQL (ON CONFLICT, EXISTS): a failed statement
 // aborts the whole transaction there, and fn must be able to go on after
 // ErrConflict or ErrNotFound, as it can on SQLite.
+//
+// In Update (write set), every read of jobs and instances rows locks the
+// rows it returns (FOR UPDATE) until the transaction ends: the core reads a
+// whole row, changes it and writes it back, and under READ COMMITTED two
+// replicas could otherwise both read the same version and the later write
+// would silently undo the earlier one. A locked read waits for a concurrent
+// writer of the row to end, then returns the row as committed. Lists lock
+// in id order. View (write unset) takes no lock.
 type tx struct {
-	tx pgx.Tx
+	tx    pgx.Tx
+	write bool
+	// failed is the first error PostgreSQL answered a statement with:
+	// after it the transaction is aborted, and Update reports it
+	// whatever fn does next (see aborted).
+	failed error
 }
+
+// fail records err as the transaction's first failure if the database
+// sent it (a *pgconn.PgError: the transaction is then aborted), and
+// returns it.
+func (t *tx) fail(err error) error {
+	var pe *pgconn.PgError
+	if t.failed == nil && errors.As(err, &pe) {
+		t.failed = err
+	}
+	return err
+}
+
+// locking is the locking clause of a read of jobs or instances.
+func (t *tx) locking() string {
+	if t.write {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
+func (t *tx) exec(ctx context.Context, q string, args ...any) (pgconn.CommandTag, error) {
+	tag, err := t.tx.Exec(ctx, q, args...)
+	return tag, t.fail(err)
+}
+
+// queryRow is pgx's QueryRow, recording a failure.
+func (t *tx) queryRow(ctx context.Context, q string, args ...any) row {
+	return row{t, t.tx.QueryRow(ctx, q, args...)}
+}
+
+type row struct {
+	t *tx
+	r pgx.Row
+}
+
+func (r row) Scan(dest ...any) error { return r.t.fail(r.r.Scan(dest...)) }
 
 // queryOne scans the single row of q; no row is ErrNotFound.
 func queryOne[T any](ctx context.Context, t *tx, scan func(pgx.Rows) (T, error), q string, args ...any) (T, error) {
 	var zero T
 	rows, err := t.tx.Query(ctx, q, args...)
 	if err != nil {
-		return zero, err
+		return zero, t.fail(err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return zero, err
+			return zero, t.fail(err)
 		}
 		return zero, corral.ErrNotFound
 	}
 	v, err := scan(rows)
 	if err != nil {
-		return zero, err
+		return zero, t.fail(err)
 	}
 	rows.Close()
-	return v, rows.Err()
+	return v, t.fail(rows.Err())
 }
 
 func queryAll[T any](ctx context.Context, t *tx, scan func(pgx.Rows) (T, error), q string, args ...any) ([]T, error) {
 	rows, err := t.tx.Query(ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, t.fail(err)
 	}
 	defer rows.Close()
 	var out []T
 	for rows.Next() {
 		v, err := scan(rows)
 		if err != nil {
-			return nil, err
+			return nil, t.fail(err)
 		}
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	return out, t.fail(rows.Err())
 }
 
 func (t *tx) Tenants(ctx context.Context) ([]corral.Tenant, error) {
@@ -124,7 +173,7 @@ func scanJob(r pgx.Rows) (corral.Job, error) {
 }
 
 func (t *tx) Job(ctx context.Context, id int64) (corral.Job, error) {
-	j, err := queryOne(ctx, t, scanJob, "SELECT "+jobCols+" FROM jobs WHERE id = $1", id)
+	j, err := queryOne(ctx, t, scanJob, "SELECT "+jobCols+" FROM jobs WHERE id = $1"+t.locking(), id)
 	if err != nil {
 		return j, fmt.Errorf("get job %d: %w", id, err)
 	}
@@ -132,7 +181,7 @@ func (t *tx) Job(ctx context.Context, id int64) (corral.Job, error) {
 }
 
 func (t *tx) JobByForgeID(ctx context.Context, targetID string, forgeJobID int64) (corral.Job, error) {
-	j, err := queryOne(ctx, t, scanJob, "SELECT "+jobCols+" FROM jobs WHERE target_id = $1 AND forge_job_id = $2", targetID, forgeJobID)
+	j, err := queryOne(ctx, t, scanJob, "SELECT "+jobCols+" FROM jobs WHERE target_id = $1 AND forge_job_id = $2"+t.locking(), targetID, forgeJobID)
 	if err != nil {
 		return j, fmt.Errorf("get job %s/%d: %w", targetID, forgeJobID, err)
 	}
@@ -177,7 +226,7 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 		w.add("pool_id = ", f.PoolID)
 	}
 	w.args = append(w.args, limit(f.Limit))
-	q := "SELECT " + jobCols + " FROM jobs" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args))
+	q := "SELECT " + jobCols + " FROM jobs" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args)) + t.locking()
 	out, err := queryAll(ctx, t, scanJob, q, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
@@ -216,7 +265,7 @@ func scanInstance(r pgx.Rows) (corral.Instance, error) {
 }
 
 func (t *tx) Instance(ctx context.Context, id string) (corral.Instance, error) {
-	in, err := queryOne(ctx, t, scanInstance, "SELECT "+instanceCols+" FROM instances WHERE id = $1", id)
+	in, err := queryOne(ctx, t, scanInstance, "SELECT "+instanceCols+" FROM instances WHERE id = $1"+t.locking(), id)
 	if err != nil {
 		return in, fmt.Errorf("get instance %s: %w", id, err)
 	}
@@ -224,7 +273,7 @@ func (t *tx) Instance(ctx context.Context, id string) (corral.Instance, error) {
 }
 
 func (t *tx) InstanceByName(ctx context.Context, name string) (corral.Instance, error) {
-	in, err := queryOne(ctx, t, scanInstance, "SELECT "+instanceCols+" FROM instances WHERE name = $1", name)
+	in, err := queryOne(ctx, t, scanInstance, "SELECT "+instanceCols+" FROM instances WHERE name = $1"+t.locking(), name)
 	if err != nil {
 		return in, fmt.Errorf("get instance named %q: %w", name, err)
 	}
@@ -249,7 +298,7 @@ func (t *tx) Instances(ctx context.Context, f corral.InstanceFilter) ([]corral.I
 		w.add("job_id = ", f.JobID)
 	}
 	w.args = append(w.args, limit(f.Limit))
-	q := "SELECT " + instanceCols + " FROM instances" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args))
+	q := "SELECT " + instanceCols + " FROM instances" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args)) + t.locking()
 	out, err := queryAll(ctx, t, scanInstance, q, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
@@ -266,7 +315,9 @@ func (t *tx) CountInstances(ctx context.Context, f corral.CountFilter) (int, err
 		w.add("tenant_id = ", f.TenantID)
 	}
 	var n int
-	if err := t.tx.QueryRow(ctx, "SELECT count(*) FROM instances"+w.sql, w.args...).Scan(&n); err != nil {
+	// An aggregate cannot lock (FOR UPDATE): limits are kept by
+	// LockLimits instead.
+	if err := t.queryRow(ctx, "SELECT count(*) FROM instances"+w.sql, w.args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count instances: %w", err)
 	}
 	return n, nil

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/testutil/pgtest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -31,8 +33,161 @@ func openTest(t *testing.T, dsn string, opt Options) *Store {
 
 // raise makes the current statement fail with SQLSTATE code.
 func raise(ctx context.Context, t corral.Tx, code string) error {
-	_, err := t.(*tx).tx.Exec(ctx, "DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '"+code+"'; END $$")
+	_, err := t.(*tx).exec(ctx, "DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '"+code+"'; END $$")
 	return err
+}
+
+// waitForLockWaiters polls until n sessions of s's database wait on a lock.
+func waitForLockWaiters(t *testing.T, s *Store, n int) {
+	t.Helper()
+	ctx := testCtx(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting int
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions wait on a lock, want %d", waiting, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A deadlock that fn swallows still aborted the transaction: Update runs
+// fn again, from scratch, instead of failing at commit.
+func TestStore_Update_retriesSwallowedDeadlock(t *testing.T) {
+	s := openTest(t, pgtest.DSN(t), Options{MaxAttempts: 3})
+	ctx := testCtx(t)
+	calls := 0
+	err := s.Update(ctx, func(tx corral.Tx) error {
+		calls++
+		j := corral.Job{TargetID: "gh", ForgeJobID: 1}
+		if err := tx.PutJob(ctx, &j); err != nil {
+			return err
+		}
+		if calls == 1 {
+			_ = raise(ctx, tx, "40P01")
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Errorf("err = %v after %d calls; want nil after 2", err, calls)
+	}
+}
+
+// A PutJob that moves a job onto the (target, forge id) of a concurrent,
+// uncommitted insert fails at the unique index, which aborts the
+// transaction: Update returns ErrConflict even if fn goes on and returns
+// nil, so that the caller retries it.
+func TestStore_PutJob_conflictAbortsUpdate(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a, b := openTest(t, dsn, Options{}), openTest(t, dsn, Options{})
+	ctx := testCtx(t)
+	var first corral.Job
+	err := a.Update(ctx, func(tx corral.Tx) error {
+		first = corral.Job{TargetID: "gh", ForgeJobID: 1}
+		return tx.PutJob(ctx, &first)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inserted, release := make(chan struct{}), make(chan struct{})
+	aErr := make(chan error, 1)
+	go func() {
+		aErr <- a.Update(ctx, func(tx corral.Tx) error {
+			j := corral.Job{TargetID: "gh", ForgeJobID: 2}
+			if err := tx.PutJob(ctx, &j); err != nil {
+				return err
+			}
+			close(inserted)
+			<-release
+			return nil
+		})
+	}()
+	<-inserted
+	var putErr error
+	bErr := make(chan error, 1)
+	go func() {
+		bErr <- b.Update(ctx, func(tx corral.Tx) error {
+			moved := first
+			moved.ForgeJobID = 2
+			putErr = tx.PutJob(ctx, &moved)
+			return nil // goes on as if nothing happened
+		})
+	}()
+	waitForLockWaiters(t, a, 1)
+	close(release)
+	if err := <-aErr; err != nil {
+		t.Fatal(err)
+	}
+	err = <-bErr
+	if !errors.Is(putErr, corral.ErrConflict) {
+		t.Errorf("PutJob = %v, want ErrConflict", putErr)
+	}
+	if !errors.Is(err, corral.ErrConflict) {
+		t.Errorf("Update = %v, want ErrConflict", err)
+	}
+}
+
+// Without a concurrent insert, moving a job onto another's (target, forge
+// id) is ErrConflict that leaves the transaction usable.
+func TestStore_PutJob_conflictKeepsTxUsable(t *testing.T) {
+	s := openTest(t, pgtest.DSN(t), Options{})
+	ctx := testCtx(t)
+	err := s.Update(ctx, func(tx corral.Tx) error {
+		j1, j2 := corral.Job{TargetID: "gh", ForgeJobID: 1}, corral.Job{TargetID: "gh", ForgeJobID: 2}
+		if err := tx.PutJob(ctx, &j1); err != nil {
+			return err
+		}
+		if err := tx.PutJob(ctx, &j2); err != nil {
+			return err
+		}
+		j2.ForgeJobID = 1
+		if err := tx.PutJob(ctx, &j2); !errors.Is(err, corral.ErrConflict) {
+			t.Errorf("moving job 2 onto job 1: %v, want ErrConflict", err)
+		}
+		j2.ForgeJobID = 3
+		return tx.PutJob(ctx, &j2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAborted(t *testing.T) {
+	deadlock := &pgconn.PgError{Code: "40P01"}
+	unique := &pgconn.PgError{Code: "23505"}
+	other := &pgconn.PgError{Code: "23514"}
+	cases := []struct {
+		name       string
+		fnErr      error
+		cause      error
+		retry      bool
+		isConflict bool
+		is         error
+	}{
+		{"swallowed deadlock", nil, deadlock, true, false, deadlock},
+		{"returned deadlock", fmt.Errorf("get job: %w", deadlock), deadlock, true, false, deadlock},
+		{"other fn error after a deadlock", errors.New("x"), deadlock, true, false, deadlock},
+		{"swallowed unique violation", nil, unique, false, true, unique},
+		{"conflict returned", fmt.Errorf("put job: %w (%w)", corral.ErrConflict, unique), unique, false, true, unique},
+		{"fn error after another failure", corral.ErrNotFound, other, false, false, corral.ErrNotFound},
+		{"swallowed other failure", nil, other, false, false, other},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := aborted(c.fnErr, c.cause)
+			if err == nil || retryable(err) != c.retry || errors.Is(err, corral.ErrConflict) != c.isConflict || !errors.Is(err, c.is) {
+				t.Errorf("aborted(%v, %v) = %v", c.fnErr, c.cause, err)
+			}
+		})
+	}
 }
 
 func TestStore_Update_retry(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 )
 
 func (t *tx) PutTenant(ctx context.Context, x corral.Tenant) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO tenants (id, max_instances) VALUES ($1, $2)
+	_, err := t.exec(ctx, `INSERT INTO tenants (id, max_instances) VALUES ($1, $2)
 		ON CONFLICT (id) DO UPDATE SET max_instances = EXCLUDED.max_instances`, x.ID, x.MaxInstances)
 	if err != nil {
 		return fmt.Errorf("put tenant %s: %w", x.ID, err)
@@ -24,7 +24,7 @@ func (t *tx) PutTenant(ctx context.Context, x corral.Tenant) error {
 func (t *tx) PutTarget(ctx context.Context, x corral.Target) error {
 	data, err := store.EncodeTarget(x)
 	if err == nil {
-		_, err = t.tx.Exec(ctx, `INSERT INTO targets (id, tenant_id, data) VALUES ($1, $2, $3)
+		_, err = t.exec(ctx, `INSERT INTO targets (id, tenant_id, data) VALUES ($1, $2, $3)
 			ON CONFLICT (id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, data = EXCLUDED.data`, x.ID, x.TenantID, data)
 	}
 	if err != nil {
@@ -36,7 +36,7 @@ func (t *tx) PutTarget(ctx context.Context, x corral.Target) error {
 func (t *tx) PutPool(ctx context.Context, p corral.Pool) error {
 	data, err := store.EncodePool(p)
 	if err == nil {
-		_, err = t.tx.Exec(ctx, `INSERT INTO pools (id, tenant_id, data) VALUES ($1, $2, $3)
+		_, err = t.exec(ctx, `INSERT INTO pools (id, tenant_id, data) VALUES ($1, $2, $3)
 			ON CONFLICT (id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, data = EXCLUDED.data`, p.ID, p.TenantID, data)
 	}
 	if err != nil {
@@ -46,7 +46,7 @@ func (t *tx) PutPool(ctx context.Context, p corral.Pool) error {
 }
 
 func (t *tx) InsertDelivery(ctx context.Context, targetID, deliveryID string, at time.Time) (bool, error) {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO deliveries (target_id, delivery_id, at) VALUES ($1, $2, $3)
+	tag, err := t.exec(ctx, `INSERT INTO deliveries (target_id, delivery_id, at) VALUES ($1, $2, $3)
 		ON CONFLICT DO NOTHING`, targetID, deliveryID, at.Truncate(time.Microsecond).UTC())
 	if err != nil {
 		return false, fmt.Errorf("insert delivery %s/%s: %w", targetID, deliveryID, err)
@@ -55,7 +55,7 @@ func (t *tx) InsertDelivery(ctx context.Context, targetID, deliveryID string, at
 }
 
 func (t *tx) PruneDeliveries(ctx context.Context, before time.Time) (int, error) {
-	tag, err := t.tx.Exec(ctx, "DELETE FROM deliveries WHERE at < $1", before.Truncate(time.Microsecond).UTC())
+	tag, err := t.exec(ctx, "DELETE FROM deliveries WHERE at < $1", before.Truncate(time.Microsecond).UTC())
 	if err != nil {
 		return 0, fmt.Errorf("prune deliveries: %w", err)
 	}
@@ -76,6 +76,20 @@ func jobArgs(j *corral.Job) ([]any, error) {
 		tv(j.CreatedAt), tv(j.QueuedAt), tv(j.StartedAt), tv(j.CompletedAt), tv(j.UpdatedAt)}, nil
 }
 
+// PutJob inserts (j.ID 0) or updates a job. Its ErrConflict comes in two
+// kinds on PostgreSQL:
+//
+//   - Inserting a (target, forge job id) that exists, or that a concurrent
+//     transaction inserts first (two replicas ingesting the first event of
+//     one new job): INSERT ... ON CONFLICT DO NOTHING waits for the other
+//     transaction and inserts nothing. The transaction stays usable: fn may
+//     go on, and JobByForgeID then returns (and locks) the winner's row.
+//   - Updating a job onto another job's (target, forge job id): found by
+//     the UPDATE itself when that job is committed (the transaction stays
+//     usable); only a concurrent, uncommitted one makes the unique index
+//     fail (23505), which aborts the transaction. Update then returns an
+//     error wrapping corral.ErrConflict, whatever fn did next, so that the
+//     caller retries the whole Update.
 func (t *tx) PutJob(ctx context.Context, j *corral.Job) error {
 	args, err := jobArgs(j)
 	if err != nil {
@@ -85,14 +99,16 @@ func (t *tx) PutJob(ctx context.Context, j *corral.Job) error {
 		// DO NOTHING + RETURNING: a duplicate returns no row instead of
 		// aborting the transaction.
 		var id int64
-		err := t.tx.QueryRow(ctx, `INSERT INTO jobs (target_id, tenant_id, forge_job_id, run_id, run_attempt, repo, name, labels,
+		err := t.queryRow(ctx, `INSERT INTO jobs (target_id, tenant_id, forge_job_id, run_id, run_attempt, repo, name, labels,
 			state, conclusion, routes, reason, pool_id, instance_id, runner_name,
 			created_at, queued_at, started_at, completed_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 			ON CONFLICT (target_id, forge_job_id) DO NOTHING RETURNING id`, args...).Scan(&id)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows), pgCode(err) == "23505":
+		case errors.Is(err, pgx.ErrNoRows):
 			err = corral.ErrConflict
+		case pgCode(err) == "23505": // not the arbiter index: aborted
+			err = fmt.Errorf("%w (%w)", corral.ErrConflict, err)
 		}
 		if err != nil {
 			return fmt.Errorf("put job %s/%d: %w", j.TargetID, j.ForgeJobID, err)
@@ -100,16 +116,24 @@ func (t *tx) PutJob(ctx context.Context, j *corral.Job) error {
 		j.ID = id
 		return nil
 	}
-	tag, err := t.tx.Exec(ctx, `UPDATE jobs SET target_id = $1, tenant_id = $2, forge_job_id = $3, run_id = $4,
+	tag, err := t.exec(ctx, `UPDATE jobs SET target_id = $1, tenant_id = $2, forge_job_id = $3, run_id = $4,
 		run_attempt = $5, repo = $6, name = $7, labels = $8, state = $9, conclusion = $10, routes = $11,
 		reason = $12, pool_id = $13, instance_id = $14, runner_name = $15, created_at = $16, queued_at = $17,
 		started_at = $18, completed_at = $19, updated_at = $20
-		WHERE id = $21`, append(args, j.ID)...)
+		WHERE id = $21 AND NOT EXISTS (SELECT 1 FROM jobs AS o
+			WHERE o.target_id = $1 AND o.forge_job_id = $3 AND o.id <> $21)`, append(args, j.ID)...)
 	switch {
-	case pgCode(err) == "23505": // moved onto another job's (target, forge id)
-		err = corral.ErrConflict
+	case pgCode(err) == "23505": // moved onto a concurrent insert's (target, forge id)
+		err = fmt.Errorf("%w (%w)", corral.ErrConflict, err)
 	case err == nil && tag.RowsAffected() == 0:
-		err = corral.ErrNotFound
+		// Missing, or moved onto another job's (target, forge id).
+		var exists bool
+		if err = t.queryRow(ctx, "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)", j.ID).Scan(&exists); err == nil {
+			err = corral.ErrNotFound
+			if exists {
+				err = corral.ErrConflict
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("put job %d (%s/%d): %w", j.ID, j.TargetID, j.ForgeJobID, err)
@@ -121,7 +145,7 @@ func (t *tx) PutJob(ctx context.Context, j *corral.Job) error {
 // ErrNotFound without aborting the transaction (the foreign key stays as a
 // guard).
 func (t *tx) AddEvent(ctx context.Context, e corral.Event) error {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO events (job_id, at, kind, instance_id, detail)
+	tag, err := t.exec(ctx, `INSERT INTO events (job_id, at, kind, instance_id, detail)
 		SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1)`,
 		e.JobID, tv(e.At), string(e.Kind), e.InstanceID, e.Detail)
 	switch {
@@ -147,7 +171,7 @@ func (t *tx) PutInstance(ctx context.Context, in *corral.Instance) error {
 		// upsert so that the transaction stays usable. (A concurrent insert
 		// of the same name still fails at the unique index, as 23505.)
 		var taken bool
-		err := t.tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM instances WHERE name = $1 AND id <> $2)", in.Name, in.ID).Scan(&taken)
+		err := t.queryRow(ctx, "SELECT EXISTS (SELECT 1 FROM instances WHERE name = $1 AND id <> $2)", in.Name, in.ID).Scan(&taken)
 		if err == nil && taken {
 			err = corral.ErrConflict
 		}
@@ -155,7 +179,7 @@ func (t *tx) PutInstance(ctx context.Context, in *corral.Instance) error {
 			return fmt.Errorf("put instance %s: %w", in.ID, err)
 		}
 	}
-	_, err = t.tx.Exec(ctx, `INSERT INTO instances (id, name, pool_id, tenant_id, target_id, state, labels,
+	_, err = t.exec(ctx, `INSERT INTO instances (id, name, pool_id, tenant_id, target_id, state, labels,
 		cpu, memory_mb, disk_mb, arch, job_id, provider_id, runner_id, attempts, last_error, reason,
 		created_at, started_at, online_at, busy_at, drain_at, deleted_at, expires_at, updated_at)
 		VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
@@ -175,7 +199,9 @@ func (t *tx) PutInstance(ctx context.Context, in *corral.Instance) error {
 		tv(in.CreatedAt), tv(in.StartedAt), tv(in.OnlineAt), tv(in.BusyAt),
 		tv(in.DrainAt), tv(in.DeletedAt), tv(in.ExpiresAt), tv(in.UpdatedAt))
 	if pgCode(err) == "23505" {
-		err = corral.ErrConflict
+		// A concurrent insert of the name: the transaction is aborted and
+		// Update returns ErrConflict.
+		err = fmt.Errorf("%w (%w)", corral.ErrConflict, err)
 	}
 	if err != nil {
 		return fmt.Errorf("put instance %s: %w", in.ID, err)
@@ -208,21 +234,17 @@ func (t *tx) LockLimits(ctx context.Context, tenantID, poolID string) error {
 		keys = append(keys, lockPoolPrefix+poolID)
 	}
 	lock := func() (int, error) {
-		rows, err := t.tx.Query(ctx, "SELECT key FROM limit_locks WHERE key = ANY($1) ORDER BY key FOR UPDATE", keys)
-		if err != nil {
-			return 0, err
-		}
-		n := 0
-		for rows.Next() {
-			n++
-		}
-		return n, rows.Err()
+		locked, err := queryAll(ctx, t, func(r pgx.Rows) (string, error) {
+			var k string
+			return k, r.Scan(&k)
+		}, "SELECT key FROM limit_locks WHERE key = ANY($1) ORDER BY key FOR UPDATE", keys)
+		return len(locked), err
 	}
 	n, err := lock()
 	if err == nil && n < len(keys) {
 		// First reservation of this tenant or pool: create its row, in
 		// key order too, then lock again.
-		if _, err = t.tx.Exec(ctx, "INSERT INTO limit_locks (key) SELECT k FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING", keys); err == nil {
+		if _, err = t.exec(ctx, "INSERT INTO limit_locks (key) SELECT k FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING", keys); err == nil {
 			_, err = lock()
 		}
 	}
@@ -235,7 +257,7 @@ func (t *tx) LockLimits(ctx context.Context, tenantID, poolID string) error {
 // AcquireLease takes the lease if it is free, expired (its expiry is at or
 // before now) or already held by holder, and sets its expiry to now+ttl.
 func (t *tx) AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error) {
-	tag, err := t.tx.Exec(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+	tag, err := t.exec(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
 		ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
 		WHERE leases.holder = EXCLUDED.holder OR leases.expires_at <= $4`,
 		name, holder, now.Add(ttl).Truncate(time.Microsecond).UTC(), now.Truncate(time.Microsecond).UTC())

@@ -13,9 +13,14 @@ import (
 
 func open(t testing.TB) *sqlite.Store {
 	t.Helper()
+	return openPath(t, filepath.Join(t.TempDir(), "corral.db"))
+}
+
+func openPath(t testing.TB, path string) *sqlite.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "corral.db"), sqlite.Options{})
+	s, err := sqlite.Open(ctx, path, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,5 +33,9 @@ func open(t testing.TB) *sqlite.Store {
 }
 
 func TestStore_Conformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) corral.Store { return open(t) })
+	storetest.Run(t, func(t *testing.T) corral.Store { return open(t) },
+		func(t *testing.T) (corral.Store, corral.Store) {
+			path := filepath.Join(t.TempDir(), "corral.db")
+			return openPath(t, path), openPath(t, path)
+		})
 }

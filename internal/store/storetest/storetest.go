@@ -15,8 +15,10 @@ import (
 )
 
 // Run runs the suite. open must return a fresh, empty store and close it
-// when t ends (t.Cleanup).
-func Run(t *testing.T, open func(t *testing.T) corral.Store) {
+// when t ends (t.Cleanup). replicas must return two stores on one fresh,
+// empty database (two handles, as two replicas would open), both closed
+// when t ends.
+func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *testing.T) (corral.Store, corral.Store)) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s corral.Store)
@@ -50,6 +52,19 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			tc.fn(t, s)
+		})
+	}
+	twoReplicas := []struct {
+		name string
+		fn   func(t *testing.T, a, b corral.Store)
+	}{
+		{"Replicas/NoLostUpdate", testReplicasLostUpdate},
+		{"Replicas/FirstInsertConflict", testReplicasFirstInsert},
+	}
+	for _, tc := range twoReplicas {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := replicas(t)
+			tc.fn(t, a, b)
 		})
 	}
 }

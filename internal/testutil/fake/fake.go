@@ -16,12 +16,19 @@ import (
 
 // Forge is an in-memory forge for one or more targets.
 type Forge struct {
-	mu      sync.Mutex
-	next    int64
-	Regs    map[string]*corral.Runner // by name
-	Open    []corral.JobEvent
-	Calls   map[string]int
-	MintErr error
+	mu   sync.Mutex
+	next int64
+	Regs map[string]*corral.Runner // by name
+	Open []corral.JobEvent
+	Done map[int64]string // finished jobs: conclusion
+	// Hidden job ids are open but left out of OpenJobs, as a paged
+	// listing that shifted while it was read leaves them out.
+	Hidden map[int64]bool
+	// AssumeOpen makes Job report unknown jobs as queued (benchmarks that
+	// send webhooks for jobs the fake never listed).
+	AssumeOpen bool
+	Calls      map[string]int
+	MintErr    error
 	// OnMint, if set, is called with each spec (e.g. to time the path).
 	OnMint func(corral.RunnerSpec)
 }
@@ -69,7 +76,33 @@ func (f *Forge) OpenJobs(context.Context) ([]corral.JobEvent, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.count("jobs")
-	return append([]corral.JobEvent(nil), f.Open...), nil
+	var out []corral.JobEvent
+	for _, ev := range f.Open {
+		if !f.Hidden[ev.ForgeJobID] {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// Job returns an open job from Open, a finished one from Done, or
+// ErrNotFound.
+func (f *Forge) Job(_ context.Context, id int64, _ string) (corral.JobEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.count("job")
+	for _, ev := range f.Open {
+		if ev.ForgeJobID == id {
+			return ev, nil
+		}
+	}
+	if c, ok := f.Done[id]; ok {
+		return corral.JobEvent{Action: corral.ActionCompleted, ForgeJobID: id, Conclusion: c}, nil
+	}
+	if f.AssumeOpen {
+		return corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: id}, nil
+	}
+	return corral.JobEvent{}, fmt.Errorf("job %d: %w", id, corral.ErrNotFound)
 }
 
 // Runners lists the registrations.
