@@ -88,6 +88,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("find corral's own executable (the simulated runner): %w", err)
 	}
+	if *dataDir, err = filepath.Abs(*dataDir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return err
 	}

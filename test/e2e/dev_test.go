@@ -14,9 +14,12 @@ import (
 // with Ctrl-C (SIGINT) and checks that it printed each job's path and left
 // no process behind.
 func TestDev(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "dev")
+	work := t.TempDir()
+	data := filepath.Join(work, "dev")
 	var out bytes.Buffer
-	cmd := exec.Command(corralBin, "dev", "-data", data, "-listen", "127.0.0.1:0", "-every", "200ms", "-seed", "7")
+	// A relative data directory, as a newcomer would give it.
+	cmd := exec.Command(corralBin, "dev", "-data", "dev", "-listen", "127.0.0.1:0", "-every", "200ms", "-seed", "7")
+	cmd.Dir = work
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
