@@ -22,6 +22,17 @@ func BenchmarkStore_Ingest(b *testing.B) {
 	storetest.BenchIngest(b, s)
 }
 
+func BenchmarkStore_ReadModifyWrite(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := postgres.Open(ctx, pgtest.DSN(b), postgres.Options{MaxConns: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	storetest.BenchReadModifyWrite(b, s)
+}
+
 func BenchmarkStore_ListInstances10k(b *testing.B) {
 	storetest.BenchListInstances(b, open(b), 10000)
 }

@@ -14,3 +14,7 @@ func BenchmarkStore_Ingest(b *testing.B) {
 func BenchmarkStore_ListInstances10k(b *testing.B) {
 	storetest.BenchListInstances(b, open(b), 10000)
 }
+
+func BenchmarkStore_ReadModifyWrite(b *testing.B) {
+	storetest.BenchReadModifyWrite(b, open(b))
+}
