@@ -228,6 +228,7 @@ func (a *App) DeleteAll(ctx context.Context) error {
 func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/{target}", a.Webhooks)
+	mux.HandleFunc("POST /webhooks/app/{app}", a.Webhooks.ServeApp)
 	a.apiRoutes(mux)
 	return mux
 }

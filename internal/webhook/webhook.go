@@ -74,11 +74,12 @@ func (h *Handler) SetTargets(ts []corral.Target) {
 
 // Response is the JSON body of a 202.
 type Response struct {
-	Status    string `json:"status"` // "accepted" or "duplicate"
+	Status    string `json:"status"` // "accepted", "duplicate" or "ignored"
 	Delivery  string `json:"delivery"`
 	Event     string `json:"event"`
 	JobID     int64  `json:"job_id,omitempty"`
 	Duplicate bool   `json:"duplicate"`
+	Target    string `json:"target,omitempty"` // for App deliveries: the target chosen
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
