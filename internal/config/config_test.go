@@ -301,3 +301,16 @@ func TestLoad(t *testing.T) {
 		t.Error("Load of a missing file succeeded")
 	}
 }
+
+func TestParse_AppSecretsAgree(t *testing.T) {
+	const cfg = `targets:
+  - {id: a, kind: github, scope: org, path: acme, webhook_secret: one, token: t, settings: {app_id: "7"}}
+  - {id: b, kind: github, scope: org, path: other, webhook_secret: two, token: t, settings: {app_id: "7"}}
+pools:
+  - {id: p, labels: [corral], provider: process}
+`
+	_, err := Parse("c.yaml", []byte(cfg), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:3: targets[1].webhook_secret") || strings.Contains(err.Error(), "two") {
+		t.Fatalf("err = %v, want the second target's secret line, without the secret", err)
+	}
+}

@@ -191,6 +191,7 @@ var scopes = map[corral.TargetKind][]corral.Scope{
 
 func (b *builder) buildTargets() []corral.Target {
 	var out []corral.Target
+	appSecret := map[string]corral.Secret{} // GitHub App id -> its webhook secret
 	for i, t := range b.c.Targets {
 		k := fmt.Sprintf("targets[%d]", i)
 		switch _, dup := b.targets[t.ID]; {
@@ -228,6 +229,13 @@ func (b *builder) buildTargets() []corral.Target {
 			if t.Token == "" && !b.src.has(k+".token") {
 				b.bad(k+".token", "required for kind %s", kind)
 			}
+		}
+		if app := t.Settings["app_id"]; kind == corral.KindGitHub && app != "" {
+			// One App, one webhook URL (/webhooks/app/{id}), one secret.
+			if prev, seen := appSecret[app]; seen && prev != t.WebhookSecret {
+				b.bad(k+".webhook_secret", "differs from another target of GitHub App %s: an App has one webhook secret", app)
+			}
+			appSecret[app] = t.WebhookSecret
 		}
 		if !prefixRE.MatchString(t.RunnerPrefix) {
 			b.bad(k+".runner_prefix", "want letters, digits, '.', '_' and '-' (at most 40)")
