@@ -10,11 +10,13 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	_ "time/tzdata" // schedules load their time zone even on a bare image
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/secretbox"
 )
 
 // Example is example.yaml: every key, with comments.
@@ -143,6 +145,7 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 	d.decodeFile(data, c)
 	c.applyEnv(d)
 	c.applyDefaults()
+	c.resolveSealed(d)
 	if err := c.Validate(); err != nil {
 		return c, err
 	}
@@ -232,5 +235,38 @@ func (c *Config) applyDefaults() {
 	}
 	if len(c.Tenants) == 0 && referenced {
 		c.Tenants = []Tenant{{ID: DefaultTenant}}
+	}
+}
+
+// resolveSealed opens every "sealed:NAME" secret from the data directory's
+// secret box (key: CORRAL_SECRET_KEY or data_dir/secret.key).
+func (c *Config) resolveSealed(d *decoder) {
+	var box *secretbox.Box
+	var boxErr error
+	open := func(key string, s *corral.Secret) {
+		name, ok := strings.CutPrefix(string(*s), sealedMark)
+		if !ok {
+			return
+		}
+		*s = ""
+		if box == nil && boxErr == nil {
+			// data_dir is relative to the working directory, as serve has it.
+			box, boxErr = secretbox.Open(c.DataDir, d.getenv, false)
+		}
+		if boxErr != nil {
+			d.src.problems = append(d.src.problems, d.src.at(key, fmt.Sprintf("sealed secret %q: %v", name, boxErr)))
+			return
+		}
+		v, err := box.Get(name)
+		if err != nil {
+			d.src.problems = append(d.src.problems, d.src.at(key, err.Error()))
+			return
+		}
+		*s = v
+	}
+	open("store", &c.Store)
+	for i := range c.Targets {
+		open(fmt.Sprintf("targets[%d].webhook_secret", i), &c.Targets[i].WebhookSecret)
+		open(fmt.Sprintf("targets[%d].token", i), &c.Targets[i].Token)
 	}
 }

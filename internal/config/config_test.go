@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/corral-ci/corral/internal/secretbox"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -312,5 +313,32 @@ pools:
 	_, err := Parse("c.yaml", []byte(cfg), func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "c.yaml:3: targets[1].webhook_secret") || strings.Contains(err.Error(), "two") {
 		t.Fatalf("err = %v, want the second target's secret line, without the secret", err)
+	}
+}
+
+func TestParse_Sealed(t *testing.T) {
+	data := t.TempDir()
+	box, err := secretbox.Open(data, func(string) string { return "" }, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := box.Put("github-app-7-webhook-secret", "s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "data_dir: " + data + `
+targets:
+  - {id: a, kind: github, scope: org, path: acme, webhook_secret: "sealed:github-app-7-webhook-secret", token: "sealed:missing", settings: {app_id: "7"}}
+pools:
+  - {id: p, labels: [corral], provider: process}
+`
+	c, err := Parse("c.yaml", []byte(cfg), func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "c.yaml:3: targets[0].token") {
+		t.Fatalf("err = %v, want the missing sealed token reported with its line", err)
+	}
+	if c.Targets[0].WebhookSecret.Reveal() != "s3cret" {
+		t.Fatal("sealed webhook secret not opened")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatal("error leaks a secret")
 	}
 }

@@ -223,8 +223,13 @@ func (d *decoder) atoi(s, key string) (int, bool) {
 	return n, true
 }
 
-// secret resolves "env:NAME" and "file:PATH" (relative to the config
-// file's directory); anything else is the secret itself, which earns a
+// sealedMark starts the placeholder of a "sealed:NAME" secret until
+// resolveSealed opens it.
+const sealedMark = "\x00sealed:"
+
+// secret resolves "env:NAME", "file:PATH" (relative to the config file's
+// directory) and, later, "sealed:NAME" (a secret sealed in the data
+// directory, e.g. by `corral github app create`); anything else is the secret itself, which earns a
 // warning when literalWarn is set. Problems never contain the value.
 func (d *decoder) secret(s, key string, literalWarn bool) corral.Secret {
 	switch {
@@ -235,6 +240,9 @@ func (d *decoder) secret(s, key string, literalWarn bool) corral.Secret {
 			d.src.problems = append(d.src.problems, d.src.at(key, fmt.Sprintf("environment variable %s is not set or empty", name)))
 		}
 		return corral.Secret(v)
+	case strings.HasPrefix(s, "sealed:"):
+		// Opened once the data directory is known (resolveSealed).
+		return corral.Secret(sealedMark + strings.TrimPrefix(s, "sealed:"))
 	case strings.HasPrefix(s, "file:"):
 		path := strings.TrimPrefix(s, "file:")
 		if !filepath.IsAbs(path) {
