@@ -108,7 +108,7 @@ func (l *Ledger) complete(ctx context.Context, tx corral.Tx, j *corral.Job, ev c
 		return err
 	}
 	inst.JobID = j.ID
-	inst.Reason = "job completed"
+	inst.Reason = ReasonJobCompleted
 	inst.DrainAt, inst.UpdatedAt = now, now
 	return tx.PutInstance(ctx, &inst)
 }

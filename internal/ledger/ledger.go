@@ -25,6 +25,10 @@ type Router interface {
 // being told how (the forge sweep found it gone).
 const ConclusionUnknown = "unknown"
 
+// ReasonJobCompleted is why an instance whose runner finished its job is
+// drained.
+const ReasonJobCompleted = "job completed"
+
 // Ledger ingests forge events into the store.
 type Ledger struct {
 	store  corral.Store

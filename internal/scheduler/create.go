@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/ledger"
 )
 
 // create claims a new attempt for a pending instance (after a crash, or a
@@ -162,7 +163,10 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 			return
 		}
 	}
-	if t, ok := s.targets[in.TargetID]; ok {
+	// An ephemeral runner that finished its job is deregistered by the
+	// forge itself: no call for it (the runner sweep removes any that a
+	// forge left behind). Every other instance's registration is removed.
+	if t, ok := s.targets[in.TargetID]; ok && in.Reason != ledger.ReasonJobCompleted {
 		if f, err := s.cfg.Forges.Forge(t); err == nil {
 			err = f.RemoveRunner(ctx, corral.Runner{ID: in.RunnerID, Name: in.Name})
 			if err != nil && !errors.Is(err, corral.ErrNotFound) {
