@@ -124,7 +124,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	a, err := app.New(app.Options{
-		Store: store, Forges: forge.NewRegistry(nil), Providers: map[string]corral.Provider{"process": prov},
+		Store: store, Forges: forge.NewRegistry(nil, log), Providers: map[string]corral.Provider{"process": prov},
 		Tenants: []corral.Tenant{{ID: "default", MaxInstances: 10}}, Targets: []corral.Target{target},
 		Pools: devPools(exe), MaxInstances: 10, ControllerID: controllerID,
 		SchedulerInterval: time.Second, ReconcileInterval: 3 * time.Second, LeaseTTL: 6 * time.Second, Logger: log,

@@ -37,6 +37,8 @@ Usage:
   corral dev [flags]               run with embedded defaults: SQLite, a simulated forge, real runner processes
   corral serve -config FILE        run from a config file (environment overrides: see the README)
   corral route -config FILE LABEL...  print the pool and flavor a job with these runs-on labels gets, and why
+  corral github app create -name NAME -webhook-url URL [-org ORG]
+                                   create corral's GitHub App in one step (its secrets are sealed in the data dir)
   corral version                   print the version
 
 Run 'corral COMMAND -h' for a command's flags.
@@ -54,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "route":
 		return runRoute(ctx, args[1:], stdout, stderr)
+	case "github":
+		return runGitHub(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "corral", version())
 		return nil

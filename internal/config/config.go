@@ -55,6 +55,8 @@ type Config struct {
 	// Sizes overrides or adds size words (word: capacity word).
 	Sizes map[string]string `yaml:"sizes"`
 	Pools []Pool            `yaml:"pools"`
+	// Providers configures the providers pools name.
+	Providers Providers `yaml:"providers"`
 
 	// Warnings is advice that is not an error, such as a literal secret,
 	// each as "file:line: key: message".
@@ -62,6 +64,30 @@ type Config struct {
 
 	file string
 	src  *sources
+}
+
+// Providers holds each provider's settings.
+type Providers struct {
+	Docker Docker `yaml:"docker"`
+}
+
+// Docker configures the docker provider: the engines it places
+// instances on (the one with the most free room first).
+type Docker struct {
+	Endpoints    []DockerEndpoint `yaml:"endpoints"`
+	Network      string           `yaml:"network"`        // host (default) or none
+	ReadOnlyRoot bool             `yaml:"read_only_root"` // the runner's root file system read-only
+	LogDriver    string           `yaml:"log_driver"`     // "none" keeps runner output off the engine's disk
+}
+
+// DockerEndpoint is one Docker engine.
+type DockerEndpoint struct {
+	Name         string `yaml:"name"`
+	Host         string `yaml:"host"` // unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host
+	TLSCA        string `yaml:"tls_ca"`
+	TLSCert      string `yaml:"tls_cert"`
+	TLSKey       string `yaml:"tls_key"`
+	MaxInstances int    `yaml:"max_instances"`
 }
 
 // Log configures logging.

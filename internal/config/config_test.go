@@ -342,3 +342,29 @@ pools:
 		t.Fatal("error leaks a secret")
 	}
 }
+
+func TestParse_Docker(t *testing.T) {
+	const cfg = `targets:
+  - {id: a, kind: sim, scope: org, path: acme, url: "http://127.0.0.1:9"}
+pools:
+  - {id: p, labels: [corral], provider: docker, image: runner:1}
+  - {id: q, labels: [other], provider: kubernetes}
+providers:
+  docker:
+    network: bridge
+    read_only_root: maybe
+    endpoints:
+      - {name: a, host: "unix:///run/docker.sock"}
+      - {name: a, host: "http://x"}
+`
+	_, err := Parse("c.yaml", []byte(cfg), func(string) string { return "" })
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"c.yaml:5: pools[1].provider", "c.yaml:8: providers.docker.network", "c.yaml:9: providers.docker.read_only_root",
+		"c.yaml:12: providers.docker.endpoints[1].host", "providers.docker.endpoints[1].name"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

@@ -135,6 +135,15 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 		if i, ok := d.atoi(n.Value, key); ok {
 			v.SetInt(int64(i))
 		}
+	case reflect.Bool:
+		switch strings.ToLower(n.Value) {
+		case "true", "yes", "on":
+			v.SetBool(true)
+		case "false", "no", "off":
+			v.SetBool(false)
+		default:
+			d.problem(n.Line, key, "want true or false, got %q", n.Value)
+		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.problem(n.Line, key, "want a list")

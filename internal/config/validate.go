@@ -119,6 +119,7 @@ func (c *Config) build() (Domain, []Problem) {
 	if _, err := route.New(d.Pools, route.Options{Sizes: d.Sizes}); err != nil {
 		b.routeProblems(err)
 	}
+	b.providers()
 	slices.SortStableFunc(b.problems, func(x, y Problem) int {
 		return cmp.Or(cmp.Compare(x.File, y.File), cmp.Compare(x.Line, y.Line))
 	})
@@ -132,6 +133,39 @@ var (
 )
 
 const slugMsg = "want lowercase letters, digits and dashes (at most 63)"
+
+// knownProviders are the providers corral has.
+var knownProviders = []string{"process", "docker"}
+
+func (b *builder) providers() {
+	for i, p := range b.c.Pools {
+		if p.Provider != "" && !slices.Contains(knownProviders, p.Provider) {
+			b.bad(fmt.Sprintf("pools[%d].provider", i), "want one of %v, got %q", knownProviders, p.Provider)
+		}
+	}
+	dk := b.c.Providers.Docker
+	switch dk.Network {
+	case "", "host", "none":
+	default:
+		b.bad("providers.docker.network", "want host or none, got %q", dk.Network)
+	}
+	names := map[string]bool{}
+	for i, e := range dk.Endpoints {
+		k := fmt.Sprintf("providers.docker.endpoints[%d]", i)
+		if e.Host == "" {
+			b.bad(k+".host", "required: unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST")
+		} else if u, err := url.Parse(e.Host); err != nil || !slices.Contains([]string{"unix", "tcp", "ssh"}, u.Scheme) {
+			b.bad(k+".host", "want a unix://, tcp:// or ssh:// address, got %q", e.Host)
+		}
+		if names[e.Name] {
+			b.bad(k+".name", "duplicate endpoint name %q", e.Name)
+		}
+		names[e.Name] = true
+		if e.MaxInstances < 0 {
+			b.bad(k+".max_instances", "want 0 (no cap) or more")
+		}
+	}
+}
 
 func (b *builder) top() {
 	c := b.c

@@ -5,6 +5,7 @@ package forge
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -18,6 +19,8 @@ import (
 // kept, so caches (tokens, ETags) live as long as corral does.
 type Registry struct {
 	hc      *http.Client
+	log     *slog.Logger
+	gh      *github.Cache // installation tokens and budgets, shared by every GitHub target
 	mu      sync.Mutex
 	clients map[string]corral.Forge
 }
@@ -26,11 +29,14 @@ var _ corral.Forges = (*Registry)(nil)
 
 // NewRegistry returns a registry whose clients share hc (nil: a client with
 // a 30 s timeout).
-func NewRegistry(hc *http.Client) *Registry {
+func NewRegistry(hc *http.Client, log *slog.Logger) *Registry {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &Registry{hc: hc, clients: map[string]corral.Forge{}}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{hc: hc, log: log, gh: github.NewCache(), clients: map[string]corral.Forge{}}
 }
 
 // Forge returns the client of target t.
@@ -45,8 +51,10 @@ func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
 	switch t.Kind {
 	case corral.KindSim:
 		f, err = sim.NewClient(t, r.hc)
+	case corral.KindGitHub:
+		f, err = github.NewClient(t, github.Options{HTTPClient: r.hc, Cache: r.gh, Logger: r.log})
 	default:
-		return nil, fmt.Errorf("target %s: forge kind %q is not implemented yet (corral serves: sim)", t.ID, t.Kind)
+		return nil, fmt.Errorf("target %s: forge kind %q is not implemented yet (corral serves: github, sim)", t.ID, t.Kind)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", t.ID, err)

@@ -10,6 +10,18 @@ import (
 	"github.com/corral-ci/corral/internal/ledger"
 )
 
+// repoObserver is a forge that sweeps per repository and wants to know the
+// repositories corral has seen jobs of (GitHub organization and enterprise
+// targets).
+type repoObserver interface{ ObserveRepo(repo string) }
+
+// redeliverer is a forge that can have its failed webhook deliveries sent
+// again (a GitHub App): a queued event that never arrived is rescued in
+// seconds instead of at the next job sweep.
+type redeliverer interface {
+	RedeliverFailed(ctx context.Context, since time.Time) (int, error)
+}
+
 // maxLookups bounds the single-job calls one forge sweep makes per target,
 // so a burst of finished jobs whose webhooks were lost costs the forge a
 // bounded number of calls per sweep.
@@ -42,6 +54,13 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 	})
 	if err != nil {
 		return err
+	}
+	if o, ok := f.(repoObserver); ok {
+		for _, j := range known {
+			if j.Repo != "" {
+				o.ObserveRepo(j.Repo)
+			}
+		}
 	}
 	open, err := f.OpenJobs(ctx)
 	if err != nil {

@@ -36,7 +36,7 @@ func (h *Handler) appTargets(app string) []corral.Target {
 	defer h.mu.RUnlock()
 	var out []corral.Target
 	for _, t := range h.targets {
-		if t.Kind == corral.KindGitHub && t.Settings["app_id"] == app {
+		if t.Kind == corral.KindGitHub && (t.Settings["app_id"] == app || t.Settings["app_hook"] == app) {
 			out = append(out, t)
 		}
 	}

@@ -87,7 +87,11 @@ func TestServer_flow(t *testing.T) {
 		runnerOf[ji.ID] = ji.RunnerName
 	}
 	for _, j := range jobs {
+		// Webhooks go out concurrently, like GitHub's: no order is promised,
+		// so compare them sorted by action.
 		evs := f.hooks.forJob(j.id)
+		rank := map[corral.JobAction]int{corral.ActionQueued: 0, corral.ActionInProgress: 1, corral.ActionCompleted: 2}
+		slices.SortStableFunc(evs, func(a, b corral.JobEvent) int { return rank[a.Action] - rank[b.Action] })
 		var actions []corral.JobAction
 		for _, e := range evs {
 			actions = append(actions, e.Action)

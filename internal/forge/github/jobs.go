@@ -1,0 +1,277 @@
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	gh "github.com/google/go-github/v75/github"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+// openRunStatuses are the workflow-run statuses whose jobs may be open:
+// queued and in_progress runs hold queued and running jobs; waiting runs
+// hold jobs waiting for an approval (reported as ActionWaiting, so the
+// sweep does not take them for finished).
+var openRunStatuses = []string{"queued", "in_progress", "waiting"}
+
+// OpenJobs lists the target's jobs that are queued, waiting or running.
+//
+// Cost: per repository, one conditional GET of the runs per open status
+// (three; a 304 costs no rate limit), and one of the jobs of each open run.
+// Which repositories: a repository target its own; an organization the
+// repositories its credential sees (GET /installation/repositories for an
+// App, /orgs/{org}/repos for a PAT; archived ones skipped; refreshed every
+// RepoListTTL) plus those passed to ObserveRepo; an enterprise only those
+// passed to ObserveRepo or to Job, since GitHub has no enterprise-wide
+// listing of workflow runs. A sweep short of rate-limit budget fails with
+// ErrRateLimited rather than return a partial list.
+func (c *Client) OpenJobs(ctx context.Context) ([]corral.JobEvent, error) {
+	ctx = withPriority(ctx, prioritySweep)
+	if err := c.ensureProbe(ctx); err != nil {
+		return nil, err
+	}
+	repos, err := c.sweepRepos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []corral.JobEvent
+	seen := map[int64]bool{}
+	for _, repo := range repos {
+		evs, err := c.repoOpenJobs(ctx, repo)
+		if errors.Is(err, corral.ErrNotFound) && c.t.Scope != corral.ScopeRepo {
+			// Deleted, renamed or no longer visible: not this target's.
+			c.log.Warn("repository skipped by the job sweep", "repo", repo, "err", err)
+			c.forgetRepo(repo)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			if !seen[ev.ForgeJobID] {
+				seen[ev.ForgeJobID] = true
+				out = append(out, ev)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *Client) repoOpenJobs(ctx context.Context, repo string) ([]corral.JobEvent, error) {
+	owner, name, _ := strings.Cut(repo, "/")
+	var runs []int64
+	for _, st := range openRunStatuses {
+		opt := &gh.ListWorkflowRunsOptions{Status: st, ListOptions: gh.ListOptions{PerPage: 100}}
+		for n := 0; ; n++ {
+			if n == maxPages {
+				return nil, c.malformed("list-runs", http.MethodGet, fmt.Sprintf("more than %d pages", maxPages))
+			}
+			page, resp, err := c.gh.Actions.ListRepositoryWorkflowRuns(ctx, owner, name, opt)
+			if err != nil {
+				return nil, c.callErr("list-runs", resp, err)
+			}
+			for _, r := range page.WorkflowRuns {
+				if !slices.Contains(runs, r.GetID()) {
+					runs = append(runs, r.GetID())
+				}
+			}
+			if resp.NextPage == 0 {
+				break
+			}
+			opt.Page = resp.NextPage
+		}
+	}
+	var out []corral.JobEvent
+	for _, run := range runs {
+		opt := &gh.ListWorkflowJobsOptions{Filter: "latest", ListOptions: gh.ListOptions{PerPage: 100}}
+		for n := 0; ; n++ {
+			if n == maxPages {
+				return nil, c.malformed("list-jobs", http.MethodGet, fmt.Sprintf("more than %d pages", maxPages))
+			}
+			page, resp, err := c.gh.Actions.ListWorkflowJobs(ctx, owner, name, run, opt)
+			if err != nil {
+				cerr := c.callErr("list-jobs", resp, err)
+				if errors.Is(cerr, corral.ErrNotFound) {
+					break // the run was deleted meanwhile
+				}
+				return nil, cerr
+			}
+			for _, j := range page.Jobs {
+				if ev := jobEvent(j, repo); ev.Action != corral.ActionCompleted {
+					out = append(out, ev)
+				}
+			}
+			if resp.NextPage == 0 {
+				break
+			}
+			opt.Page = resp.NextPage
+		}
+	}
+	return out, nil
+}
+
+// Job returns GitHub's current view of one job (GET
+// /repos/{repo}/actions/jobs/{id}); ErrNotFound when GitHub no longer knows
+// it. repo may be empty for a repository target.
+func (c *Client) Job(ctx context.Context, forgeJobID int64, repo string) (corral.JobEvent, error) {
+	ctx = withPriority(ctx, prioritySweep)
+	if repo == "" && c.t.Scope == corral.ScopeRepo {
+		repo = c.t.Path
+	}
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok || owner == "" || name == "" {
+		return corral.JobEvent{}, fmt.Errorf("github job %d [%s]: repository %q is not owner/name: %w", forgeJobID, c.t.ID, repo, corral.ErrBadInput)
+	}
+	j, resp, err := c.gh.Actions.GetWorkflowJobByID(ctx, owner, name, forgeJobID)
+	if err != nil {
+		return corral.JobEvent{}, c.callErr("get-job", resp, err)
+	}
+	c.ObserveRepo(repo)
+	return jobEvent(j, repo), nil
+}
+
+// jobAction maps a job's status to the action a webhook would carry.
+func jobAction(status string) corral.JobAction {
+	switch status {
+	case "queued":
+		return corral.ActionQueued
+	case "in_progress":
+		return corral.ActionInProgress
+	case "completed":
+		return corral.ActionCompleted
+	default: // waiting, pending, requested
+		return corral.ActionWaiting
+	}
+}
+
+func jobEvent(j *gh.WorkflowJob, repo string) corral.JobEvent {
+	ev := corral.JobEvent{
+		Action:     jobAction(j.GetStatus()),
+		ForgeJobID: j.GetID(),
+		RunID:      j.GetRunID(),
+		RunAttempt: int(j.GetRunAttempt()),
+		Repo:       repo,
+		Name:       j.GetName(),
+		Labels:     j.Labels,
+		RunnerID:   j.GetRunnerID(),
+		RunnerName: j.GetRunnerName(),
+		Conclusion: j.GetConclusion(),
+	}
+	created, started, completed := j.GetCreatedAt().Time, j.GetStartedAt().Time, j.GetCompletedAt().Time
+	switch ev.Action {
+	case corral.ActionInProgress:
+		ev.At = firstNonZero(started, created)
+	case corral.ActionCompleted:
+		ev.At = firstNonZero(completed, started, created)
+	default:
+		ev.At = firstNonZero(created, started)
+	}
+	return ev
+}
+
+func firstNonZero(ts ...time.Time) time.Time {
+	for _, t := range ts {
+		if !t.IsZero() {
+			return t
+		}
+	}
+	return time.Time{}
+}
+
+// sweepRepos returns the repositories OpenJobs looks at (see OpenJobs).
+func (c *Client) sweepRepos(ctx context.Context) ([]string, error) {
+	if c.t.Scope == corral.ScopeRepo {
+		return []string{c.t.Path}, nil
+	}
+	if c.t.Scope == corral.ScopeOrg {
+		c.reposMu.Lock()
+		stale := c.reposAt.IsZero() || c.clock.Now().Sub(c.reposAt) >= c.opt.RepoListTTL
+		c.reposMu.Unlock()
+		if stale {
+			repos, err := c.orgRepos(ctx)
+			if errors.Is(err, corral.ErrNotFound) {
+				// The probe found the organization, so the listing itself
+				// is missing (a stand-in or proxy without it): sweep the
+				// observed repositories and ask again after the TTL.
+				c.log.Warn("organization repository list unavailable; sweeping observed repositories only", "err", err)
+				repos, err = nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			c.reposMu.Lock()
+			c.repos, c.reposAt = repos, c.clock.Now()
+			c.reposMu.Unlock()
+		}
+	}
+	c.reposMu.Lock()
+	defer c.reposMu.Unlock()
+	set := map[string]bool{}
+	for _, r := range c.repos {
+		set[r] = true
+	}
+	for r := range c.observed {
+		set[r] = true
+	}
+	out := make([]string, 0, len(set))
+	for r := range set {
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (c *Client) forgetRepo(repo string) {
+	c.reposMu.Lock()
+	defer c.reposMu.Unlock()
+	delete(c.observed, repo)
+	c.repos = slices.DeleteFunc(c.repos, func(r string) bool { return r == repo })
+}
+
+// orgRepos lists the organization's unarchived repositories the
+// credential sees.
+func (c *Client) orgRepos(ctx context.Context) ([]string, error) {
+	var out []string
+	add := func(rs []*gh.Repository) {
+		for _, r := range rs {
+			if r.GetArchived() || !strings.EqualFold(r.GetOwner().GetLogin(), c.owner) {
+				continue
+			}
+			out = append(out, r.GetFullName())
+		}
+	}
+	lo := gh.ListOptions{PerPage: 100}
+	for n := 0; ; n++ {
+		if n == maxPages {
+			return nil, c.malformed("list-repos", http.MethodGet, fmt.Sprintf("more than %d pages", maxPages))
+		}
+		var resp *gh.Response
+		var err error
+		if c.app != nil {
+			var page *gh.ListRepositories
+			page, resp, err = c.gh.Apps.ListRepos(ctx, &lo)
+			if err == nil {
+				add(page.Repositories)
+			}
+		} else {
+			var page []*gh.Repository
+			page, resp, err = c.gh.Repositories.ListByOrg(ctx, c.owner, &gh.RepositoryListByOrgOptions{Type: "all", ListOptions: lo})
+			if err == nil {
+				add(page)
+			}
+		}
+		if err != nil {
+			return nil, c.callErr("list-repos", resp, err)
+		}
+		if resp.NextPage == 0 {
+			return out, nil
+		}
+		lo.Page = resp.NextPage
+	}
+}
