@@ -144,7 +144,8 @@ func (q *sender) send(ctx context.Context, d *deliveryRec) {
 	if ctx.Err() != nil {
 		return // closing: the attempt is not recorded
 	}
-	q.record(d, code, status, time.Since(start), h, body)
+	took := time.Since(start)
+	// Count first: whoever sees the attempt listed sees it counted too.
 	q.bump(func(w *WebhookStats) {
 		if code >= 200 && code < 300 {
 			w.Sent++
@@ -155,6 +156,7 @@ func (q *sender) send(ctx context.Context, d *deliveryRec) {
 			w.Redelivered++
 		}
 	})
+	q.record(d, code, status, took, h, body)
 	if code < 200 || code > 299 {
 		q.log.Info("webhook delivery failed; GitHub does not retry", "guid", d.guid, "hook", d.hook.id, "status", status)
 	}
