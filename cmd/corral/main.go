@@ -63,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "sim-runner":
 		return runSimRunner(ctx, args[1:], stdout, stderr)
+	case "github-sim-runner":
+		return runGitHubSimRunner(ctx, args[1:], stdout, stderr)
 	case "shim":
 		return runShim(ctx, args[1:])
 	case "help", "-h", "--help":

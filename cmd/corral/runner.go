@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/forge/sim"
 	"github.com/corral-ci/corral/internal/provider/process"
 )
@@ -15,6 +16,13 @@ import (
 // for the requested time and exits.
 func runSimRunner(ctx context.Context, _ []string, stdout, _ io.Writer) error {
 	return sim.RunRunner(ctx, os.Getenv, stdout)
+}
+
+// runGitHubSimRunner is the simulated actions runner of the stand-in
+// GitHub (tests): like `run.sh --jitconfig`, it reads its JIT config from
+// ACTIONS_RUNNER_INPUT_JITCONFIG (or --jitconfig), takes one job and exits.
+func runGitHubSimRunner(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	return standin.RunRunnerArgs(ctx, args, os.Getenv, stdout)
 }
 
 // runShim wraps a runner process: it enforces the instance's maximum

@@ -26,7 +26,7 @@ func (l *Ledger) start(ctx context.Context, tx corral.Tx, j *corral.Job, ev corr
 	if err != nil {
 		return err
 	}
-	if err := freeIntents(ctx, tx, j.ID, inst.ID, now); err != nil {
+	if err := l.freeIntents(ctx, tx, j.ID, inst.ID, now); err != nil {
 		return err
 	}
 	if !ok {
@@ -96,7 +96,7 @@ func (l *Ledger) complete(ctx context.Context, tx corral.Tx, j *corral.Job, ev c
 		}
 		inst, ok = in, found
 	}
-	if err := freeIntents(ctx, tx, j.ID, inst.ID, now); err != nil {
+	if err := l.freeIntents(ctx, tx, j.ID, inst.ID, now); err != nil {
 		return err
 	}
 	stamp(corral.EvJobCompleted, inst.ID, j.Conclusion)
@@ -134,7 +134,7 @@ func ourInstance(ctx context.Context, tx corral.Tx, runnerName string) (corral.I
 // freeIntents unbinds the not-yet-busy instances created for a job that
 // another runner took, so the scheduler can give them to other jobs or
 // scale them down.
-func freeIntents(ctx context.Context, tx corral.Tx, jobID int64, except string, now time.Time) error {
+func (l *Ledger) freeIntents(ctx context.Context, tx corral.Tx, jobID int64, except string, now time.Time) error {
 	if jobID == 0 {
 		return nil
 	}
@@ -147,6 +147,7 @@ func freeIntents(ctx context.Context, tx corral.Tx, jobID int64, except string, 
 		if ins[i].ID == except {
 			continue
 		}
+		l.log.Info("instance freed: its job runs elsewhere or is done", "instance", ins[i].ID, "job", jobID, "state", ins[i].State)
 		ins[i].JobID = 0
 		ins[i].UpdatedAt = now
 		if err := tx.PutInstance(ctx, &ins[i]); err != nil {

@@ -40,11 +40,12 @@ type Config struct {
 
 // Reconciler runs the periodic sweeps.
 type Reconciler struct {
-	cfg   Config
-	exits <-chan string // every provider's exits, fanned in once
-	pools map[string]corral.Pool
-	clock corral.Clock
-	log   *slog.Logger
+	cfg     Config
+	targets map[string]corral.Target
+	exits   <-chan string // every provider's exits, fanned in once
+	pools   map[string]corral.Pool
+	clock   corral.Clock
+	log     *slog.Logger
 }
 
 // New validates and assembles. It does no I/O.
@@ -64,10 +65,13 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Wake == nil {
 		cfg.Wake = func() {}
 	}
-	r := &Reconciler{cfg: cfg, pools: map[string]corral.Pool{}, clock: cfg.Clock,
+	r := &Reconciler{cfg: cfg, pools: map[string]corral.Pool{}, targets: map[string]corral.Target{}, clock: cfg.Clock,
 		log: cfg.Logger.With("component", "reconciler")}
 	for _, p := range cfg.Pools {
 		r.pools[p.ID] = p
+	}
+	for _, t := range cfg.Targets {
+		r.targets[t.ID] = t
 	}
 	r.exits = fanIn(cfg.Providers)
 	return r, nil
@@ -210,9 +214,47 @@ func (r *Reconciler) pruneDeliveries(ctx context.Context) (int, error) {
 // HandleExit drains the instance whose runner exited (its job is done or
 // it died): nothing runs there any more.
 func (r *Reconciler) HandleExit(ctx context.Context, instanceID string) {
-	if err := r.drain(ctx, instanceID, "runner exited", []corral.InstanceState{corral.InstStarting, corral.InstIdle, corral.InstBusy}); err != nil {
+	if err := r.exited(ctx, instanceID, []corral.InstanceState{corral.InstStarting, corral.InstIdle, corral.InstBusy}); err != nil {
 		r.log.Warn("handle runner exit", "instance", instanceID, "err", err)
 	}
+}
+
+// exited drains an instance whose runner exited. An ephemeral runner exits
+// after its job, often before the forge's webhooks about that job arrive:
+// when the ledger still shows the instance's job waiting, the forge is asked
+// about the job first, so the job is not served a second time.
+func (r *Reconciler) exited(ctx context.Context, id string, from []corral.InstanceState) error {
+	var in corral.Instance
+	var job corral.Job
+	err := r.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
+		var err error
+		if in, err = tx.Instance(ctx, id); err != nil {
+			return err
+		}
+		if in.JobID != 0 {
+			job, err = tx.Job(ctx, in.JobID)
+		}
+		return err
+	})
+	if errors.Is(err, corral.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if in.JobID != 0 && job.State == corral.JobRouted {
+		if t, ok := r.targets[job.TargetID]; ok {
+			if f, err := r.cfg.Forges.Forge(t); err == nil {
+				if ev, err := f.Job(ctx, job.ForgeJobID, job.Repo); err == nil &&
+					(ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
+					if _, err := r.cfg.Ledger.Observe(ctx, t, ev); err != nil {
+						r.log.Warn("record the job of an exited runner", "instance", id, "err", err)
+					}
+				}
+			}
+		}
+	}
+	return r.drain(ctx, id, "runner exited", from)
 }
 
 // drain moves an instance in one of the given states to draining.

@@ -254,7 +254,7 @@ func (r *Reconciler) providerAgainst(ctx context.Context, name string, p corral.
 			continue
 		}
 		if !pi.Running && in.State != corral.InstPending && in.State != corral.InstDraining {
-			if err := r.drain(ctx, in.ID, "runner exited", []corral.InstanceState{in.State}); err != nil {
+			if err := r.exited(ctx, in.ID, []corral.InstanceState{corral.InstStarting, corral.InstIdle, corral.InstBusy}); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -182,6 +182,9 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 		if err != nil {
 			return err
 		}
+		if cur.State == corral.InstDeleted {
+			return nil // deleted already (a second delete from an older snapshot)
+		}
 		if err := cur.Transition(corral.InstDeleted); err != nil {
 			return err
 		}
@@ -240,6 +243,7 @@ func (s *Scheduler) retire(ctx context.Context, in corral.Instance, reason strin
 		return tx.PutInstance(ctx, &cur)
 	})
 	if err == nil {
+		s.log.Info("retiring instance", "instance", in.ID, "state", in.State, "job", in.JobID, "reason", reason, "forced", force)
 		s.Wake()
 	}
 	return err

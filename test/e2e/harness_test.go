@@ -140,13 +140,19 @@ type proc struct {
 
 func startCorral(t testing.TB, cfg string, f *forge, listen string, extra ...string) *proc {
 	t.Helper()
+	return startCorralEnv(t, cfg, listen, []string{"E2E_WEBHOOK_SECRET=" + f.secret.Reveal()}, extra...)
+}
+
+// startCorralEnv starts `corral serve` with extra environment variables.
+func startCorralEnv(t testing.TB, cfg, listen string, env []string, extra ...string) *proc {
+	t.Helper()
 	logf, err := os.CreateTemp(t.TempDir(), "corral-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := append([]string{"serve", "-config", cfg}, extra...)
 	cmd := exec.Command(corralBin, args...)
-	cmd.Env = append(os.Environ(), "E2E_WEBHOOK_SECRET="+f.secret.Reveal())
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -188,6 +194,9 @@ func dumpLog(t testing.TB, path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return
+	}
+	if dir := os.Getenv("CORRAL_E2E_KEEP_LOGS"); dir != "" {
+		_ = os.WriteFile(filepath.Join(dir, filepath.Base(path)), b, 0o644)
 	}
 	lines := strings.Split(string(b), "\n")
 	if len(lines) > 60 {

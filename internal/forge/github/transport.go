@@ -107,12 +107,23 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		lim := t.c.opt.Cache.limiter(key)
+		// GitHub asks for mutating requests to go one at a time per
+		// credential (secondary rate limits): a burst of concurrent mints
+		// would all be sent before the first Retry-After comes back.
+		mutating := req.Method != http.MethodGet && req.Method != http.MethodHead
+		unlock := func() {}
+		if mutating {
+			lim.writes.Lock()
+			unlock = lim.writes.Unlock
+		}
 		if err := t.admit(ctx, lim, prio); err != nil {
+			unlock()
 			return nil, err
 		}
 		r := req.Clone(ctx)
 		if attempt > 1 && req.GetBody != nil {
 			if r.Body, err = req.GetBody(); err != nil {
+				unlock()
 				return nil, err
 			}
 		}
@@ -130,6 +141,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		actx, cancel := context.WithTimeout(ctx, t.base.timeout)
 		resp, err := rt.RoundTrip(r.WithContext(actx))
 		if err != nil {
+			unlock()
 			cancel()
 			if ctx.Err() != nil || attempt >= t.c.opt.MaxAttempts {
 				return nil, err
@@ -144,6 +156,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body.Close()
 		cancel()
 		if rerr != nil {
+			unlock()
 			if attempt >= t.c.opt.MaxAttempts {
 				return nil, fmt.Errorf("reading the answer: %w", rerr)
 			}
@@ -152,6 +165,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		limited := isRateLimited(resp.StatusCode, resp.Header, body)
 		lim.observe(resp.Header, limited, now)
+		unlock()
 		switch {
 		case resp.StatusCode == http.StatusNotModified && cached != nil:
 			return cached.response(r, resp), nil

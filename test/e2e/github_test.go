@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
+)
+
+// ghRig is corral serving two GitHub targets on the stand-in GitHub: a
+// repository target with a classic token and a repository webhook, and an
+// organization target through a GitHub App (its single webhook URL).
+type ghRig struct {
+	gh      *standin.Server
+	url     string
+	listen  string
+	dataDir string
+	cfg     string
+	env     []string
+}
+
+const (
+	ghPAT    = "ghp_e2eTokenNeverShown0123456789abcdef"
+	ghAppID  = 7
+	ghInstID = 4200
+)
+
+func newGHRig(t *testing.T, seed int64, poolMax int) *ghRig {
+	t.Helper()
+	gh := standin.New(standin.Options{Seed: seed})
+	ts := httptest.NewServer(gh)
+	t.Cleanup(func() { ts.Close(); gh.Close() })
+	r := &ghRig{gh: gh, url: ts.URL, listen: freePort(t), dataDir: filepath.Join(t.TempDir(), "data")}
+	secretRepo, secretApp := corral.Secret("repo-hook-secret"), corral.Secret("app-hook-secret")
+	gh.AddRepo("alpha", "app")
+	gh.AddRepo("beta", "x")
+	gh.AddRepo("beta", "y")
+	gh.AddPAT(ghPAT, "repo")
+	gh.AddHook("alpha/app", "http://"+r.listen+"/webhooks/alpha-app", secretRepo)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh.AddApp(ghAppID, &key.PublicKey, fmt.Sprintf("http://%s/webhooks/app/%d", r.listen, ghAppID), secretApp)
+	gh.Install(ghAppID, ghInstID, "beta", "beta/x", "beta/y")
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "app.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := os.WriteFile(keyFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The runner image: like actions/runner's directory, with a run.sh.
+	image := filepath.Join(dir, "actions-runner")
+	if err := os.MkdirAll(image, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runSh := "#!/bin/sh\nexec " + corralBin + " github-sim-runner \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(image, "run.sh"), []byte(runSh), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`listen: %s
+data_dir: %s
+reconcile_interval: 2s
+log: {level: info}
+targets:
+  - id: alpha-app
+    kind: github
+    scope: repo
+    path: alpha/app
+    url: %s
+    webhook_secret: env:E2E_REPO_SECRET
+    token: env:E2E_PAT
+    runner_prefix: corral-alpha
+  - id: beta
+    kind: github
+    scope: org
+    path: beta
+    url: %s
+    webhook_secret: env:E2E_APP_SECRET
+    token: file:%s
+    runner_prefix: corral-beta
+    settings: {app_id: "%d"}
+pools:
+  - id: linux
+    labels: [corral]
+    provider: process
+    image: %s
+    max_instances: %d
+    boot_timeout: 30s
+    max_job_runtime: 2m
+    idle_timeout: 5s
+    max_lifetime: 10m
+`, r.listen, r.dataDir, ts.URL, ts.URL, keyFile, ghAppID, image, poolMax)
+	r.cfg = filepath.Join(dir, "corral.yaml")
+	if err := os.WriteFile(r.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.env = []string{"E2E_REPO_SECRET=" + secretRepo.Reveal(), "E2E_APP_SECRET=" + secretApp.Reveal(), "E2E_PAT=" + ghPAT}
+	return r
+}
+
+func (r *ghRig) start(t *testing.T) *proc {
+	t.Helper()
+	return startCorralEnv(t, r.cfg, r.listen, r.env)
+}
+
+func (r *ghRig) queue(n int, dur func(i int) time.Duration) {
+	repos := []string{"alpha/app", "beta/x", "beta/y", "alpha/app"}
+	for i := 0; i < n; i++ {
+		r.gh.QueueJob(repos[i%len(repos)], standin.JobSpec{Name: fmt.Sprint("job-", i),
+			Labels: []string{"self-hosted", "corral", fmt.Sprint("run-", i)}, Duration: dur(i)})
+	}
+}
+
+func (r *ghRig) checkClean(t *testing.T, jobs int) {
+	t.Helper()
+	waitFor(t, 60*time.Second, "every registration removed and every runner process gone", func() bool {
+		return r.gh.Stats().Registered == 0 && len(runnerProcesses(r.dataDir)) == 0
+	})
+	st := r.gh.Stats()
+	for id, n := range st.Completions {
+		if n != 1 {
+			t.Errorf("job %d completed %d times", id, n)
+		}
+	}
+	done := 0
+	for _, j := range r.gh.Jobs() {
+		if j.Status == "completed" {
+			done++
+		}
+		if j.Conclusion != "success" {
+			t.Errorf("job %d concluded %q, want success (a busy runner killed?)", j.ID, j.Conclusion)
+		}
+	}
+	if done != jobs {
+		t.Errorf("%d jobs completed, want %d", done, jobs)
+	}
+	if st.RateLimitViolations != 0 {
+		t.Errorf("corral ignored GitHub's rate limits %d times: %v", st.RateLimitViolations, st.Violations)
+	}
+}
+
+// TestGitHub serves 200 jobs across a repository target and an
+// organization target (GitHub App) on the stand-in GitHub: each job on its
+// own runner, one forge call per job on the happy path, one installation
+// token for the whole run.
+func TestGitHub(t *testing.T) {
+	const jobs = 200
+	r := newGHRig(t, 1, 10)
+	p := r.start(t)
+	r.queue(jobs, func(i int) time.Duration { return time.Duration(50+i%100) * time.Millisecond })
+	waitFor(t, 150*time.Second, "every job completed", func() bool {
+		n := 0
+		for _, j := range r.gh.Jobs() {
+			if j.Status == "completed" {
+				n++
+			}
+		}
+		return n == jobs
+	})
+	r.checkClean(t, jobs)
+	p.stop(t)
+	st := r.gh.Stats()
+	if n := st.Calls["POST generate-jitconfig"]; n != jobs {
+		t.Errorf("generate-jitconfig calls = %d, want exactly one per job (%d)", n, jobs)
+	}
+	runners := map[string]bool{}
+	for _, j := range r.gh.Jobs() {
+		if runners[j.RunnerName] {
+			t.Errorf("runner %s ran two jobs", j.RunnerName)
+		}
+		runners[j.RunnerName] = true
+	}
+	if n := st.TokenMints[ghInstID]; n != 1 {
+		t.Errorf("installation tokens minted = %d, want 1 for the whole run", n)
+	}
+	perJob := 0
+	for _, n := range st.Calls {
+		perJob += n
+	}
+	t.Logf("%d jobs: %d API calls in all (%.2f per job, sweeps included): %v", jobs, perJob, float64(perJob)/jobs, st.Calls)
+}
+
+// TestGitHubFaults: 10% server errors, bursts of secondary rate limits and
+// 30% dropped webhooks: every job is still served, no busy runner is
+// killed, nothing is left, and corral honoured every Retry-After.
+func TestGitHubFaults(t *testing.T) {
+	const jobs = 60
+	r := newGHRig(t, 2, 8)
+	p := r.start(t)
+	r.gh.SetFaults(standin.Faults{ServerErrorRate: 0.1, SecondaryBurst: 6, DropRate: 0.3})
+	r.queue(jobs/2, func(int) time.Duration { return 100 * time.Millisecond })
+	time.Sleep(3 * time.Second)
+	r.gh.SetFaults(standin.Faults{ServerErrorRate: 0.1, SecondaryBurst: 6, DropRate: 0.3})
+	r.queue(jobs/2, func(int) time.Duration { return 100 * time.Millisecond })
+	waitFor(t, 150*time.Second, "every job completed", func() bool {
+		n := 0
+		for _, j := range r.gh.Jobs() {
+			if j.Status == "completed" {
+				n++
+			}
+		}
+		return n == jobs
+	})
+	r.checkClean(t, jobs)
+	p.stop(t)
+	st := r.gh.Stats()
+	t.Logf("%d jobs under faults: %d webhooks dropped, calls %v", jobs, st.Webhooks.Dropped, st.Calls)
+}
