@@ -93,6 +93,11 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("GET "+p+"/hooks/{hook_id}/deliveries/{delivery_id}", s.api(&route{name: "GET hook delivery", auth: authToken, area: "hooks", h: s.handleGetDelivery}))
 		mux.Handle("POST "+p+"/hooks/{hook_id}/deliveries/{delivery_id}/attempts", s.api(&route{name: "POST hook delivery attempts", auth: authToken, area: "hooks", write: true, h: s.handleRedeliver}))
 	}
+	mux.Handle("GET /installation/repositories", s.api(&route{name: "GET installation repositories", auth: authToken, h: s.handleInstallationRepos}))
+	mux.Handle("GET /orgs/{org}/repos", s.api(&route{name: "GET org repos", auth: authToken, h: s.handleOrgRepos}))
+	mux.Handle("POST /app-manifests/{code}/conversions", s.api(&route{name: "POST app-manifests conversions", auth: authNone, h: s.handleManifestConversion}))
+	mux.HandleFunc("POST /settings/apps/new", s.handleManifestNew)
+	mux.HandleFunc("POST /organizations/{org}/settings/apps/new", s.handleManifestNew)
 	s.runnerRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "Not Found")

@@ -170,7 +170,8 @@ type Server struct {
 	mints        map[int64]int
 	labelIDs     map[string]int64
 	violations   []string
-	ids          int64 // small ids (repos, orgs, hooks)
+	manifests    map[string]*manifestGrant // App manifest codes not yet converted
+	ids          int64                     // small ids (repos, orgs, hooks)
 	nextJob      int64
 	nextRun      int64
 	nextRunner   int64
