@@ -110,3 +110,10 @@ type Forges interface {
 	Forge(t Target) (Forge, error)
 	Parser(k TargetKind) (WebhookParser, error)
 }
+
+// RunnerDiagnoser is implemented by forges that recognise, in a runner's
+// output, why it could not take jobs (a runner version the forge refuses).
+// DiagnoseRunner returns nil when the output shows no such reason.
+type RunnerDiagnoser interface {
+	DiagnoseRunner(output string) error
+}

@@ -49,3 +49,9 @@ type Provider interface {
 type ExitNotifier interface {
 	Exited() <-chan string // instance ids
 }
+
+// LogReader is implemented by providers that can show the end of a
+// runner's output (its log), read before the instance is deleted.
+type LogReader interface {
+	RunnerLog(ctx context.Context, inst ProviderInstance, maxBytes int) (string, error)
+}

@@ -242,19 +242,59 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 	if err != nil {
 		return err
 	}
+	reason := "runner exited"
 	if in.JobID != 0 && job.State == corral.JobRouted {
 		if t, ok := r.targets[job.TargetID]; ok {
 			if f, err := r.cfg.Forges.Forge(t); err == nil {
-				if ev, err := f.Job(ctx, job.ForgeJobID, job.Repo); err == nil &&
-					(ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
+				ev, err := f.Job(ctx, job.ForgeJobID, job.Repo)
+				switch {
+				case err == nil && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted):
 					if _, err := r.cfg.Ledger.Observe(ctx, t, ev); err != nil {
 						r.log.Warn("record the job of an exited runner", "instance", id, "err", err)
+					}
+				case err == nil:
+					// The runner left without taking its job: say why, if
+					// its output tells (a runner version the forge refuses).
+					if why := r.diagnose(ctx, f, in); why != nil {
+						reason = "runner could not take jobs: " + why.Error()
+						r.log.Error("runner refused by the forge; its pool backs off", "pool", in.PoolID, "instance", id, "err", why)
+						if pf, ok := r.cfg.Retirer.(poolFaulter); ok {
+							pf.PoolFault(in.PoolID, why)
+						}
 					}
 				}
 			}
 		}
 	}
-	return r.drain(ctx, id, "runner exited", from)
+	return r.drain(ctx, id, reason, from)
+}
+
+// poolFaulter makes a pool back off after an error that is not the
+// provider's (a runner the forge refuses).
+type poolFaulter interface {
+	PoolFault(poolID string, err error)
+}
+
+// diagnose reads the end of an exited runner's output, when the provider
+// can show it, and asks the forge what it means.
+func (r *Reconciler) diagnose(ctx context.Context, f corral.Forge, in corral.Instance) error {
+	d, ok := f.(corral.RunnerDiagnoser)
+	if !ok {
+		return nil
+	}
+	pool, ok := r.pools[in.PoolID]
+	if !ok {
+		return nil
+	}
+	lr, ok := r.cfg.Providers[pool.Provider].(corral.LogReader)
+	if !ok {
+		return nil
+	}
+	out, err := lr.RunnerLog(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID}, 16<<10)
+	if err != nil {
+		return nil
+	}
+	return d.DiagnoseRunner(out)
 }
 
 // drain moves an instance in one of the given states to draining.

@@ -289,3 +289,12 @@ func (s *Scheduler) retryInterrupted(ctx context.Context, ins []corral.Instance)
 		}
 	}
 }
+
+// PoolFault makes a pool back off after an error the reconciler found (a
+// runner the forge refuses): its jobs say why they wait, and go to other
+// pools that accept them.
+func (s *Scheduler) PoolFault(poolID string, err error) {
+	rest := s.back.fail(poolID, s.clock.Now(), err)
+	s.log.Warn("pool backs off", "pool", poolID, "rest", rest, "err", err)
+	s.Wake()
+}

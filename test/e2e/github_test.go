@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,14 @@ const (
 
 func newGHRig(t *testing.T, seed int64, poolMax int) *ghRig {
 	t.Helper()
-	gh := standin.New(standin.Options{Seed: seed})
+	return newGHRigWith(t, standin.Options{Seed: seed}, poolMax, "")
+}
+
+// newGHRigWith takes the stand-in's options and a prefix for the runner's
+// command line (environment settings such as the runner's version).
+func newGHRigWith(t *testing.T, opt standin.Options, poolMax int, runnerEnv string) *ghRig {
+	t.Helper()
+	gh := standin.New(opt)
 	ts := httptest.NewServer(gh)
 	t.Cleanup(func() { ts.Close(); gh.Close() })
 	r := &ghRig{gh: gh, url: ts.URL, listen: freePort(t), dataDir: filepath.Join(t.TempDir(), "data")}
@@ -63,7 +71,7 @@ func newGHRig(t *testing.T, seed int64, poolMax int) *ghRig {
 	if err := os.MkdirAll(image, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	runSh := "#!/bin/sh\nexec " + corralBin + " github-sim-runner \"$@\"\n"
+	runSh := "#!/bin/sh\n" + runnerEnv + " exec " + corralBin + " github-sim-runner \"$@\"\n"
 	if err := os.WriteFile(filepath.Join(image, "run.sh"), []byte(runSh), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -215,4 +223,25 @@ func TestGitHubFaults(t *testing.T) {
 	p.stop(t)
 	st := r.gh.Stats()
 	t.Logf("%d jobs under faults: %d webhooks dropped, calls %v", jobs, st.Webhooks.Dropped, st.Calls)
+}
+
+// TestGitHubDeprecatedRunner: GitHub refuses the runner version in the
+// image. corral must say so at once (the job's reason, the pool backing
+// off), not leave a pool that silently never picks up jobs.
+func TestGitHubDeprecatedRunner(t *testing.T) {
+	r := newGHRigWith(t, standin.Options{Seed: 3, MinRunnerVersion: "2.331.0"}, 4, "CORRAL_TEST_RUNNER_VERSION=2.300.0")
+	p := r.start(t)
+	r.queue(1, func(int) time.Duration { return 100 * time.Millisecond })
+	api := "http://" + r.listen + "/api/v1/jobs"
+	waitFor(t, 30*time.Second, "the job to say the runner version is deprecated", func() bool {
+		var out struct {
+			Jobs []struct {
+				State  string `json:"state"`
+				Reason string `json:"reason"`
+			} `json:"jobs"`
+		}
+		getJSON(t, api, &out)
+		return len(out.Jobs) == 1 && out.Jobs[0].State == "routed" && strings.Contains(out.Jobs[0].Reason, "deprecated")
+	})
+	p.stop(t)
 }

@@ -199,3 +199,7 @@ func cleanURL(u *url.URL) string {
 	}
 	return v.String()
 }
+
+// DiagnoseRunner recognises GitHub's refusal of a runner version in a
+// runner's output (corral.RunnerDiagnoser).
+func (c *Client) DiagnoseRunner(output string) error { return RunnerDeprecated(output) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -178,4 +179,34 @@ func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.Prov
 		})
 	}
 	return out, nil
+}
+
+// RunnerLog returns the last maxBytes of the instance's runner.log (the
+// shim's and the runner's output).
+func (p *Provider) RunnerLog(_ context.Context, inst corral.ProviderInstance, maxBytes int) (string, error) {
+	if err := checkID(inst.InstanceID); err != nil {
+		return "", err
+	}
+	f, err := os.Open(filepath.Join(p.cfg.Dir, inst.InstanceID, logFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("runner log of %s: %w", inst.InstanceID, corral.ErrNotFound)
+		}
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	off := st.Size() - int64(maxBytes)
+	if off < 0 {
+		off = 0
+	}
+	b := make([]byte, st.Size()-off)
+	n, err := f.ReadAt(b, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	return string(b[:n]), nil
 }

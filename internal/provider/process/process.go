@@ -114,6 +114,7 @@ type Provider struct {
 var (
 	_ corral.Provider     = (*Provider)(nil)
 	_ corral.ExitNotifier = (*Provider)(nil)
+	_ corral.LogReader    = (*Provider)(nil)
 )
 
 // New validates cfg and returns a provider. It does no I/O.

@@ -1,0 +1,78 @@
+package dockere2e
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/testutil/dockertest"
+)
+
+// TestDocker_CrashRestart kills corral with SIGKILL while its containers
+// run jobs, lets the runners finish (their containers exit with nobody to
+// delete them) and jobs queue meanwhile, then restarts it: the restarted
+// corral removes every container it no longer needs (the provider sweep
+// finds them by their controller label), serves every job (the forge sweep
+// finds the jobs whose webhooks failed while it was down), and ends clean.
+func TestDocker_CrashRestart(t *testing.T) {
+	const poolMax = 4
+	host := dockertest.Socket(t)
+	img := runnerImage(t, host)
+	eng := newEngine(t, "local", host)
+	f := newForge(t, sim.Options{Seed: 2, HeartbeatTimeout: 3 * time.Second})
+	listen := freePort(t)
+	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
+	cfg := writeConfig(t, setup{Listen: listen, DataDir: filepath.Join(t.TempDir(), "data"), ForgeURL: f.URL,
+		Image: img, PoolMax: poolMax, Endpoints: []endpoint{{Name: "local", Host: host}}})
+	p := startCorral(t, cfg, f, listen)
+
+	jobs := 0
+	for range 6 {
+		f.QueueJob("e2e", simJob(jobs, 2*time.Second))
+		jobs++
+	}
+	waitFor(t, 60*time.Second, "runners busy in containers", func() bool {
+		return f.Stats().JobsRunning >= 2 && eng.count(t) >= 2
+	})
+	before, _ := eng.containers(t)
+	p.kill()
+	t.Logf("SIGKILL with %d jobs running, %d completed; containers %v", f.Stats().JobsRunning, f.Stats().JobsCompleted, before)
+
+	// While corral is down: the busy runners finish, their containers
+	// exit; new jobs queue and their webhooks fail.
+	for range 4 {
+		f.QueueJob("e2e", simJob(jobs, 300*time.Millisecond))
+		jobs++
+	}
+	waitFor(t, 30*time.Second, "the runners that were busy to finish", func() bool { return f.Stats().JobsRunning == 0 })
+	exited := 0
+	waitFor(t, 30*time.Second, "a container left behind, exited", func() bool {
+		cs, err := eng.containers(t)
+		if err != nil {
+			return false
+		}
+		exited = 0
+		for _, st := range cs {
+			if st == "exited" {
+				exited++
+			}
+		}
+		return exited > 0
+	})
+	t.Logf("while corral was down: %d containers exited and left behind", exited)
+
+	restart := time.Now()
+	p = startCorral(t, cfg, f, listen)
+	for range 2 {
+		f.QueueJob("e2e", simJob(jobs, 300*time.Millisecond))
+		jobs++
+	}
+	waitFor(t, 120*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == jobs })
+	checkClean(t, f, []*engine{eng}, jobs, nil)
+	p.stop(t)
+	if peak := f.Stats().PeakRunners; peak > poolMax {
+		t.Errorf("forge saw %d runners alive at once, pool max is %d", peak, poolMax)
+	}
+	t.Logf("%d jobs; after the restart every job done and clean in %s", jobs, time.Since(restart).Round(time.Millisecond))
+}
