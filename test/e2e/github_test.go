@@ -205,10 +205,11 @@ func TestGitHubFaults(t *testing.T) {
 	const jobs = 60
 	r := newGHRig(t, 2, 8)
 	p := r.start(t)
-	r.gh.SetFaults(standin.Faults{ServerErrorRate: 0.1, SecondaryBurst: 6, DropRate: 0.3})
+	faults := standin.Faults{ServerErrorRate: 0.1, SecondaryBurst: 6, DropRate: 0.3, FailDeliveryRate: 0.2}
+	r.gh.SetFaults(faults)
 	r.queue(jobs/2, func(int) time.Duration { return 100 * time.Millisecond })
 	time.Sleep(3 * time.Second)
-	r.gh.SetFaults(standin.Faults{ServerErrorRate: 0.1, SecondaryBurst: 6, DropRate: 0.3})
+	r.gh.SetFaults(faults)
 	r.queue(jobs/2, func(int) time.Duration { return 100 * time.Millisecond })
 	waitFor(t, 150*time.Second, "every job completed", func() bool {
 		n := 0
@@ -222,7 +223,11 @@ func TestGitHubFaults(t *testing.T) {
 	r.checkClean(t, jobs)
 	p.stop(t)
 	st := r.gh.Stats()
-	t.Logf("%d jobs under faults: %d webhooks dropped, calls %v", jobs, st.Webhooks.Dropped, st.Calls)
+	if st.Webhooks.FaultFailed > 0 && st.Webhooks.Redelivered == 0 {
+		t.Errorf("%d App deliveries failed and none was redelivered", st.Webhooks.FaultFailed)
+	}
+	t.Logf("%d jobs under faults: %d webhooks dropped, %d failed, %d redelivered; calls %v", jobs, st.Webhooks.Dropped,
+		st.Webhooks.FaultFailed, st.Webhooks.Redelivered, st.Calls)
 }
 
 // TestGitHubDeprecatedRunner: GitHub refuses the runner version in the
