@@ -139,6 +139,7 @@ var knownProviders = []string{"process", "docker"}
 
 func (b *builder) providers() {
 	for i, p := range b.c.Pools {
+		// An empty provider is reported with the pool's other problems.
 		if p.Provider != "" && !slices.Contains(knownProviders, p.Provider) {
 			b.bad(fmt.Sprintf("pools[%d].provider", i), "want one of %v, got %q", knownProviders, p.Provider)
 		}

@@ -36,7 +36,7 @@ func TestRun_FailOver(t *testing.T) {
 			leaders.Add(-1)
 		}
 	}
-	const ttl = 600 * time.Millisecond
+	const ttl = 3 * time.Second // renewals every second: room for a loaded machine
 	ctxA, stopA := context.WithCancel(context.Background())
 	ctxB, stopB := context.WithCancel(context.Background())
 	defer stopB()
@@ -67,7 +67,7 @@ func TestRun_FailOver(t *testing.T) {
 
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out")

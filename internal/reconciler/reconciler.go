@@ -243,26 +243,29 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 		return err
 	}
 	reason := "runner exited"
-	if in.JobID != 0 && job.State == corral.JobRouted {
-		if t, ok := r.targets[job.TargetID]; ok {
-			if f, err := r.cfg.Forges.Forge(t); err == nil {
-				ev, err := f.Job(ctx, job.ForgeJobID, job.Repo)
-				switch {
-				case err == nil && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted):
-					if _, err := r.cfg.Ledger.Observe(ctx, t, ev); err != nil {
-						r.log.Warn("record the job of an exited runner", "instance", id, "err", err)
-					}
-				case err == nil:
-					// The runner left without taking its job: say why, if
-					// its output tells (a runner version the forge refuses).
-					if why := r.diagnose(ctx, f, in); why != nil {
-						reason = "runner could not take jobs: " + why.Error()
-						r.log.Error("runner refused by the forge; its pool backs off", "pool", in.PoolID, "instance", id, "err", why)
-						if pf, ok := r.cfg.Retirer.(poolFaulter); ok {
-							pf.PoolFault(in.PoolID, why)
-						}
-					}
-				}
+	tookJob := !in.BusyAt.IsZero()
+	t, okTarget := r.targets[in.TargetID]
+	var f corral.Forge
+	if okTarget {
+		f, _ = r.cfg.Forges.Forge(t)
+	}
+	if f != nil && in.JobID != 0 && job.State == corral.JobRouted {
+		ev, err := f.Job(ctx, job.ForgeJobID, job.Repo)
+		if err == nil && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
+			tookJob = true
+			if _, err := r.cfg.Ledger.Observe(ctx, t, ev); err != nil {
+				r.log.Warn("record the job of an exited runner", "instance", id, "err", err)
+			}
+		}
+	}
+	if f != nil && !tookJob {
+		// The runner left without taking a job (a warm one too): say why,
+		// if its output tells (a runner version the forge refuses).
+		if why := r.diagnose(ctx, f, in); why != nil {
+			reason = "runner could not take jobs: " + why.Error()
+			r.log.Error("runner refused by the forge; its pool backs off", "pool", in.PoolID, "instance", id, "err", why)
+			if pf, ok := r.cfg.Retirer.(poolFaulter); ok {
+				pf.PoolFault(in.PoolID, why)
 			}
 		}
 	}

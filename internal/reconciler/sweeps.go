@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -84,15 +85,19 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 	}
 	// A job gone from the open list is asked about once more: paged
 	// listings shift while they are read, so absence alone proves nothing.
-	asked := 0
+	var absent []corral.Job
 	for _, j := range known {
-		if seen[j.ForgeJobID] || !j.CreatedAt.Before(start) {
-			continue
+		if !seen[j.ForgeJobID] && j.CreatedAt.Before(start) {
+			absent = append(absent, j)
 		}
-		if asked == maxLookups {
-			break // the rest wait for the next sweep
-		}
-		asked++
+	}
+	if len(absent) > maxLookups {
+		// The rest wait for a later sweep; shuffled, so no job is
+		// skipped forever behind the same hundred.
+		rand.Shuffle(len(absent), func(a, b int) { absent[a], absent[b] = absent[b], absent[a] })
+		absent = absent[:maxLookups]
+	}
+	for _, j := range absent {
 		ev, err := f.Job(ctx, j.ForgeJobID, j.Repo)
 		switch {
 		case errors.Is(err, corral.ErrNotFound):

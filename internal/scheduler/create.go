@@ -294,7 +294,9 @@ func (s *Scheduler) retryInterrupted(ctx context.Context, ins []corral.Instance)
 // runner the forge refuses): its jobs say why they wait, and go to other
 // pools that accept them.
 func (s *Scheduler) PoolFault(poolID string, err error) {
-	rest := s.back.fail(poolID, s.clock.Now(), err)
+	// Kept apart from provider failures: a create that succeeds says
+	// nothing about whether the forge takes the runner it made.
+	rest := s.refused.fail(poolID, s.clock.Now(), err)
 	s.log.Warn("pool backs off", "pool", poolID, "rest", rest, "err", err)
 	s.Wake()
 }

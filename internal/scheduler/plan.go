@@ -83,6 +83,10 @@ func (s *Scheduler) plan(snap snapshot) plan {
 				why = append(why, fmt.Sprintf("pool %s backs off after provider errors (%s)", pool.ID, e))
 				continue
 			}
+			if rest, e := s.refused.resting(pool.ID, snap.now); rest {
+				why = append(why, fmt.Sprintf("pool %s backs off: the forge refused its runner (%s)", pool.ID, e))
+				continue
+			}
 			if pool.MaxInstances > 0 && live[pool.ID]+planned[pool.ID] >= pool.MaxInstances {
 				why = append(why, fmt.Sprintf("pool %s is full (%d/%d)", pool.ID, live[pool.ID]+planned[pool.ID], pool.MaxInstances))
 				continue
@@ -140,6 +144,9 @@ func (s *Scheduler) planWarm(snap snapshot, p *plan, freeBy map[string][]*corral
 			}
 			for k := 0; k < want-n && len(p.reserve) < s.cfg.ReserveBatch; k++ {
 				if rest, _ := s.back.resting(id, snap.now); rest {
+					break
+				}
+				if rest, _ := s.refused.resting(id, snap.now); rest {
 					break
 				}
 				if pool.MaxInstances > 0 && live[id]+planned[id] >= pool.MaxInstances {

@@ -56,7 +56,8 @@ type Scheduler struct {
 	order   []string // pool ids by priority
 	targets map[string]corral.Target
 	tenants map[string]corral.Tenant
-	back    *backoff
+	back    *backoff // provider failures; reset by a successful create
+	refused *backoff // runners the forge refused; never reset by a create
 	clock   corral.Clock
 	log     *slog.Logger
 	wake    chan struct{}
@@ -107,7 +108,8 @@ func New(cfg Config) (*Scheduler, error) {
 		tenants: map[string]corral.Tenant{}, clock: cfg.Clock,
 		log:  cfg.Logger.With("component", "scheduler"),
 		wake: make(chan struct{}, 1), inflight: map[string]bool{}, sems: map[string]chan struct{}{},
-		back: newBackoff(cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
+		back:    newBackoff(cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
+		refused: newBackoff(cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
 	}
 	for _, p := range cfg.Pools {
 		if _, ok := cfg.Providers[p.Provider]; !ok {

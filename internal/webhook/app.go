@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -63,12 +64,31 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, app string) (
 		}
 		return httperr.Status(err), err
 	}
-	// Every target of one App shares the App's webhook secret (the config
-	// requires it), so any of them verifies the signature.
-	d, err := parser.ParseWebhook(r.Header, body, ts[0].WebhookSecret)
+	// Targets of one App share its webhook secret (the config requires
+	// it); two Apps on different hosts may share a name, so each distinct
+	// secret is tried, and only the targets with the one that verified
+	// take part in routing.
+	var d corral.Delivery
+	var secret corral.Secret
+	tried := map[corral.Secret]bool{}
+	for _, t := range ts {
+		if tried[t.WebhookSecret] {
+			continue
+		}
+		tried[t.WebhookSecret] = true
+		d, err = parser.ParseWebhook(r.Header, body, t.WebhookSecret)
+		if err == nil {
+			secret = t.WebhookSecret
+			break
+		}
+		if !errors.Is(err, corral.ErrUnauthorized) {
+			break // malformed: no other secret makes it readable
+		}
+	}
 	if err != nil {
 		return httperr.Status(err), fmt.Errorf("app %s: %w", app, err)
 	}
+	ts = slices.DeleteFunc(ts, func(t corral.Target) bool { return t.WebhookSecret != secret })
 	if d.Job == nil {
 		// ping and other events: acknowledged, nothing to record.
 		httperr.WriteJSON(w, http.StatusAccepted, Response{Status: "ignored", Delivery: d.ID, Event: d.Event})

@@ -3,7 +3,9 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -43,7 +45,14 @@ func TestCrash(t *testing.T) {
 		t.Skip("crash test is not short")
 	}
 	const jobs, poolMax, kills = 300, 8, 6
-	seed := uint64(time.Now().UnixNano())
+	seed := uint64(20261125) // CORRAL_CRASH_SEED replays another run's kill moments
+	if v := os.Getenv("CORRAL_CRASH_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("CORRAL_CRASH_SEED: %v", err)
+		}
+		seed = n
+	}
 	t.Logf("seed %d", seed)
 	rnd := rand.New(rand.NewPCG(seed, 1))
 	f := newForge(t, sim.Options{Seed: int64(seed)})

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 func TestDev(t *testing.T) {
 	work := t.TempDir()
 	data := filepath.Join(work, "dev")
-	var out bytes.Buffer
+	var out syncBuffer
 	// A relative data directory, as a newcomer would give it.
 	cmd := exec.Command(corralBin, "dev", "-data", "dev", "-listen", "127.0.0.1:0", "-every", "200ms", "-seed", "7")
 	cmd.Dir = work
@@ -26,7 +27,10 @@ func TestDev(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	time.Sleep(6 * time.Second)
+	waitFor(t, 90*time.Second, "jobs done and a job refused", func() bool {
+		s := out.String()
+		return strings.Contains(s, "success") && strings.Contains(s, "refused:")
+	})
 	if n := len(runnerProcesses(data)); n == 0 {
 		t.Log("no runner process alive at the moment of the stop (all idle between jobs)")
 	}
@@ -61,15 +65,33 @@ func TestServeAdopts(t *testing.T) {
 	cfg := writeConfig(t, setup{Listen: listen, DataDir: dataDir, ForgeURL: f.URL, PoolMax: 4})
 	p := startCorral(t, cfg, f, listen)
 	for i := 0; i < 3; i++ {
-		f.QueueJob("e2e", simJob(i, 4*time.Second))
+		f.QueueJob("e2e", simJob(i, 15*time.Second)) // long enough to be busy through the stop
 	}
-	waitFor(t, 20*time.Second, "three runners busy", func() bool { return f.Stats().JobsRunning == 3 })
+	waitFor(t, 60*time.Second, "three runners busy", func() bool { return f.Stats().JobsRunning == 3 })
 	p.stop(t)
 	if n := len(runnerProcesses(dataDir)); n < 3 {
 		t.Fatalf("stopping serve left %d runner processes, want the 3 busy ones kept", n)
 	}
 	p = startCorral(t, cfg, f, listen)
-	waitFor(t, 30*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == 3 })
+	waitFor(t, 90*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == 3 })
 	checkClean(t, f, dataDir, 3)
 	p.stop(t)
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

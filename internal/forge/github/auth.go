@@ -61,7 +61,7 @@ func (c *Cache) limiter(key string) *limiter {
 	defer c.mu.Unlock()
 	l := c.limiters[key]
 	if l == nil {
-		l = &limiter{}
+		l = &limiter{writes: make(chan struct{}, 1)}
 		c.limiters[key] = l
 	}
 	return l

@@ -39,7 +39,7 @@ const secondaryDefault = time.Minute
 // limiter is what corral knows of one credential's rate limit. One per
 // credential (PAT, installation, App JWT), shared by every client using it.
 type limiter struct {
-	writes    sync.Mutex // held by the one mutating request under way
+	writes    chan struct{} // a slot: held by the one mutating request under way
 	mu        sync.Mutex
 	known     bool
 	limit     int

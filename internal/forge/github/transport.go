@@ -107,18 +107,28 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		lim := t.c.opt.Cache.limiter(key)
+		if err := t.admit(ctx, lim, prio); err != nil {
+			return nil, err
+		}
 		// GitHub asks for mutating requests to go one at a time per
 		// credential (secondary rate limits): a burst of concurrent mints
-		// would all be sent before the first Retry-After comes back.
+		// would all be sent before the first Retry-After comes back. The
+		// slot is never held while waiting out a limit.
 		mutating := req.Method != http.MethodGet && req.Method != http.MethodHead
 		unlock := func() {}
 		if mutating {
-			lim.writes.Lock()
-			unlock = lim.writes.Unlock
-		}
-		if err := t.admit(ctx, lim, prio); err != nil {
-			unlock()
-			return nil, err
+			select {
+			case lim.writes <- struct{}{}:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			unlock = func() { <-lim.writes }
+			// The request before this one may have met a limit.
+			if until, err := lim.admit(prio, t.c.clock.Now(), t.c.opt.SweepReserve); err != nil || !until.IsZero() {
+				unlock()
+				attempt--
+				continue // admit again: wait (urgent) or fail fast
+			}
 		}
 		r := req.Clone(ctx)
 		if attempt > 1 && req.GetBody != nil {

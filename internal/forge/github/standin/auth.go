@@ -153,6 +153,9 @@ var (
 // authorizeLocked checks that cred may use area at sc; a non-zero status
 // is the answer (403).
 func (s *Server) authorizeLocked(w http.ResponseWriter, cred *credential, sc scope, area string, write bool) (int, string) {
+	if area == "" {
+		return 0, "" // listings every credential may read (repositories)
+	}
 	switch cred.kind {
 	case "pat":
 		if len(cred.pat.scopes) == 0 { // fine-grained

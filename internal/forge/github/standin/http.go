@@ -197,14 +197,21 @@ func scopeOf(r *http.Request) scope {
 	return scope{}
 }
 
+// inFlightGrace: requests arriving this soon after a rate-limit refusal
+// were in flight before the client could have read it.
+const inFlightGrace = 250 * time.Millisecond
+
 // admitLocked applies rate limits and API faults; false means it answered.
 func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 	if c.cred != nil && !c.rt.free {
 		b := s.bucketLocked(c.cred.key)
 		now := s.now()
-		if now.Before(b.retryUntil) {
+		// A request that arrives just after a refusal was sent before the
+		// client could read it (requests in flight): not a violation.
+		inFlight := now.Sub(b.limitedAt) < inFlightGrace
+		if now.Before(b.retryUntil) && !inFlight {
 			s.violationLocked(c.cred.key, c.rt.name, "Retry-After not elapsed")
-		} else if now.Before(b.zeroUntil) && s.remainingLocked(b) == 0 {
+		} else if now.Before(b.zeroUntil) && s.remainingLocked(b) == 0 && !inFlight {
 			s.violationLocked(c.cred.key, c.rt.name, "primary limit exhausted, before X-RateLimit-Reset")
 		}
 		if s.burstLeft > 0 {
@@ -216,6 +223,7 @@ func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 			}
 			secs := int(math.Ceil(ra.Seconds()))
 			b.retryUntil = now.Add(time.Duration(secs) * time.Second)
+			b.limitedAt = now
 			status := http.StatusForbidden
 			if s.burstN%2 == 0 {
 				status = http.StatusTooManyRequests
@@ -230,6 +238,9 @@ func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 			return false
 		}
 		if s.remainingLocked(b) == 0 {
+			if b.zeroUntil.IsZero() || now.After(b.zeroUntil) {
+				b.limitedAt = now
+			}
 			b.zeroUntil = s.resetLocked(b)
 			s.rateHeadersLocked(w, b)
 			writeJSONRaw(w, http.StatusForbidden, map[string]string{
@@ -255,6 +266,7 @@ type bucket struct {
 	used                  int
 	reset                 time.Time
 	zeroUntil, retryUntil time.Time
+	limitedAt             time.Time // when the last refusal was answered
 }
 
 func (s *Server) bucketLocked(key string) *bucket {

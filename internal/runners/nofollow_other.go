@@ -1,0 +1,5 @@
+//go:build !unix
+
+package runners
+
+const nofollow = 0
