@@ -24,6 +24,7 @@ const (
 	DefaultMaxDownload     = 512 << 20
 	DefaultDownloadTimeout = 10 * time.Minute
 	DefaultInterval        = 6 * time.Hour
+	DefaultRetryInterval   = 5 * time.Minute
 	DefaultGrantTTL        = 10 * time.Minute
 )
 
@@ -55,8 +56,11 @@ type Config struct {
 	MaxDownload int64
 	// DownloadTimeout bounds one download (default 10 min).
 	DownloadTimeout time.Duration
-	// Interval is the time between two refreshes in Run (default 6 h).
-	Interval time.Duration
+	// Interval is the time between two refreshes in Run (default 6 h);
+	// after a refresh that failed in part, Run tries again after
+	// RetryInterval (default 5 min) when that is shorter.
+	Interval      time.Duration
+	RetryInterval time.Duration
 	// HTTPClient does the downloads (default: a client without a timeout
 	// of its own; DownloadTimeout bounds each download).
 	HTTPClient *http.Client
@@ -92,8 +96,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("runners: platform %q is not os-arch in lower case", p.String()))
 		}
 	}
-	if c.Keep < 0 || c.MaxDownload < 0 || c.DownloadTimeout < 0 || c.Interval < 0 || c.GrantTTL < 0 {
-		errs = append(errs, errors.New("runners: Keep, MaxDownload, DownloadTimeout, Interval and GrantTTL may not be negative"))
+	if c.Keep < 0 || c.MaxDownload < 0 || c.DownloadTimeout < 0 || c.Interval < 0 || c.RetryInterval < 0 || c.GrantTTL < 0 {
+		errs = append(errs, errors.New("runners: Keep, MaxDownload, DownloadTimeout, Interval, RetryInterval and GrantTTL may not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -146,6 +150,9 @@ func New(cfg Config) (*Cache, error) {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = DefaultRetryInterval
 	}
 	if cfg.GrantTTL == 0 {
 		cfg.GrantTTL = DefaultGrantTTL
@@ -400,16 +407,19 @@ func (c *Cache) loadEntry(k key, dir, version string) {
 	c.cached[k] = append(c.cached[k], e)
 }
 
-// Run refreshes at once and then every Interval until ctx ends.
+// Run refreshes at once and then every Interval (RetryInterval after a
+// refresh that failed in part) until ctx ends.
 func (c *Cache) Run(ctx context.Context) error {
 	for {
+		wait := c.cfg.Interval
 		if err := c.Refresh(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("runner cache refresh incomplete", keyErr, err)
+			wait = min(wait, c.cfg.RetryInterval)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-c.cfg.After(c.cfg.Interval):
+		case <-c.cfg.After(wait):
 		}
 	}
 }

@@ -227,6 +227,24 @@ func TestCache_Run(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("retry sooner after a failure", func(t *testing.T) {
+		s := newReleaseServer(t)
+		s.addGitHub(t, "2.331.0", t0, runnerArchive(t, "2.331.0"), sha([]byte("corrupt")))
+		waits := make(chan time.Duration, 1)
+		c, _, _ := newCache(t, s.source(), func(c *Config) {
+			c.After = func(d time.Duration) <-chan time.Time { waits <- d; return make(chan time.Time) }
+		})
+		ctx, cancel := context.WithCancel(ctxT(t))
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		if d := <-waits; d != DefaultRetryInterval {
+			t.Fatalf("after a failed refresh Run waits %s, want %s", d, DefaultRetryInterval)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func waitVersion(t *testing.T, c *Cache, v string) {

@@ -13,7 +13,8 @@ import (
 // run jobs, lets the runners finish (their containers exit with nobody to
 // delete them) and jobs queue meanwhile, then restarts it: the restarted
 // corral removes every container it no longer needs (the provider sweep
-// finds them by their controller label), serves every job (the forge sweep
+// finds them by their controller label; one running orphan that the store
+// never knew is planted too), serves every job (the forge sweep
 // finds the jobs whose webhooks failed while it was down), and ends clean.
 func TestDocker_CrashRestart(t *testing.T) {
 	const poolMax = 4
@@ -61,6 +62,8 @@ func TestDocker_CrashRestart(t *testing.T) {
 		return exited > 0
 	})
 	t.Logf("while corral was down: %d containers exited and left behind", exited)
+	// And one running container of corral's that its store never knew.
+	eng.orphan(t, img, "orphan-of-a-crashed-create")
 
 	restart := time.Now()
 	p = startCorral(t, cfg, f, listen)
@@ -69,7 +72,7 @@ func TestDocker_CrashRestart(t *testing.T) {
 		jobs++
 	}
 	waitFor(t, 120*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == jobs })
-	checkClean(t, f, []*engine{eng}, jobs, nil)
+	checkClean(t, f, []*engine{eng}, jobs, nil, nil)
 	p.stop(t)
 	if peak := f.Stats().PeakRunners; peak > poolMax {
 		t.Errorf("forge saw %d runners alive at once, pool max is %d", peak, poolMax)

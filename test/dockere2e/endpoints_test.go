@@ -1,6 +1,7 @@
 package dockere2e
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,11 +11,14 @@ import (
 )
 
 // TestDocker_EndpointLost runs a pool over two engines (two private
-// daemons, at most 2 containers each) and stops one of them while jobs
-// run. A job that was running on the lost engine fails at the forge (its
-// runner died with the engine, as on a real forge); every other job, the
-// ones queued before and after the loss included, is served on the other
-// engine with success, and nothing is left on it or at the forge.
+// daemons, at most 2 containers each) and stops one of them while its
+// runners run jobs. A job that was running on the lost engine fails at the
+// forge (its runner died with the engine, as on a real forge); every other
+// job, the ones queued before and after the loss included, is served on
+// the other engine with success, nothing is left on that engine, and no
+// registration is left but those of the lost engine's runners (corral
+// cannot confirm their instances gone while the engine is away; see the
+// log line of the test).
 func TestDocker_EndpointLost(t *testing.T) {
 	da, db := dockertest.NewDaemon(t), dockertest.NewDaemon(t)
 	imgA, imgB := runnerImage(t, da.Host()), runnerImage(t, db.Host())
@@ -31,47 +35,85 @@ func TestDocker_EndpointLost(t *testing.T) {
 
 	jobs := 0
 	for range 6 {
-		f.QueueJob("e2e", simJob(jobs, 3*time.Second))
+		f.QueueJob("e2e", simJob(jobs, 4*time.Second))
 		jobs++
 	}
-	waitFor(t, 60*time.Second, "containers on both engines", func() bool { return ea.count(t) > 0 && eb.count(t) > 0 })
-	onA, err := ea.containers(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Jobs running on a's runners when it goes may fail; nothing else may.
-	mayFail := map[int64]bool{}
-	for _, j := range f.Jobs() {
-		if _, ok := onA[j.RunnerName]; ok && j.RunnerName != "" {
-			mayFail[j.ID] = true
+	running := func(e *engine) bool {
+		cs, _ := e.containers(t)
+		for _, st := range cs {
+			if st == "running" {
+				return true
+			}
 		}
+		return false
 	}
+	var onA map[string]string
+	waitFor(t, 60*time.Second, "runners busy on both engines", func() bool {
+		if !running(ea) || !running(eb) || f.Stats().JobsRunning < 3 {
+			return false
+		}
+		var err error
+		onA, err = ea.containers(t)
+		return err == nil
+	})
 	stopped := time.Now()
 	if err := da.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("engine a stopped with containers %v (jobs that may fail: %d) in %s", onA, len(mayFail), time.Since(stopped).Round(time.Millisecond))
-	// A job that took a runner on a after the snapshot may fail too.
-	for _, j := range f.Jobs() {
-		if _, ok := onA[j.RunnerName]; ok && j.RunnerName != "" {
-			mayFail[j.ID] = true
-		}
-	}
+	t.Logf("engine a stopped in %s; it had %v", time.Since(stopped).Round(time.Millisecond), onA)
 	for range 4 {
 		f.QueueJob("e2e", simJob(jobs, 300*time.Millisecond))
 		jobs++
 	}
 	waitFor(t, 120*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == jobs })
-	checkClean(t, f, []*engine{eb}, jobs, mayFail)
-	p.stop(t)
+
+	// Registrations of the lost engine's runners may stay: corral holds
+	// their instances (draining) as long as it cannot confirm them deleted,
+	// and it has no other engine of a's to ask. Every other registration
+	// must go, and nothing may be left on b.
+	var held map[string]string
+	lost := func() map[string]string {
+		held = liveInstances(t, listen)
+		m := map[string]string{}
+		for name, st := range held {
+			if st == "draining" {
+				m[name] = st
+			}
+		}
+		for name, st := range onA {
+			m[name] = st
+		}
+		return m
+	}
+	// Jobs running on a's runners when it went may fail; nothing else may.
+	// Asked once b is clean, when corral holds a's instances alone.
+	var final map[string]string
+	mayFail := func(j sim.JobInfo) bool {
+		if final == nil {
+			final = lost()
+		}
+		_, ok := final[j.RunnerName]
+		return ok
+	}
+	checkClean(t, f, []*engine{eb}, jobs, mayFail, lost)
+	if len(held) > 2 {
+		t.Errorf("corral still holds %d instances %v; the lost engine had room for 2", len(held), held)
+	}
+	served := time.Since(stopped)
 	failed := 0
 	for _, j := range f.Jobs() {
 		if j.Conclusion != "success" {
 			failed++
-			if _, ok := onA[j.RunnerName]; !ok {
-				t.Errorf("job %d failed on runner %q, which was not on the lost engine", j.ID, j.RunnerName)
-			}
 		}
 	}
-	t.Logf("%d jobs: %d failed with the lost engine, the rest served; done %s after the loss", jobs, failed, time.Since(stopped).Round(time.Millisecond))
+	if failed > 2 {
+		t.Errorf("%d jobs failed; the lost engine ran at most 2", failed)
+	}
+	var leftRegs []string
+	for _, r := range f.Runners("e2e") {
+		leftRegs = append(leftRegs, fmt.Sprintf("%s (online %v, busy %v)", r.Name, r.Online, r.Busy))
+	}
+	p.stop(t)
+	t.Logf("%d jobs: %d failed with the lost engine, the rest served on b within %s of the loss; corral still holds %d instances of a (draining); registrations of a's runners left: %v",
+		jobs, failed, served.Round(time.Millisecond), len(held), leftRegs)
 }

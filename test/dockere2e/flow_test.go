@@ -34,7 +34,7 @@ func TestDocker_Flow(t *testing.T) {
 		return f.Stats().JobsCompleted == jobs
 	})
 	done := time.Since(start)
-	checkClean(t, f, []*engine{eng}, jobs, nil)
+	checkClean(t, f, []*engine{eng}, jobs, nil, nil)
 	p.stop(t)
 	if seen == 0 {
 		t.Error("never saw a container of corral's on the engine")

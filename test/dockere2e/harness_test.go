@@ -13,6 +13,7 @@ package dockere2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -314,6 +316,24 @@ func (e *engine) containers(t testing.TB) (map[string]string, error) {
 	return out, nil
 }
 
+// orphan starts a running container labelled as corral's that no store
+// knows: what a Create interrupted between the engine and the store leaves.
+func (e *engine) orphan(t testing.TB, image, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := e.c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: name,
+		Config: &container.Config{Image: image, Cmd: []string{"/bin/sleep", "600"}, Labels: map[string]string{
+			"io.corral.controller": controllerID, "io.corral.pool": "docker", "io.corral.instance": name}},
+		HostConfig: &container.HostConfig{NetworkMode: "none"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // count is the number of corral's containers on the engine; -1 when the
 // engine does not answer.
 func (e *engine) count(t testing.TB) int {
@@ -325,22 +345,42 @@ func (e *engine) count(t testing.TB) int {
 	return len(cs)
 }
 
-// checkClean asserts the end state: no registration at the forge, no
-// container of corral's on any engine, every job completed exactly once,
-// with success unless allowed to fail.
-func checkClean(t *testing.T, f *forge, engines []*engine, jobs int, mayFail map[int64]bool) {
+// checkClean asserts the end state: no registration at the forge (but
+// those of the runner names that lost returns, asked at each poll: the
+// runners of a lost engine), no container of corral's on any engine, every
+// job completed exactly once, with success unless allowed to fail.
+func checkClean(t *testing.T, f *forge, engines []*engine, jobs int, mayFail func(sim.JobInfo) bool, lost func() map[string]string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "every registration removed and every container gone", func() bool {
-		if f.Stats().Registered != 0 {
-			return false
-		}
-		for _, e := range engines {
-			if e.count(t) != 0 {
-				return false
+	if lost == nil {
+		lost = func() map[string]string { return nil }
+	}
+	var left []string
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		left = left[:0]
+		lost := lost()
+		for _, r := range f.Runners("e2e") {
+			if _, ok := lost[r.Name]; !ok {
+				left = append(left, "registration "+r.Name)
 			}
 		}
-		return true
-	})
+		for _, e := range engines {
+			cs, err := e.containers(t)
+			if err != nil {
+				left = append(left, fmt.Sprintf("engine %s: %v", e.name, err))
+			}
+			for name, st := range cs {
+				left = append(left, fmt.Sprintf("container %s on %s (%s)", name, e.name, st))
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s still left: %v", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	st := f.Stats()
 	if st.JobsCompleted != jobs {
 		t.Errorf("forge completed %d jobs, want %d", st.JobsCompleted, jobs)
@@ -351,10 +391,35 @@ func checkClean(t *testing.T, f *forge, engines []*engine, jobs int, mayFail map
 		}
 	}
 	for _, j := range f.Jobs() {
-		if j.Conclusion != "success" && !mayFail[j.ID] {
+		if j.Conclusion != "success" && (mayFail == nil || !mayFail(j)) {
 			t.Errorf("job %d concluded %q on runner %q, want success", j.ID, j.Conclusion, j.RunnerName)
 		}
 	}
+}
+
+// liveInstances asks corral's API for the instances it holds live (not
+// confirmed deleted): runner name -> state.
+func liveInstances(t testing.TB, listen string) map[string]string {
+	t.Helper()
+	resp, err := http.Get("http://" + listen + "/api/v1/instances")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Instances []struct{ Name, State string } `json:"instances"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/instances: %s", resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, in := range out.Instances {
+		m[in.Name] = in.State
+	}
+	return m
 }
 
 func simJob(i int, d time.Duration) sim.JobSpec {
