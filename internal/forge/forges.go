@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/forge/gitea"
 	"github.com/corral-ci/corral/internal/forge/github"
 	"github.com/corral-ci/corral/internal/forge/sim"
 )
@@ -53,8 +54,10 @@ func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
 		f, err = sim.NewClient(t, r.hc)
 	case corral.KindGitHub:
 		f, err = github.NewClient(t, github.Options{HTTPClient: r.hc, Cache: r.gh, Logger: r.log})
+	case corral.KindGitea, corral.KindForgejo:
+		f, err = gitea.NewClient(t, gitea.Options{HTTPClient: r.hc, Logger: r.log})
 	default:
-		return nil, fmt.Errorf("target %s: forge kind %q is not implemented yet (corral serves: github, sim)", t.ID, t.Kind)
+		return nil, fmt.Errorf("target %s: forge kind %q is not known (corral serves: github, gitea, forgejo, sim)", t.ID, t.Kind)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", t.ID, err)
@@ -68,6 +71,8 @@ func (r *Registry) Parser(k corral.TargetKind) (corral.WebhookParser, error) {
 	switch k {
 	case corral.KindSim, corral.KindGitHub:
 		return github.Parser{}, nil
+	case corral.KindGitea, corral.KindForgejo:
+		return gitea.Parser{}, nil
 	default:
 		return nil, fmt.Errorf("no webhook parser for forge kind %q yet", k)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/ledger"
@@ -75,6 +76,10 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 }
 
 var errSkip = errors.New("skip")
+
+// lostAfter: an instance whose provider has refused to delete it as
+// unreachable for this long is written off as lost.
+const lostAfter = 5 * time.Minute
 
 // started moves a pending instance to starting once its provider made it.
 func (s *Scheduler) started(ctx context.Context, id, providerID string, runnerID int64, how string) {
@@ -157,12 +162,25 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 	// A pool gone from the config: its provider is unknown, so ask every
 	// provider to delete the instance (deleting what one does not hold is
 	// a no-op).
+	lost := false
 	for name, prov := range provs {
-		if err := prov.Delete(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID}); err != nil {
-			s.log.Warn("provider delete failed", "provider", name, "instance", in.ID, "err", err)
-			return
+		err := prov.Delete(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID})
+		if err == nil {
+			continue
 		}
+		if errors.Is(err, corral.ErrUnavailable) && s.clock.Now().Sub(in.DrainAt) > lostAfter {
+			// Its engine or host has been unreachable for long: the
+			// instance is lost. It stops counting against the limits;
+			// if the engine comes back, the provider sweep finds the
+			// instance unknown and deletes it then.
+			s.log.Warn("instance lost: its provider has been unreachable since it was to be deleted", "provider", name, "instance", in.ID, "err", err)
+			lost = true
+			continue
+		}
+		s.log.Warn("provider delete failed", "provider", name, "instance", in.ID, "err", err)
+		return
 	}
+
 	// An ephemeral runner that finished its job is deregistered by the
 	// forge itself: no call for it (the runner sweep removes any that a
 	// forge left behind). Every other instance's registration is removed.
@@ -184,6 +202,9 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 		}
 		if cur.State == corral.InstDeleted {
 			return nil // deleted already (a second delete from an older snapshot)
+		}
+		if lost {
+			cur.Reason = "lost (provider unreachable): " + cur.Reason
 		}
 		if err := cur.Transition(corral.InstDeleted); err != nil {
 			return err

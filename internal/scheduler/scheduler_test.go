@@ -340,3 +340,29 @@ func TestScheduler_New(t *testing.T) {
 		t.Fatal("New accepted an empty config")
 	}
 }
+
+// An instance whose engine stays unreachable is written off as lost after
+// a while, so it stops holding a place under the limits.
+func TestScheduler_Lost(t *testing.T) {
+	r := newRig(t, 0, 0, pool("onprem", 10, 2))
+	now := r.clk.Now()
+	for id, drained := range map[string]time.Duration{"old": 6 * time.Minute, "new": time.Minute} {
+		in := corral.Instance{ID: id, Name: "corral-acme-" + id, PoolID: "onprem", TenantID: "default", TargetID: "acme",
+			State: corral.InstDraining, Reason: "job completed", DrainAt: now.Add(-drained), CreatedAt: now}
+		if err := r.st.Update(context.Background(), func(tx corral.Tx) error { return tx.PutInstance(context.Background(), &in) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.provs["onprem"].DeleteErr = fmt.Errorf("engine down: %w", corral.ErrUnavailable)
+	r.pass()
+	got := map[string]corral.Instance{}
+	for _, in := range r.instances() {
+		got[in.ID] = in
+	}
+	if in := got["old"]; in.State != corral.InstDeleted || !strings.HasPrefix(in.Reason, "lost") {
+		t.Fatalf("old = %s %q, want deleted as lost", in.State, in.Reason)
+	}
+	if in := got["new"]; in.State != corral.InstDraining {
+		t.Fatalf("new = %s, want still draining (its engine may come back)", in.State)
+	}
+}

@@ -1,6 +1,7 @@
 package gitea
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -117,5 +118,32 @@ func TestClient_forgejo(t *testing.T) {
 	rs, err := c.Runners(ctxT(t))
 	if err != nil || len(rs) != 2 || !rs[0].Online || rs[0].Busy || !rs[1].Busy || rs[0].Labels[0] != "docker" {
 		t.Fatalf("runners = %+v, err = %v", rs, err)
+	}
+}
+
+func TestClient_DiagnoseRunner(t *testing.T) {
+	f, ts := newFake(t, "/repos/o/r")
+	c := newClient(t, target(ts.URL, corral.ScopeRepo, "o/r"), Options{})
+	mint := func() {
+		if _, err := c.MintRunner(ctxT(t), corral.RunnerSpec{Name: "n", Labels: []string{"x"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mint()
+	if err := c.DiagnoseRunner("level=info msg=\"Runner registered successfully.\""); err != nil {
+		t.Fatalf("healthy output: %v", err)
+	}
+	mint()
+	if n := f.count("POST registration-token"); n != 1 {
+		t.Fatalf("calls = %d", n)
+	}
+	out := `level=error msg="poller: cannot register new runner" error="unauthenticated: runner registration token has been invalidated, please use the latest one"` +
+		"\ncorral bootstrap: runner registration failed\n"
+	if err := c.DiagnoseRunner(out); !errors.Is(err, ErrTokenRefused) {
+		t.Fatalf("err = %v, want ErrTokenRefused", err)
+	}
+	mint()
+	if n := f.count("POST registration-token"); n != 2 {
+		t.Fatalf("calls after a refused token = %d, want 2", n)
 	}
 }

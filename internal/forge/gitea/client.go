@@ -11,9 +11,11 @@
 // runners until it is replaced. The Client caches one per target, so
 // MintRunner costs one API call when the cache is empty and none otherwise;
 // it fetches it again every Options.RotateEvery (picking up a token an
-// administrator replaced) and at once after ForgetToken. The instance runs
-// the real runner through BootstrapScript: `register --ephemeral`, then
-// `exec … daemon`; the runner takes one job and Gitea deletes it.
+// administrator replaced) and at once after ForgetToken, which
+// DiagnoseRunner calls when a runner's output shows Gitea refusing the
+// token. The instance runs the real runner through BootstrapScript:
+// `register --ephemeral`, then `exec … daemon`; the runner takes one job
+// and Gitea deletes its registration.
 //
 // Forgejo (NOT tested against a real server: the Go module proxy refuses
 // forgejo-runner here, so no end-to-end run was possible): the webhook
@@ -81,7 +83,10 @@ type Client struct {
 	tok     tokenCache
 }
 
-var _ corral.Forge = (*Client)(nil)
+var (
+	_ corral.Forge           = (*Client)(nil)
+	_ corral.RunnerDiagnoser = (*Client)(nil)
+)
 
 // NewClient validates target t (kind gitea or forgejo) and returns its
 // client. It does no I/O.

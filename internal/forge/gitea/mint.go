@@ -3,6 +3,7 @@ package gitea
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -197,4 +198,30 @@ func (c *Client) ForgetToken() {
 	c.tok.mu.Lock()
 	c.tok.val = ""
 	c.tok.mu.Unlock()
+}
+
+// ErrTokenRefused: the forge refused the registration token a runner
+// presented (replaced or deleted at the forge).
+var ErrTokenRefused = errors.New("runner registration token refused by the forge")
+
+// Gitea's answers to a registration with a token it does not accept, as
+// gitea-runner prints them.
+var refusals = []string{
+	"runner registration token not found",
+	"runner registration token has been invalidated",
+}
+
+// DiagnoseRunner implements corral.RunnerDiagnoser: in the output of a
+// runner that exited without a job, it recognises Gitea's refusal of the
+// registration token, drops the cached token (so the next MintRunner
+// fetches the current one) and says so.
+func (c *Client) DiagnoseRunner(output string) error {
+	for _, s := range refusals {
+		if strings.Contains(output, s) {
+			c.ForgetToken()
+			c.log.Warn("the forge refused the cached registration token; fetching it again for the next runner")
+			return fmt.Errorf("%w (%s): the next runner gets the current token", ErrTokenRefused, s)
+		}
+	}
+	return nil
 }

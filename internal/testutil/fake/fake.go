@@ -156,6 +156,7 @@ type Provider struct {
 	Specs     map[string]corral.InstanceSpec
 	Calls     map[string]int
 	CreateErr error
+	DeleteErr error
 	Peak      int
 	// OnCreate, if set, is called at the start of each Create.
 	OnCreate func(corral.InstanceSpec)
@@ -196,6 +197,9 @@ func (p *Provider) Delete(_ context.Context, pi corral.ProviderInstance) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.Calls["delete"]++
+	if p.DeleteErr != nil {
+		return p.DeleteErr
+	}
 	delete(p.Instances, pi.InstanceID)
 	return nil
 }
