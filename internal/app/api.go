@@ -21,6 +21,7 @@ func (a *App) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/jobs", a.listJobs)
 	mux.HandleFunc("GET /api/v1/jobs/{id}", a.getJob)
 	mux.HandleFunc("GET /api/v1/instances", a.listInstances)
+	mux.HandleFunc("GET /api/v1/targets", a.listTargets)
 }
 
 // JobView is a job as the API shows it.
@@ -163,4 +164,42 @@ func (a *App) listInstances(w http.ResponseWriter, r *http.Request) {
 			LastError: in.LastError, CreatedAt: in.CreatedAt})
 	}
 	httperr.WriteJSON(w, http.StatusOK, map[string]any{"instances": out})
+}
+
+// budgeter is a forge client that knows its remaining API budget (GitHub's
+// rate limit): -1 when not known yet.
+type budgeter interface {
+	Budget() (remaining int, reset time.Time)
+}
+
+// TargetView is a target as the API shows it: never its secrets.
+type TargetView struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Scope  string `json:"scope"`
+	Path   string `json:"path,omitempty"`
+	URL    string `json:"url,omitempty"`
+	Budget *struct {
+		Remaining int       `json:"remaining"`
+		Reset     time.Time `json:"reset"`
+	} `json:"rate_limit,omitempty"`
+}
+
+func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
+	out := make([]TargetView, 0, len(a.opt.Targets))
+	for _, t := range a.opt.Targets {
+		v := TargetView{ID: t.ID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL}
+		if f, err := a.opt.Forges.Forge(t); err == nil {
+			if b, ok := f.(budgeter); ok {
+				if n, reset := b.Budget(); n >= 0 {
+					v.Budget = &struct {
+						Remaining int       `json:"remaining"`
+						Reset     time.Time `json:"reset"`
+					}{n, reset}
+				}
+			}
+		}
+		out = append(out, v)
+	}
+	httperr.WriteJSON(w, http.StatusOK, map[string]any{"targets": out})
 }

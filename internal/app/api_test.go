@@ -73,12 +73,12 @@ func TestApp_API(t *testing.T) {
 		t.Fatalf("job detail: %d %s", code, out)
 	}
 	for url, want := range map[string]int{"/api/v1/jobs/999": 404, "/api/v1/jobs/abc": 400, "/api/v1/jobs?after=x": 400,
-		"/healthz": 200, "/api/v1/instances": 200} {
+		"/healthz": 200, "/api/v1/instances": 200, "/api/v1/targets": 200} {
 		if code, out := get(t, h, url); code != want {
 			t.Errorf("GET %s = %d %s, want %d", url, code, out, want)
 		}
 	}
-	for _, url := range []string{"/api/v1/jobs", "/api/v1/instances", "/healthz"} {
+	for _, url := range []string{"/api/v1/jobs", "/api/v1/instances", "/api/v1/targets", "/healthz"} {
 		if _, out := get(t, h, url); strings.Contains(out, secret.Reveal()) {
 			t.Fatalf("%s leaks the webhook secret", url)
 		}

@@ -59,6 +59,14 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 		return
 	}
 	boot, err := forge.MintRunner(ctx, corral.RunnerSpec{Name: in.Name, Labels: in.Labels, InstanceID: in.ID})
+	if errors.Is(err, corral.ErrConflict) && in.Attempts > 1 {
+		// A retried create whose runner is registered and busy: the first
+		// attempt's runner is at work (corral died before recording it).
+		// Adopt it; never delete an instance whose runner runs a job.
+		s.log.Warn("adopting an instance whose runner is already at work", "instance", in.ID, "err", err)
+		s.started(ctx, in.ID, "", 0, "adopted: its runner was already at work")
+		return
+	}
 	if err != nil {
 		s.fail(ctx, in, fmt.Errorf("mint runner credential: %w", err))
 		return

@@ -176,6 +176,20 @@ func TestGitHub(t *testing.T) {
 		return n == jobs
 	})
 	r.checkClean(t, jobs)
+	var targets struct {
+		Targets []struct {
+			ID        string `json:"id"`
+			RateLimit *struct {
+				Remaining int `json:"remaining"`
+			} `json:"rate_limit"`
+		} `json:"targets"`
+	}
+	getJSON(t, "http://"+r.listen+"/api/v1/targets", &targets)
+	for _, tg := range targets.Targets {
+		if tg.RateLimit == nil || tg.RateLimit.Remaining <= 0 {
+			t.Errorf("target %s shows no remaining rate-limit budget: %+v", tg.ID, tg.RateLimit)
+		}
+	}
 	p.stop(t)
 	st := r.gh.Stats()
 	if n := st.Calls["POST generate-jitconfig"]; n != jobs {

@@ -145,6 +145,7 @@ func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.Prov
 	}
 	now := p.clock.Now()
 	var out []corral.ProviderInstance
+	var pids []int // read once, only when a record lacks its pid
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -167,14 +168,33 @@ func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.Prov
 			continue
 		case st.ControllerID != controllerID:
 			continue
-		case st.Pid == 0 && now.Sub(st.CreatedAt) <= orphanAge:
-			continue // a Create in progress
+		}
+		running := alive(st.Pid, st.StartTicks)
+		if st.Pid == 0 {
+			// A Create that started the shim but was cut short (a crash)
+			// before it recorded the pid: the runner may be at work.
+			// Its processes carry the instance id in their environment.
+			if pids == nil {
+				pids, _ = allPids()
+			}
+			running = false
+			for _, pid := range pids {
+				if hasEnv(pid, "CORRAL_INSTANCE_ID="+st.InstanceID) {
+					if ps, err := readStat(pid); err == nil && !ps.dead() {
+						running = true
+						break
+					}
+				}
+			}
+			if !running && now.Sub(st.CreatedAt) <= orphanAge {
+				continue // a Create in progress
+			}
 		}
 		out = append(out, corral.ProviderInstance{
 			ProviderID: e.Name(),
 			InstanceID: st.InstanceID,
 			PoolID:     st.PoolID,
-			Running:    alive(st.Pid, st.StartTicks),
+			Running:    running,
 			CreatedAt:  st.CreatedAt,
 		})
 	}

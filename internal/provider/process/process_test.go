@@ -274,6 +274,34 @@ func TestProvider_List(t *testing.T) {
 			}
 		}
 	})
+	t.Run("pid_not_recorded_but_running", func(t *testing.T) {
+		// corral died after starting the shim and before recording its
+		// pid: the runner is at work and must be listed as running, or
+		// corral would start it again and delete the busy one.
+		h := newHarness(t, NamespacesOff)
+		p := h.provider(t)
+		ctl := providertest.Unique("ctl-")
+		inst := providertest.Create(t, p, providertest.Spec(t, h, ctl, nil))
+		dir := filepath.Join(h.dir, inst.InstanceID)
+		st, err := readState(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Pid, st.StartTicks = 0, 0
+		if err := writeState(dir, st); err != nil {
+			t.Fatal(err)
+		}
+		list, err := p.List(t.Context(), ctl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 1 || !list[0].Running {
+			t.Fatalf("List = %+v, want the instance running", list)
+		}
+		if err := p.Delete(t.Context(), inst); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestParseStat(t *testing.T) {

@@ -158,6 +158,9 @@ func Run(ctx context.Context, opt Options, ready func(pageURL string)) (Result, 
 			res.HookName = HookName(opt.Name)
 			fmt.Fprintf(w, "GitHub App %s (id %d) created; corral stored its key. Install it: %s/installations/new\n", res.Slug, res.ID, res.HTMLURL)
 		}
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush() // the browser has its answer before Run returns
+		}
 		select {
 		case done <- outcome{res, err}:
 		default:
@@ -165,7 +168,12 @@ func Run(ctx context.Context, opt Options, ready func(pageURL string)) (Result, 
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer func() {
+		// Let the callback's answer reach the browser before closing.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
 	if ready != nil {
 		ready(base + "/")
 	}
