@@ -11,6 +11,7 @@
 package dockertest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -136,6 +138,9 @@ func (d *Daemon) Stop() error {
 			<-d.exit
 			d.stopErr = errors.New("dockertest: dockerd did not stop in time; killed")
 		}
+		// A container shim that outlived its daemon (a test killed in
+		// the middle) still runs under this directory: stop it too.
+		killUnder(d.dir)
 		// dockerd leaves mounts behind (e.g. exec/netns/default for the
 		// host network): detach them before removing the directory.
 		if err := unmountUnder(d.dir); err != nil {
@@ -262,4 +267,22 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// killUnder SIGKILLs every process whose command line names dir.
+func killUnder(dir string) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(dir)) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
