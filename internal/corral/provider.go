@@ -18,7 +18,18 @@ type InstanceSpec struct {
 	// Deadline is the instance's maximum lifetime. The instance enforces
 	// it itself, so it dies even when corral is down.
 	Deadline time.Time
+	// RunnerDir, when set, is a host directory holding an unpacked runner
+	// release that corral manages (package runners): providers that can
+	// share a host directory give it to the instance read-only, at
+	// RunnerMount inside containers.
+	RunnerDir string
+	// DockerInDocker asks for a private Docker daemon for this instance
+	// only (providers that support it), destroyed with the instance.
+	DockerInDocker bool
 }
+
+// RunnerMount is where containers see InstanceSpec.RunnerDir.
+const RunnerMount = "/opt/corral/runner"
 
 // ProviderInstance is an instance as its provider sees it.
 type ProviderInstance struct {
