@@ -20,6 +20,7 @@ import (
 	"github.com/corral-ci/corral/internal/forge"
 	"github.com/corral-ci/corral/internal/provider/docker"
 	"github.com/corral-ci/corral/internal/provider/process"
+	"github.com/corral-ci/corral/internal/runners"
 	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/store/sqlite"
 )
@@ -65,7 +66,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	cache, runnerDir, err := openRunners(cfg, log)
+	if err != nil {
+		return err
+	}
 	opt := app.Options{
+		Runners: cache, RunnerDir: runnerDir,
 		Store: store, Forges: forge.NewRegistry(nil, log), Providers: providers,
 		Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools, Sizes: dom.Sizes,
 		MaxInstances: cfg.MaxInstances, ControllerID: controllerID, NoLeader: *noLeader,
@@ -202,4 +208,45 @@ func dockerConfig(c config.Docker, log *slog.Logger) docker.Config {
 		dc.Endpoints = []docker.Endpoint{{Name: "local", Host: "unix:///var/run/docker.sock"}}
 	}
 	return dc
+}
+
+// openRunners makes the runner-release cache when the config names runner
+// kinds to keep, and the function that gives a pool its managed runner.
+func openRunners(cfg *config.Config, log *slog.Logger) (app.RunnerCache, func(corral.Pool, corral.Target) (string, error), error) {
+	rc := cfg.Runners
+	if len(rc.Kinds) == 0 {
+		return nil, nil, nil
+	}
+	sources := map[runners.Kind]runners.Source{}
+	for _, k := range rc.Kinds {
+		kind := runners.Kind(k)
+		if rc.MirrorURL != "" {
+			sources[kind] = &runners.Mirror{IndexURL: rc.MirrorURL, Kind: kind}
+			continue
+		}
+		src, err := runners.DefaultReleasesAPI(kind)
+		if err != nil {
+			return nil, nil, err
+		}
+		sources[kind] = src
+	}
+	cache, err := runners.New(runners.Config{Dir: filepath.Join(cfg.DataDir, "runners"), Sources: sources, Keep: rc.Keep,
+		Interval: rc.RefreshInterval, BaseURL: rc.PublicURL, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := func(p corral.Pool, t corral.Target) (string, error) {
+		kind := map[corral.TargetKind]runners.Kind{corral.KindGitHub: runners.KindGitHub,
+			corral.KindGitea: runners.KindGitea, corral.KindForgejo: runners.KindForgejo}[t.Kind]
+		if kind == "" {
+			return "", fmt.Errorf("no managed runner for forge kind %q", t.Kind)
+		}
+		arch := p.Flavor.Arch
+		if arch == "" {
+			arch = "x64"
+		}
+		_, path, err := cache.Current(kind, "linux", arch)
+		return path, err
+	}
+	return cache, dir, nil
 }

@@ -44,8 +44,19 @@ type Options struct {
 	// (tests that race two schedulers on purpose).
 	NoLeader bool
 	MaxBody  int64
-	Clock    corral.Clock
-	Logger   *slog.Logger
+	// Runners, when set, is corral's cache of runner releases: refreshed
+	// on every replica, served to machines at /runners/, and the source of
+	// RunnerDir for pools with a managed runner.
+	Runners   RunnerCache
+	RunnerDir func(p corral.Pool, t corral.Target) (string, error)
+	Clock     corral.Clock
+	Logger    *slog.Logger
+}
+
+// RunnerCache is the runner-release cache (package runners).
+type RunnerCache interface {
+	Run(ctx context.Context) error
+	Handler() http.Handler
 }
 
 // App is one assembled corral replica.
@@ -88,7 +99,7 @@ func New(opt Options) (*App, error) {
 		Store: opt.Store, Forges: opt.Forges, Providers: opt.Providers,
 		Tenants: opt.Tenants, Targets: opt.Targets, Pools: opt.Pools,
 		MaxInstances: opt.MaxInstances, ControllerID: opt.ControllerID,
-		WarmLabels: route.WarmLabels, Covers: route.Covers,
+		WarmLabels: route.WarmLabels, Covers: route.Covers, RunnerDir: opt.RunnerDir,
 		Interval: opt.SchedulerInterval, InterruptedAfter: interrupted, Clock: opt.Clock, Logger: opt.Logger,
 	})
 	if err != nil {
@@ -160,6 +171,13 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 		wg.Wait()
 	}
+	if a.opt.Runners != nil {
+		go func() {
+			if err := a.opt.Runners.Run(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("runner release cache stopped", "err", err)
+			}
+		}()
+	}
 	if a.opt.NoLeader {
 		lead(ctx)
 		return nil
@@ -229,6 +247,9 @@ func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/{target}", a.Webhooks)
 	mux.HandleFunc("POST /webhooks/app/{app}", a.Webhooks.ServeApp)
+	if a.opt.Runners != nil {
+		mux.Handle("GET /runners/", http.StripPrefix("/runners", a.opt.Runners.Handler()))
+	}
 	a.apiRoutes(mux)
 	return mux
 }

@@ -57,6 +57,8 @@ type Config struct {
 	Pools []Pool            `yaml:"pools"`
 	// Providers configures the providers pools name.
 	Providers Providers `yaml:"providers"`
+	// Runners configures corral's cache of runner releases.
+	Runners Runners `yaml:"runners"`
 
 	// Warnings is advice that is not an error, such as a literal secret,
 	// each as "file:line: key: message".
@@ -64,6 +66,16 @@ type Config struct {
 
 	file string
 	src  *sources
+}
+
+// Runners configures the runner-release cache that pools with
+// `runner: managed` draw from.
+type Runners struct {
+	Kinds           []string      `yaml:"kinds"`            // github, gitea, forgejo
+	MirrorURL       string        `yaml:"mirror_url"`       // an index for air-gapped sites; empty: the projects' releases
+	Keep            int           `yaml:"keep"`             // versions kept per platform (default 3)
+	RefreshInterval time.Duration `yaml:"refresh_interval"` // default 6h
+	PublicURL       string        `yaml:"public_url"`       // where machines download releases, e.g. http://corral:8080/runners/
 }
 
 // Providers holds each provider's settings.
@@ -137,6 +149,8 @@ type Pool struct {
 	MaxJobRuntime time.Duration     `yaml:"max_job_runtime"`
 	IdleTimeout   time.Duration     `yaml:"idle_timeout"`
 	MaxLifetime   time.Duration     `yaml:"max_lifetime"`
+	// Runner "managed": instances get their runner from corral's cache.
+	Runner string `yaml:"runner"`
 }
 
 // Schedule sets a pool's min idle during a weekly time window.

@@ -144,6 +144,31 @@ func (b *builder) providers() {
 			b.bad(fmt.Sprintf("pools[%d].provider", i), "want one of %v, got %q", knownProviders, p.Provider)
 		}
 	}
+	managed := false
+	for i, p := range b.c.Pools {
+		switch p.Runner {
+		case "":
+		case "managed":
+			managed = true
+		default:
+			b.bad(fmt.Sprintf("pools[%d].runner", i), "want \"managed\" or nothing, got %q", p.Runner)
+		}
+	}
+	rn := b.c.Runners
+	for i, k := range rn.Kinds {
+		if !slices.Contains([]string{"github", "gitea", "forgejo"}, k) {
+			b.bad(fmt.Sprintf("runners.kinds[%d]", i), "want github, gitea or forgejo, got %q", k)
+		}
+	}
+	if managed && len(rn.Kinds) == 0 {
+		b.bad("runners.kinds", "a pool has runner: managed, so name the runner kinds to keep (github, gitea, forgejo)")
+	}
+	if rn.Keep < 0 {
+		b.bad("runners.keep", "want 0 (default 3) or more")
+	}
+	if rn.MirrorURL != "" {
+		b.checkURL("runners.mirror_url", rn.MirrorURL)
+	}
 	dk := b.c.Providers.Docker
 	switch dk.Network {
 	case "", "host", "none":

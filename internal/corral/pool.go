@@ -24,6 +24,10 @@ type Pool struct {
 	// what the provider starts (image name, runner path, VM disk).
 	Provider string
 	Image    string
+	// ManagedRunner: instances get the newest runner release the forge
+	// accepts from corral's own cache (package runners), instead of one
+	// baked into the image.
+	ManagedRunner bool
 	// Flavor is the default size; Max is the largest a job may ask for.
 	Flavor Flavor
 	Max    Flavor

@@ -53,6 +53,25 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 		s.fail(ctx, in, fmt.Errorf("pool %q or target %q is no longer configured", in.PoolID, in.TargetID))
 		return
 	}
+	spec := corral.InstanceSpec{
+		InstanceID: in.ID, Name: in.Name, ControllerID: s.cfg.ControllerID, PoolID: pool.ID,
+		Image: pool.Image, Flavor: in.Flavor, Labels: in.Labels, Deadline: in.ExpiresAt,
+	}
+	if pool.ManagedRunner {
+		if s.cfg.RunnerDir == nil {
+			s.fail(ctx, in, fmt.Errorf("pool %s wants a managed runner, but corral keeps no runner releases (config: runners)", pool.ID))
+			return
+		}
+		dir, err := s.cfg.RunnerDir(pool, target)
+		if err != nil {
+			s.fail(ctx, in, fmt.Errorf("managed runner for pool %s: %w", pool.ID, err))
+			return
+		}
+		spec.RunnerDir = dir
+		if spec.Image == "" {
+			spec.Image = dir // providers that run a directory run the runner itself
+		}
+	}
 	forge, err := s.cfg.Forges.Forge(target)
 	if err != nil {
 		s.fail(ctx, in, err)
@@ -71,10 +90,8 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 		s.fail(ctx, in, fmt.Errorf("mint runner credential: %w", err))
 		return
 	}
-	pi, err := s.cfg.Providers[pool.Provider].Create(ctx, corral.InstanceSpec{
-		InstanceID: in.ID, Name: in.Name, ControllerID: s.cfg.ControllerID, PoolID: pool.ID,
-		Image: pool.Image, Flavor: in.Flavor, Labels: in.Labels, Bootstrap: boot, Deadline: in.ExpiresAt,
-	})
+	spec.Bootstrap = boot
+	pi, err := s.cfg.Providers[pool.Provider].Create(ctx, spec)
 	if err != nil {
 		s.fail(ctx, in, fmt.Errorf("provider %s create: %w", pool.Provider, err))
 		return

@@ -33,6 +33,9 @@ type Config struct {
 	WarmLabels func(corral.Pool) []string
 	// Covers reports whether runner labels serve a job's labels.
 	Covers func(runner, job []string) bool
+	// RunnerDir gives the unpacked managed runner release for a pool with
+	// ManagedRunner (package runners); nil when corral keeps none.
+	RunnerDir func(p corral.Pool, t corral.Target) (string, error)
 
 	Interval     time.Duration // periodic pass; default 2s
 	BackoffBase  time.Duration // default 1s

@@ -40,6 +40,11 @@ func pool(id string, prio, max int, labels ...string) corral.Pool {
 
 func newRig(t *testing.T, tenantMax, globalMax int, pools ...corral.Pool) *rig {
 	t.Helper()
+	return newRigWith(t, nil, tenantMax, globalMax, pools...)
+}
+
+func newRigWith(t *testing.T, mod func(*scheduler.Config), tenantMax, globalMax int, pools ...corral.Pool) *rig {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "c.db"), sqlite.Options{})
 	if err != nil {
@@ -59,10 +64,14 @@ func newRig(t *testing.T, tenantMax, globalMax int, pools ...corral.Pool) *rig {
 		t.Fatal(err)
 	}
 	r.led = ledger.New(st, m, r.clk, nil)
-	r.s, err = scheduler.New(scheduler.Config{Store: st, Forges: r.forge, Providers: provs,
+	cfg := scheduler.Config{Store: st, Forges: r.forge, Providers: provs,
 		Tenants: []corral.Tenant{{ID: "default", MaxInstances: tenantMax}}, Targets: []corral.Target{target},
 		Pools: pools, MaxInstances: globalMax, ControllerID: "test", WarmLabels: route.WarmLabels, Covers: route.Covers,
-		Clock: r.clk, BackoffBase: time.Second, BackoffMax: 8 * time.Second})
+		Clock: r.clk, BackoffBase: time.Second, BackoffMax: 8 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r.s, err = scheduler.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,5 +373,37 @@ func TestScheduler_Lost(t *testing.T) {
 	}
 	if in := got["new"]; in.State != corral.InstDraining {
 		t.Fatalf("new = %s, want still draining (its engine may come back)", in.State)
+	}
+}
+
+func TestScheduler_ManagedRunner(t *testing.T) {
+	p := pool("onprem", 10, 4)
+	p.ManagedRunner = true
+	dir := "/var/lib/corral/runners/github/2.331.0/linux-x64"
+	var fail error
+	r := newRigWith(t, func(c *scheduler.Config) {
+		c.RunnerDir = func(corral.Pool, corral.Target) (string, error) { return dir, fail }
+	}, 0, 0, p)
+	r.queue("corral")
+	r.pass()
+	for _, spec := range r.provs["onprem"].Specs {
+		if spec.RunnerDir != dir || spec.Image != dir {
+			t.Fatalf("spec runner dir %q image %q, want the managed release for both", spec.RunnerDir, spec.Image)
+		}
+	}
+	if len(r.provs["onprem"].Specs) != 1 {
+		t.Fatalf("%d creates, want 1", len(r.provs["onprem"].Specs))
+	}
+	// No acceptable release: the job waits and says why; nothing is minted.
+	fail = fmt.Errorf("no release of github for linux-x64 yet: %w", corral.ErrNotFound)
+	mints := r.forge.Count("mint")
+	id := r.queue("corral", "other")
+	r.pass()
+	r.pass()
+	if r.forge.Count("mint") != mints {
+		t.Fatal("a runner credential was minted with no runner to give it")
+	}
+	if j := r.job(id); j.State != corral.JobRouted || !strings.Contains(j.Reason, "no release") {
+		t.Fatalf("job = %s %q, want routed and saying why it waits", j.State, j.Reason)
 	}
 }
