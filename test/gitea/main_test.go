@@ -10,6 +10,10 @@
 // TestMain runs build.sh itself, but a cold build does not fit in go test's
 // default 10-minute timeout: run build.sh first (CI does) or pass -timeout.
 //
+// TestGitea_Containers also needs dockerd (run as root) and busybox-static:
+// it runs the runners in containers on a private daemon (dockertest) and
+// skips without them, except under CI=true.
+//
 // CORRAL_GITEA_OVERLAY names a `go build -overlay` file used to build corral
 // (to try an unmerged wiring). CORRAL_GITEA_KEEP_LOGS names a directory that
 // receives every corral log.
