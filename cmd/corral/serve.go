@@ -199,7 +199,8 @@ func openProviders(cfg *config.Config, pools []corral.Pool, log *slog.Logger) (m
 }
 
 func dockerConfig(c config.Docker, log *slog.Logger) docker.Config {
-	dc := docker.Config{Network: c.Network, ReadOnlyRoot: c.ReadOnlyRoot, LogDriver: c.LogDriver, Logger: log}
+	dc := docker.Config{Network: c.Network, ReadOnlyRoot: c.ReadOnlyRoot, LogDriver: c.LogDriver, Logger: log,
+		DindImage: c.DindImage, DindCapabilities: c.DindCapabilities}
 	for _, e := range c.Endpoints {
 		dc.Endpoints = append(dc.Endpoints, docker.Endpoint{Name: e.Name, Host: e.Host, TLSCA: e.TLSCA,
 			TLSCert: e.TLSCert, TLSKey: e.TLSKey, MaxInstances: e.MaxInstances})

@@ -90,6 +90,10 @@ type Docker struct {
 	Network      string           `yaml:"network"`        // host (default) or none
 	ReadOnlyRoot bool             `yaml:"read_only_root"` // the runner's root file system read-only
 	LogDriver    string           `yaml:"log_driver"`     // "none" keeps runner output off the engine's disk
+	// DindImage runs the per-instance Docker daemon of pools with
+	// docker_in_docker (privileged: see the README).
+	DindImage        string   `yaml:"dind_image"`
+	DindCapabilities []string `yaml:"dind_capabilities"` // instead of privileged, where the host refuses it
 }
 
 // DockerEndpoint is one Docker engine.
@@ -151,6 +155,9 @@ type Pool struct {
 	MaxLifetime   time.Duration     `yaml:"max_lifetime"`
 	// Runner "managed": instances get their runner from corral's cache.
 	Runner string `yaml:"runner"`
+	// DockerInDocker: each instance gets a private Docker daemon (docker
+	// provider only; providers.docker.dind_image must be set).
+	DockerInDocker bool `yaml:"docker_in_docker"`
 }
 
 // Schedule sets a pool's min idle during a weekly time window.

@@ -368,3 +368,28 @@ providers:
 		}
 	}
 }
+
+func TestParse_DockerInDocker(t *testing.T) {
+	const cfg = `targets:
+  - {id: a, kind: sim, scope: org, path: acme, url: "http://127.0.0.1:9"}
+pools:
+  - {id: p, labels: [corral], provider: docker, image: runner:1, docker_in_docker: true}
+  - {id: q, labels: [other], provider: process, docker_in_docker: true}
+`
+	_, err := Parse("c.yaml", []byte(cfg), func(string) string { return "" })
+	for _, want := range []string{"c.yaml:4: pools[0].docker_in_docker: needs providers.docker.dind_image", "c.yaml:5: pools[1].docker_in_docker: only the docker provider"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	ok := strings.Replace(cfg, "  - {id: q, labels: [other], provider: process, docker_in_docker: true}\n", "", 1) +
+		"providers:\n  docker: {dind_image: corral-dind:20.10}\n"
+	c, err := Parse("c.yaml", []byte(ok), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Domain()
+	if err != nil || !d.Pools[0].DockerInDocker {
+		t.Fatalf("pool = %+v, %v", d.Pools, err)
+	}
+}

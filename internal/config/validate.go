@@ -154,6 +154,16 @@ func (b *builder) providers() {
 			b.bad(fmt.Sprintf("pools[%d].runner", i), "want \"managed\" or nothing, got %q", p.Runner)
 		}
 	}
+	for i, p := range b.c.Pools {
+		if !p.DockerInDocker {
+			continue
+		}
+		if p.Provider != "docker" {
+			b.bad(fmt.Sprintf("pools[%d].docker_in_docker", i), "only the docker provider runs a per-instance Docker daemon")
+		} else if b.c.Providers.Docker.DindImage == "" {
+			b.bad(fmt.Sprintf("pools[%d].docker_in_docker", i), "needs providers.docker.dind_image")
+		}
+	}
 	rn := b.c.Runners
 	for i, k := range rn.Kinds {
 		if !slices.Contains([]string{"github", "gitea", "forgejo"}, k) {

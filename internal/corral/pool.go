@@ -28,6 +28,9 @@ type Pool struct {
 	// accepts from corral's own cache (package runners), instead of one
 	// baked into the image.
 	ManagedRunner bool
+	// DockerInDocker gives each instance a private Docker daemon (docker
+	// provider), destroyed with it; the host's socket is never shared.
+	DockerInDocker bool
 	// Flavor is the default size; Max is the largest a job may ask for.
 	Flavor Flavor
 	Max    Flavor

@@ -56,6 +56,7 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 	spec := corral.InstanceSpec{
 		InstanceID: in.ID, Name: in.Name, ControllerID: s.cfg.ControllerID, PoolID: pool.ID,
 		Image: pool.Image, Flavor: in.Flavor, Labels: in.Labels, Deadline: in.ExpiresAt,
+		DockerInDocker: pool.DockerInDocker,
 	}
 	if pool.ManagedRunner {
 		if s.cfg.RunnerDir == nil {

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -29,6 +32,12 @@ func createError(spec corral.InstanceSpec, err error) error {
 func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral.ProviderInstance, error) {
 	if err := checkSpec(spec); err != nil {
 		return corral.ProviderInstance{}, createError(spec, err)
+	}
+	if spec.DockerInDocker && p.cfg.DindImage == "" {
+		return corral.ProviderInstance{}, createError(spec, fmt.Errorf("%w: Docker in the instance asked for, but no dind image is configured", corral.ErrBadInput))
+	}
+	if _, ok := spec.Bootstrap.Env[envDockerHst]; ok && spec.DockerInDocker {
+		return corral.ProviderInstance{}, createError(spec, fmt.Errorf("%w: environment variable %s is reserved with Docker in the instance", corral.ErrBadInput, envDockerHst))
 	}
 	env, err := p.environ(spec)
 	if err != nil {
@@ -72,6 +81,8 @@ func checkSpec(spec corral.InstanceSpec) error {
 		return fmt.Errorf("%w: empty bootstrap command", corral.ErrBadInput)
 	case spec.Flavor.CPU < 0 || spec.Flavor.MemoryMB < 0 || spec.Flavor.DiskMB < 0:
 		return fmt.Errorf("%w: negative flavor %+v", corral.ErrBadInput, spec.Flavor)
+	case spec.RunnerDir != "" && (!path.IsAbs(spec.RunnerDir) || path.Clean(spec.RunnerDir) == "/" || strings.ContainsRune(spec.RunnerDir, 0)):
+		return fmt.Errorf("%w: runner directory %q must be an absolute path other than /", corral.ErrBadInput, spec.RunnerDir)
 	}
 	return nil
 }
@@ -136,7 +147,13 @@ func (ep *endpoint) live(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: list containers: %w", kind(err), err)
 	}
-	return len(res.Items), nil
+	n := 0
+	for _, c := range res.Items {
+		if c.Labels[LabelSidecar] == "" {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // createOn creates and starts the container on ep. On failure it removes
@@ -150,9 +167,36 @@ func (p *Provider) createOn(ctx context.Context, ep *endpoint, spec corral.Insta
 		ep.inflight--
 		ep.mu.Unlock()
 	}()
+	// cleanup removes what a failed create made, with a fresh context: the
+	// caller's may be what failed.
+	var made dind
+	cleanup := func(id string) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+		defer cancel()
+		if id != "" {
+			if _, rerr := ep.c.ContainerRemove(rctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil {
+				p.log.Warn("remove container of failed create", keyEndpoint, ep.name, keyContainer, id, keyErr, scrub(rerr.Error(), secrets))
+			}
+		}
+		if made != (dind{}) {
+			if rerr := p.removeDind(rctx, ep, made); rerr != nil {
+				p.log.Warn("remove dind sidecar of failed create", keyEndpoint, ep.name, keyInstance, spec.InstanceID, keyErr, rerr)
+			}
+		}
+	}
 	cfg, host := p.containerConfig(spec, env, files != nil)
+	if spec.DockerInDocker {
+		var err error
+		if made, err = p.createDind(ctx, ep, spec, p.dindEnviron(spec)); err != nil {
+			cleanup("")
+			return corral.ProviderInstance{}, err
+		}
+		cfg.Env = append(cfg.Env, envDockerHst+"="+DindHost)
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: made.volume, Target: DindSocketDir})
+	}
 	res, err := ep.c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: host})
 	if err != nil {
+		cleanup("")
 		if kind(err) == corral.ErrNotFound {
 			return corral.ProviderInstance{}, fmt.Errorf("%w: image %q: %s", corral.ErrNotFound, spec.Image, scrub(err.Error(), secrets))
 		}
@@ -160,12 +204,7 @@ func (p *Provider) createOn(ctx context.Context, ep *endpoint, spec corral.Insta
 	}
 	id := res.ID
 	if err := p.start(ctx, ep, id, files); err != nil {
-		// A fresh context: the caller's may be what failed.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
-		defer cancel()
-		if _, rerr := ep.c.ContainerRemove(rctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil {
-			p.log.Warn("remove container of failed create", keyEndpoint, ep.name, keyContainer, id, keyErr, scrub(rerr.Error(), secrets))
-		}
+		cleanup(id)
 		return corral.ProviderInstance{}, apiError("start container "+spec.Name, err, secrets)
 	}
 	p.log.Info("instance started", keyInstance, spec.InstanceID, keyPool, spec.PoolID, keyEndpoint, ep.name, keyContainer, id)
@@ -239,6 +278,11 @@ func (p *Provider) containerConfig(spec corral.InstanceSpec, env []string, stdin
 	}
 	if p.cfg.LogDriver != "" {
 		host.LogConfig = container.LogConfig{Type: p.cfg.LogDriver}
+	}
+	if spec.RunnerDir != "" {
+		host.Mounts = append(host.Mounts, mount.Mount{
+			Type: mount.TypeBind, Source: path.Clean(spec.RunnerDir), Target: corral.RunnerMount, ReadOnly: true,
+		})
 	}
 	return cfg, host
 }

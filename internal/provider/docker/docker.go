@@ -16,10 +16,22 @@
 //     from the flavor's disk, so the job's files never reach the host's
 //     disk (tmpfs pages also count against the memory limit); with
 //     ReadOnlyRoot nothing else is writable;
-//   - runs under an init process (Init), unprivileged, with no bind mount
-//     at all (so never the host's Docker socket);
+//   - runs under an init process (Init), unprivileged, and never gets the
+//     host's Docker socket. Its only bind mount is InstanceSpec.RunnerDir
+//     (when set: a directory holding the runner release corral manages,
+//     a path on the engine's host, so only useful with a local engine),
+//     read-only at corral.RunnerMount; an instance asking for
+//     Docker gets a private daemon in a sidecar instead (see dind.go);
 //   - gets credentials only through its environment, never in its command
 //     line or labels; bootstrap files go through the container's stdin.
+//
+// Docker inside jobs (InstanceSpec.DockerInDocker, Config.DindImage): a
+// per-instance daemon in a privileged sidecar container, reached through a
+// socket volume shared only by the two containers and removed with them.
+// The job's containers are isolated from the host's daemon and from other
+// jobs, but a privileged sidecar is not a security boundary against a
+// hostile job: use it for trusted jobs or on hosts given to one trust
+// domain. Details in dind.go.
 //
 // With several endpoints each instance goes to the reachable one with the
 // most free capacity; the instances of an endpoint that is down are not
@@ -115,8 +127,18 @@ type Config struct {
 	// ssh -o BatchMode=yes); the provider appends [-p port] user@host --
 	// docker system dial-stdio.
 	SSHCommand []string
-	Logger     *slog.Logger
-	Clock      corral.Clock
+	// DindImage is the image of the Docker-in-Docker sidecar started for
+	// instances that ask for Docker (see dind.go); "" refuses them.
+	DindImage string
+	// DindCapabilities, when set, runs the sidecar unprivileged with these
+	// capabilities (e.g. CAP_SYS_ADMIN), seccomp and AppArmor unconfined
+	// and no masked /proc paths, instead of privileged: for engines that
+	// cannot grant every capability (an engine itself in a container
+	// without CAP_SYS_RESOURCE, where privileged containers fail). It is
+	// no security boundary either.
+	DindCapabilities []string
+	Logger           *slog.Logger
+	Clock            corral.Clock
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -153,6 +175,11 @@ func (c Config) Validate() error {
 	}
 	if c.Workspace != "" && (!strings.HasPrefix(c.Workspace, "/") || c.Workspace == "/" || strings.ContainsAny(c.Workspace, ":,\x00")) {
 		errs = append(errs, fmt.Errorf("docker provider: workspace %q must be an absolute path other than /", c.Workspace))
+	}
+	for _, cp := range c.DindCapabilities {
+		if cp == "" || strings.ContainsAny(cp, " ,=\x00") {
+			errs = append(errs, fmt.Errorf("docker provider: dind capability %q", cp))
+		}
 	}
 	if c.Grace < 0 {
 		errs = append(errs, errors.New("docker provider: negative grace"))

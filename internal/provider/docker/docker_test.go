@@ -255,6 +255,7 @@ func TestConfig_Validate(t *testing.T) {
 		"bad_network":     {Endpoints: []Endpoint{good}, Network: "bridge"},
 		"relative_ws":     {Endpoints: []Endpoint{good}, Workspace: "work"},
 		"negative_max":    {Endpoints: []Endpoint{{Name: "a", Host: "unix:///s", MaxInstances: -1}}},
+		"bad_dind_cap":    {Endpoints: []Endpoint{good}, DindCapabilities: []string{"CAP_SYS_ADMIN", "a b"}},
 	} {
 		if err := cfg.Validate(); !errors.Is(err, corral.ErrBadInput) {
 			t.Errorf("%s: Validate = %v, want ErrBadInput", name, err)
@@ -265,6 +266,7 @@ func TestConfig_Validate(t *testing.T) {
 		"local_tcp": {Endpoints: []Endpoint{{Name: "a", Host: "tcp://127.0.0.1:2375"}}, Network: NetworkNone},
 		"tls_tcp":   {Endpoints: []Endpoint{{Name: "a", Host: "tcp://h:2376", TLSCA: "ca", TLSCert: "c", TLSKey: "k"}}},
 		"ssh":       {Endpoints: []Endpoint{{Name: "a", Host: "ssh://ci@h:2222"}}, ReadOnlyRoot: true},
+		"dind":      {Endpoints: []Endpoint{good}, DindImage: "dind:1", DindCapabilities: []string{"CAP_SYS_ADMIN"}},
 	} {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: Validate = %v, want nil", name, err)

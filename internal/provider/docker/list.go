@@ -18,6 +18,9 @@ import (
 // its instances look vanished and corral serves their jobs again. Only when
 // no endpoint answers does List fail (ErrUnavailable), so that the restart
 // of a lone engine does not make every instance look vanished at once.
+// Docker sidecars (see dind.go) are part of their instance, not listed,
+// except a sidecar whose runner container is gone: listed as that instance,
+// not running once older than a Create can take, so the sweep deletes it.
 func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.ProviderInstance, error) {
 	results := make([][]corral.ProviderInstance, len(p.endpoints))
 	errs := make([]error, len(p.endpoints))
@@ -54,11 +57,24 @@ func (p *Provider) listOn(ctx context.Context, ep *endpoint, controllerID string
 	}
 	now := p.clock.Now()
 	out := make([]corral.ProviderInstance, 0, len(res.Items))
+	runners := map[string]bool{}
 	for _, c := range res.Items {
+		if c.Labels[LabelSidecar] == "" {
+			runners[c.Labels[LabelInstance]] = true
+		}
+	}
+	for _, c := range res.Items {
+		sidecar := c.Labels[LabelSidecar] != ""
+		if sidecar && runners[c.Labels[LabelInstance]] {
+			continue // part of a listed instance
+		}
 		created := time.Unix(c.Created, 0).UTC()
 		running := c.State == container.StateRunning || c.State == container.StateRestarting ||
 			// Created, not started yet: a Create in progress, unless old.
 			(c.State == container.StateCreated && now.Sub(created) < createdGrace)
+		// A sidecar without its runner container is what a crashed
+		// Create left: an exited instance, for the sweep to delete.
+		running = running && !(sidecar && now.Sub(created) >= createdGrace+dindReady)
 		out = append(out, corral.ProviderInstance{
 			ProviderID: providerID(ep.name, c.ID),
 			InstanceID: c.Labels[LabelInstance],
@@ -71,7 +87,8 @@ func (p *Provider) listOn(ctx context.Context, ep *endpoint, controllerID string
 }
 
 // Delete force-removes the instance's container (killing everything in
-// it) with its anonymous volumes; the tmpfs workspace dies with it.
+// it) with its anonymous volumes, and its Docker sidecar with the sidecar's
+// volumes (see dind.go); the tmpfs workspace dies with it.
 // Deleting a container that is gone is nil. A container without corral's
 // labels is never removed. With a provider id that names no endpoint of
 // this provider, every endpoint is searched by the instance label.
@@ -114,6 +131,12 @@ func (p *Provider) remove(ctx context.Context, ep *endpoint, id, instanceID stri
 	got, err := ep.c.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		if kind(err) == corral.ErrNotFound {
+			if instanceID == "" {
+				return nil
+			}
+			if err := p.removeSidecars(ctx, ep, instanceID); err != nil {
+				return fmt.Errorf("endpoint %s: %w", ep.name, err)
+			}
 			return nil
 		}
 		return fmt.Errorf("endpoint %s: %w", ep.name, apiError("inspect container "+id, err, nil))
@@ -128,6 +151,10 @@ func (p *Provider) remove(ctx context.Context, ep *endpoint, id, instanceID stri
 	_, err = ep.c.ContainerRemove(ctx, got.Container.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && kind(err) != corral.ErrNotFound {
 		return fmt.Errorf("endpoint %s: %w", ep.name, apiError("remove container "+id, err, nil))
+	}
+	// The instance's Docker sidecar and socket volume, if any, go with it.
+	if err := p.removeSidecars(ctx, ep, labels[LabelInstance]); err != nil {
+		return fmt.Errorf("endpoint %s: %w", ep.name, err)
 	}
 	p.log.Info("instance deleted", keyInstance, labels[LabelInstance], keyEndpoint, ep.name, keyContainer, got.Container.ID)
 	return nil
