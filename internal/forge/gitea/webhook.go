@@ -2,12 +2,10 @@ package gitea
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/corral-ci/corral/internal/forge/hmacsig"
 	"net/http"
 	"strings"
 	"time"
@@ -56,9 +54,7 @@ var _ corral.WebhookParser = Parser{}
 // Sign returns the X-Gitea-Signature value for body: the lowercase hex
 // HMAC-SHA256 of the exact bytes, without prefix.
 func Sign(secret corral.Secret, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret.Reveal()))
-	m.Write(body)
-	return hex.EncodeToString(m.Sum(nil))
+	return hmacsig.Sum(secret, body)
 }
 
 // ParseWebhook checks the signature over the exact body in constant time,
@@ -135,13 +131,11 @@ func verify(h http.Header, body []byte, secret corral.Secret) error {
 			return fmt.Errorf("gitea webhook: %s does not start with %q: %w", name, hubPrefix, corral.ErrUnauthorized)
 		}
 	}
-	got, err := hex.DecodeString(hexSig)
+	match, err := hmacsig.Check(secret, body, hexSig)
 	if err != nil {
 		return fmt.Errorf("gitea webhook: %s is not hex: %w", name, corral.ErrUnauthorized)
 	}
-	m := hmac.New(sha256.New, []byte(secret.Reveal()))
-	m.Write(body)
-	if !hmac.Equal(got, m.Sum(nil)) {
+	if !match {
 		return fmt.Errorf("gitea webhook: %s does not match: %w", name, corral.ErrUnauthorized)
 	}
 	return nil

@@ -4,12 +4,10 @@ package github
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/corral-ci/corral/internal/forge/hmacsig"
 	"net/http"
 	"strings"
 	"time"
@@ -42,9 +40,7 @@ var _ corral.WebhookParser = Parser{}
 // lowercase hex HMAC-SHA256 of the exact bytes. The simulated forge and tests
 // use it to sign what they send.
 func Sign(secret corral.Secret, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret.Reveal()))
-	m.Write(body)
-	return signaturePrefix + hex.EncodeToString(m.Sum(nil))
+	return signaturePrefix + hmacsig.Sum(secret, body)
 }
 
 // ParseWebhook checks the signature over the exact body in constant time,
@@ -105,13 +101,11 @@ func verify(header string, body []byte, secret corral.Secret) error {
 	if !ok {
 		return fmt.Errorf("github webhook: %s does not start with %q: %w", HeaderSignature, signaturePrefix, corral.ErrUnauthorized)
 	}
-	got, err := hex.DecodeString(hexSig)
+	ok, err := hmacsig.Check(secret, body, hexSig)
 	if err != nil {
 		return fmt.Errorf("github webhook: %s is not hex: %w", HeaderSignature, corral.ErrUnauthorized)
 	}
-	m := hmac.New(sha256.New, []byte(secret.Reveal()))
-	m.Write(body)
-	if !hmac.Equal(got, m.Sum(nil)) {
+	if !ok {
 		return fmt.Errorf("github webhook: signature does not match: %w", corral.ErrUnauthorized)
 	}
 	return nil
