@@ -27,6 +27,9 @@ var (
 	ErrRateLimited = errors.New("rate limited")
 	// ErrUnavailable: a forge, provider or store did not answer; retry later.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrFenced: a leader-only write from a replica whose lease term is
+	// over (it lost the lease, or never had it).
+	ErrFenced = errors.New("fenced: not the leader's current term")
 )
 
 // TransitionError is returned for a state change that the transition table

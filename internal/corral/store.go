@@ -56,6 +56,16 @@ type ReadTx interface {
 	InstanceByName(ctx context.Context, name string) (Instance, error)
 	Instances(ctx context.Context, f InstanceFilter) ([]Instance, error)
 	CountInstances(ctx context.Context, f CountFilter) (int, error)
+
+	// CatalogVersion is the version of the configuration rows (tenants,
+	// targets, pools): every transaction that changes them bumps it, so a
+	// replica learns of a change by reading one number.
+	CatalogVersion(ctx context.Context) (int64, error)
+	// Lease returns the named lease as the store has it (ErrNotFound if it
+	// was never taken).
+	Lease(ctx context.Context, name string) (Lease, error)
+	// Backoffs lists the pools resting after failures.
+	Backoffs(ctx context.Context) ([]Backoff, error)
 }
 
 // Tx reads and writes the ledger inside one transaction.
@@ -63,10 +73,17 @@ type Tx interface {
 	ReadTx
 
 	// PutTenant, PutTarget and PutPool insert or replace configuration
-	// rows (secrets are not stored: they stay in the config).
+	// rows (secrets are not stored: they stay in the config); the Delete
+	// methods remove one (nil if absent). Callers bump the catalog version
+	// in the same transaction (BumpCatalogVersion).
 	PutTenant(ctx context.Context, t Tenant) error
 	PutTarget(ctx context.Context, t Target) error
 	PutPool(ctx context.Context, p Pool) error
+	DeleteTenant(ctx context.Context, id string) error
+	DeleteTarget(ctx context.Context, id string) error
+	DeletePool(ctx context.Context, id string) error
+	// BumpCatalogVersion increments the catalog version and returns it.
+	BumpCatalogVersion(ctx context.Context) (int64, error)
 
 	// InsertDelivery records a webhook delivery id for a target. It
 	// returns false if the id was recorded before (a duplicate).
@@ -90,6 +107,44 @@ type Tx interface {
 	LockLimits(ctx context.Context, tenantID, poolID string) error
 
 	// AcquireLease takes or renews the named lease for holder until
-	// now+ttl, if it is free, expired or already held by holder.
-	AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	// now+ttl, if it is free, expired or already held by holder; held
+	// says whether holder has it now, and Lease is the lease as it stands.
+	// The lease's Token grows each time the lease starts a new term (a new
+	// holder, or the same one after it expired). A backend with a clock of
+	// its own (PostgreSQL: the database server's) uses it instead of now,
+	// so that replicas never compare expiries with their own clocks.
+	AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (l Lease, held bool, err error)
+	// ReleaseLease gives the lease up at once if holder has it (a clean
+	// shutdown hands the lead over without waiting for the expiry).
+	ReleaseLease(ctx context.Context, name, holder string) error
+	// CheckFence returns an error wrapping ErrFenced unless the named
+	// lease is still in the term of token. Every write of a leader runs it
+	// first, in the same transaction, so that a leader whose lease another
+	// replica took (it was paused, or cut off) can no longer change
+	// anything. An expired lease that nobody took yet still passes: no
+	// other leader exists to conflict with.
+	CheckFence(ctx context.Context, name string, token int64) error
+
+	// PutBackoff records a pool resting after failures; DeleteBackoff
+	// ends the rest. A new leader reads them back (Backoffs).
+	PutBackoff(ctx context.Context, b Backoff) error
+	DeleteBackoff(ctx context.Context, poolID, kind string) error
+}
+
+// Lease is a named lease: who holds it, until when, and its fencing token.
+type Lease struct {
+	Name    string
+	Holder  string
+	Token   int64
+	Expires time.Time
+}
+
+// Backoff is a pool resting after failures of one kind ("provider" or
+// "refused") until Until.
+type Backoff struct {
+	PoolID    string
+	Kind      string
+	Failures  int
+	Until     time.Time
+	LastError string
 }

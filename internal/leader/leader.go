@@ -1,12 +1,22 @@
 // Package leader runs a function only while this replica holds the
 // store's leader lease. On SQLite there is one replica and it leads at
-// once; on PostgreSQL several replicas race for the lease and one leads at a
-// time, with fail-over when its lease expires.
+// once; on PostgreSQL several replicas race for the lease (judged on the
+// database server's clock) and one leads at a time, with fail-over when its
+// lease expires or at once when the leader stops cleanly.
+//
+// Each term of leadership has a fencing token (the lease's Token). Fenced
+// wraps a store so that every write made for the term first checks, in the
+// same transaction, that the term is still current: a leader that was
+// paused or cut off past its lease can no longer change anything, even
+// before it notices that it lost the lead.
 package leader
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -18,16 +28,86 @@ type Config struct {
 	Name   string        // lease name, e.g. "leader"
 	Holder string        // this replica's id
 	TTL    time.Duration // lease length; renewed every TTL/3
+	// Renew overrides the renewal period (default TTL/3).
+	Renew  time.Duration
 	Clock  corral.Clock
 	Logger *slog.Logger
+	// State, when set, is kept up to date (for /readyz and the API).
+	State *State
+}
+
+// Term is one period of leadership.
+type Term struct {
+	Token int64
+}
+
+// State is what a replica knows of the lead: whether it leads, its term,
+// the holder it last saw and the last renewal error.
+type State struct {
+	mu      sync.Mutex
+	leading bool
+	token   int64
+	holder  string
+	expires time.Time
+	lastErr error
+	changes int
+}
+
+// Snapshot is a copy of State.
+type Snapshot struct {
+	Leading bool
+	Token   int64
+	Holder  string // the lease's holder as last seen ("" = unknown)
+	Expires time.Time
+	Err     error // the last renewal error, nil when the store answered
+	Changes int   // how many terms this replica started
+}
+
+// Get returns a copy of the state.
+func (s *State) Get() Snapshot {
+	if s == nil {
+		return Snapshot{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Snapshot{Leading: s.leading, Token: s.token, Holder: s.holder, Expires: s.expires, Err: s.lastErr, Changes: s.changes}
+}
+
+func (s *State) seen(l corral.Lease, err error) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastErr = err
+	if err == nil {
+		s.holder, s.expires = l.Holder, l.Expires
+	}
+}
+
+func (s *State) lead(token int64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leading = token != 0
+	s.token = token
+	if token != 0 {
+		s.changes++
+	}
 }
 
 // Run calls lead with a context that is cancelled as soon as the lease is
 // lost or ctx ends, and tries again to take the lease while ctx lives. It
-// returns when ctx ends and lead has returned.
-func Run(ctx context.Context, cfg Config, lead func(ctx context.Context)) {
+// returns when ctx ends and lead has returned; a replica that leads then
+// releases the lease, so another takes over at once.
+func Run(ctx context.Context, cfg Config, lead func(ctx context.Context, term Term)) {
 	if cfg.TTL <= 0 {
 		cfg.TTL = 15 * time.Second
+	}
+	if cfg.Renew <= 0 || cfg.Renew > cfg.TTL/2 {
+		cfg.Renew = cfg.TTL / 3
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = corral.SystemClock{}
@@ -37,26 +117,42 @@ func Run(ctx context.Context, cfg Config, lead func(ctx context.Context)) {
 	}
 	log := cfg.Logger.With("component", "leader", "holder", cfg.Holder)
 	var cur *term
-	defer func() { cur.stop() }()
-	t := time.NewTicker(cfg.TTL / 3)
+	defer func() {
+		if cur != nil {
+			cur.stop()
+			cfg.State.lead(0)
+			release(cfg, log)
+		}
+	}()
+	t := time.NewTicker(cfg.Renew)
 	defer t.Stop()
 	for {
-		held, err := acquire(ctx, cfg)
+		l, held, err := acquire(ctx, cfg)
+		cfg.State.seen(l, err)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Warn("lease renewal failed", "err", err)
 			if cur != nil {
-				log.Warn("stepping down: the lease could not be renewed")
+				log.Warn("stepping down: the lease could not be renewed", "term", cur.token)
 				cur.stop()
 				cur = nil
+				cfg.State.lead(0)
 			}
+		case held && cur != nil && cur.token != l.Token:
+			// The lease lapsed and was taken again: a new term.
+			log.Warn("the lease lapsed between renewals; starting a new term", "old_term", cur.token, "term", l.Token)
+			cur.stop()
+			cur = startTerm(ctx, l.Token, lead)
+			cfg.State.lead(l.Token)
 		case held && cur == nil:
-			log.Info("leading")
-			cur = startTerm(ctx, lead)
+			log.Info("leading", "term", l.Token)
+			cur = startTerm(ctx, l.Token, lead)
+			cfg.State.lead(l.Token)
 		case !held && cur != nil:
-			log.Warn("lost the lease; stepping down")
+			log.Warn("lost the lease; stepping down", "term", cur.token, "new_holder", l.Holder)
 			cur.stop()
 			cur = nil
+			cfg.State.lead(0)
 		}
 		select {
 		case <-ctx.Done():
@@ -68,16 +164,17 @@ func Run(ctx context.Context, cfg Config, lead func(ctx context.Context)) {
 
 // term is one period of leadership: lead runs until stop.
 type term struct {
+	token  int64
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func startTerm(ctx context.Context, lead func(context.Context)) *term {
+func startTerm(ctx context.Context, token int64, lead func(context.Context, Term)) *term {
 	lctx, cancel := context.WithCancel(ctx)
-	tm := &term{cancel: cancel, done: make(chan struct{})}
+	tm := &term{token: token, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(tm.done)
-		lead(lctx)
+		lead(lctx, Term{Token: token})
 	}()
 	return tm
 }
@@ -94,14 +191,58 @@ func (tm *term) stop() {
 // acquire takes or renews the lease. It gives up after a third of the TTL:
 // a leader that cannot renew in time steps down (Run treats the error so)
 // before its lease can expire under it and another replica lead too.
-func acquire(ctx context.Context, cfg Config) (bool, error) {
+func acquire(ctx context.Context, cfg Config) (corral.Lease, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.TTL/3)
 	defer cancel()
+	var l corral.Lease
 	var held bool
 	err := cfg.Store.Update(ctx, func(tx corral.Tx) error {
 		var err error
-		held, err = tx.AcquireLease(ctx, cfg.Name, cfg.Holder, cfg.Clock.Now(), cfg.TTL)
+		l, held, err = tx.AcquireLease(ctx, cfg.Name, cfg.Holder, cfg.Clock.Now(), cfg.TTL)
 		return err
 	})
-	return held, err
+	return l, held, err
+}
+
+func release(cfg Config, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.TTL/3)
+	defer cancel()
+	err := cfg.Store.Update(ctx, func(tx corral.Tx) error { return tx.ReleaseLease(ctx, cfg.Name, cfg.Holder) })
+	if err != nil {
+		log.Warn("could not release the lease; another replica takes over when it expires", "err", err)
+		return
+	}
+	log.Info("released the lease")
+}
+
+// Fenced is a store whose writes are refused unless the term set by Set is
+// the lease's current term, checked inside each write transaction. Reads
+// pass through. With no term set, every write fails with ErrFenced.
+// Close is the wrapped store's: do not close a Fenced.
+type Fenced struct {
+	corral.Store
+	name  string
+	token atomic.Int64
+}
+
+// NewFenced wraps s for the lease named name.
+func NewFenced(s corral.Store, name string) *Fenced {
+	return &Fenced{Store: s, name: name}
+}
+
+// Set starts fencing writes with token (0: refuse every write).
+func (f *Fenced) Set(token int64) { f.token.Store(token) }
+
+// Update checks the term, then runs fn, in one transaction.
+func (f *Fenced) Update(ctx context.Context, fn func(corral.Tx) error) error {
+	tok := f.token.Load()
+	if tok == 0 {
+		return fmt.Errorf("write outside a leader term: %w", corral.ErrFenced)
+	}
+	return f.Store.Update(ctx, func(tx corral.Tx) error {
+		if err := tx.CheckFence(ctx, f.name, tok); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }

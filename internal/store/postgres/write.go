@@ -254,15 +254,3 @@ func (t *tx) LockLimits(ctx context.Context, tenantID, poolID string) error {
 	return nil
 }
 
-// AcquireLease takes the lease if it is free, expired (its expiry is at or
-// before now) or already held by holder, and sets its expiry to now+ttl.
-func (t *tx) AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error) {
-	tag, err := t.exec(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-		WHERE leases.holder = EXCLUDED.holder OR leases.expires_at <= $4`,
-		name, holder, now.Add(ttl).Truncate(time.Microsecond).UTC(), now.Truncate(time.Microsecond).UTC())
-	if err != nil {
-		return false, fmt.Errorf("acquire lease %s for %s: %w", name, holder, err)
-	}
-	return tag.RowsAffected() == 1, nil
-}

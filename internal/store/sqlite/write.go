@@ -169,15 +169,3 @@ func (t *tx) LockLimits(ctx context.Context, tenantID, poolID string) error {
 	return ctx.Err()
 }
 
-// AcquireLease takes the lease if it is free, expired (its expiry is at or
-// before now) or already held by holder, and sets its expiry to now+ttl.
-func (t *tx) AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error) {
-	n, err := t.exec(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?`,
-		name, holder, now.Add(ttl).UnixMicro(), now.UnixMicro())
-	if err != nil {
-		return false, fmt.Errorf("acquire lease %s for %s: %w", name, holder, err)
-	}
-	return n == 1, nil
-}

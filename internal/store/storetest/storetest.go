@@ -41,6 +41,10 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 		{"Delivery/Dedup", testDeliveryDedup},
 		{"Delivery/Prune", testDeliveryPrune},
 		{"Lease/AcquireRenewExpireSteal", testLease},
+		{"Lease/ReleaseHandsOver", testLeaseRelease},
+		{"Lease/Fence", testLeaseFence},
+		{"Catalog/VersionAndDelete", testCatalogVersion},
+		{"Backoff/RoundTrip", testBackoffRoundTrip},
 		{"Update/RollbackOnError", testRollbackOnError},
 		{"Update/ConcurrentMixed", testConcurrentMixed},
 		{"Update/Canceled", testUpdateCanceled},
@@ -60,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 	}{
 		{"Replicas/NoLostUpdate", testReplicasLostUpdate},
 		{"Replicas/FirstInsertConflict", testReplicasFirstInsert},
+		{"Replicas/FencedLeaderCannotWrite", testReplicasFence},
 	}
 	for _, tc := range twoReplicas {
 		t.Run(tc.name, func(t *testing.T) {

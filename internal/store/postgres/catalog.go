@@ -1,0 +1,139 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/jackc/pgx/v5"
+)
+
+func (t *tx) DeleteTenant(ctx context.Context, id string) error {
+	if _, err := t.exec(ctx, "DELETE FROM tenants WHERE id = $1", id); err != nil {
+		return fmt.Errorf("delete tenant %s: %w", id, err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteTarget(ctx context.Context, id string) error {
+	if _, err := t.exec(ctx, "DELETE FROM targets WHERE id = $1", id); err != nil {
+		return fmt.Errorf("delete target %s: %w", id, err)
+	}
+	return nil
+}
+
+func (t *tx) DeletePool(ctx context.Context, id string) error {
+	if _, err := t.exec(ctx, "DELETE FROM pools WHERE id = $1", id); err != nil {
+		return fmt.Errorf("delete pool %s: %w", id, err)
+	}
+	return nil
+}
+
+func (t *tx) CatalogVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := t.queryRow(ctx, "SELECT version FROM catalog_version WHERE id = 1").Scan(&v); err != nil {
+		return 0, fmt.Errorf("catalog version: %w", err)
+	}
+	return v, nil
+}
+
+func (t *tx) BumpCatalogVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := t.queryRow(ctx, "UPDATE catalog_version SET version = version + 1 WHERE id = 1 RETURNING version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("bump catalog version: %w", err)
+	}
+	return v, nil
+}
+
+func scanLease(r pgx.Rows) (corral.Lease, error) {
+	var l corral.Lease
+	return l, r.Scan(&l.Name, &l.Holder, &l.Token, ts{&l.Expires})
+}
+
+func (t *tx) Lease(ctx context.Context, name string) (corral.Lease, error) {
+	l, err := queryOne(ctx, t, scanLease, "SELECT name, holder, token, expires_at FROM leases WHERE name = $1", name)
+	if err != nil {
+		return l, fmt.Errorf("lease %s: %w", name, err)
+	}
+	return l, nil
+}
+
+// AcquireLease compares and sets expiries on the database server's clock
+// (clock_timestamp()), never on a replica's: now is ignored, so replicas
+// whose clocks drift apart still agree on who leads.
+func (t *tx) AcquireLease(ctx context.Context, name, holder string, _ time.Time, ttl time.Duration) (corral.Lease, bool, error) {
+	tag, err := t.exec(ctx, `INSERT INTO leases (name, holder, expires_at, token)
+			VALUES ($1, $2, clock_timestamp() + $3 * interval '1 microsecond', 1)
+		ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
+			token = CASE WHEN leases.holder = EXCLUDED.holder AND leases.expires_at > clock_timestamp()
+				THEN leases.token ELSE leases.token + 1 END
+		WHERE leases.holder = EXCLUDED.holder OR leases.expires_at <= clock_timestamp()`,
+		name, holder, ttl.Microseconds())
+	if err != nil {
+		return corral.Lease{}, false, fmt.Errorf("acquire lease %s for %s: %w", name, holder, err)
+	}
+	l, err := t.Lease(ctx, name)
+	if err != nil {
+		return l, false, err
+	}
+	return l, tag.RowsAffected() == 1 && l.Holder == holder, nil
+}
+
+func (t *tx) ReleaseLease(ctx context.Context, name, holder string) error {
+	// Expire it rather than delete it: the token must keep growing.
+	if _, err := t.exec(ctx, "UPDATE leases SET expires_at = clock_timestamp() WHERE name = $1 AND holder = $2", name, holder); err != nil {
+		return fmt.Errorf("release lease %s: %w", name, err)
+	}
+	return nil
+}
+
+// CheckFence reads the lease row FOR SHARE: a new leader's AcquireLease
+// (an UPDATE of that row) waits until this transaction ends, and this one
+// sees a lease taken before it, so a write fenced here can never commit
+// inside another replica's term.
+func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
+	var cur int64
+	var holder string
+	err := t.queryRow(ctx, `SELECT token, holder FROM leases WHERE name = $1 FOR SHARE`, name).
+		Scan(&cur, &holder)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("lease %s was never taken: %w", name, corral.ErrFenced)
+	}
+	if err != nil {
+		return fmt.Errorf("check lease %s: %w", name, err)
+	}
+	if cur != token {
+		return fmt.Errorf("lease %s is in term %d (held by %s), not %d: %w", name, cur, holder, token, corral.ErrFenced)
+	}
+	return nil
+}
+
+func (t *tx) Backoffs(ctx context.Context) ([]corral.Backoff, error) {
+	out, err := queryAll(ctx, t, func(r pgx.Rows) (corral.Backoff, error) {
+		var b corral.Backoff
+		return b, r.Scan(&b.PoolID, &b.Kind, &b.Failures, ts{&b.Until}, &b.LastError)
+	}, "SELECT pool_id, kind, failures, until, last_error FROM backoffs ORDER BY pool_id, kind")
+	if err != nil {
+		return nil, fmt.Errorf("list backoffs: %w", err)
+	}
+	return out, nil
+}
+
+func (t *tx) PutBackoff(ctx context.Context, b corral.Backoff) error {
+	_, err := t.exec(ctx, `INSERT INTO backoffs (pool_id, kind, failures, until, last_error) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (pool_id, kind) DO UPDATE SET failures = EXCLUDED.failures, until = EXCLUDED.until,
+			last_error = EXCLUDED.last_error`, b.PoolID, b.Kind, b.Failures, b.Until.Truncate(time.Microsecond).UTC(), b.LastError)
+	if err != nil {
+		return fmt.Errorf("put backoff %s/%s: %w", b.PoolID, b.Kind, err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteBackoff(ctx context.Context, poolID, kind string) error {
+	if _, err := t.exec(ctx, "DELETE FROM backoffs WHERE pool_id = $1 AND kind = $2", poolID, kind); err != nil {
+		return fmt.Errorf("delete backoff %s/%s: %w", poolID, kind, err)
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+func (t *tx) DeleteTenant(ctx context.Context, id string) error {
+	if _, err := t.exec(ctx, "DELETE FROM tenants WHERE id = ?", id); err != nil {
+		return fmt.Errorf("delete tenant %s: %w", id, err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteTarget(ctx context.Context, id string) error {
+	if _, err := t.exec(ctx, "DELETE FROM targets WHERE id = ?", id); err != nil {
+		return fmt.Errorf("delete target %s: %w", id, err)
+	}
+	return nil
+}
+
+func (t *tx) DeletePool(ctx context.Context, id string) error {
+	if _, err := t.exec(ctx, "DELETE FROM pools WHERE id = ?", id); err != nil {
+		return fmt.Errorf("delete pool %s: %w", id, err)
+	}
+	return nil
+}
+
+func (t *tx) CatalogVersion(ctx context.Context) (int64, error) {
+	v, err := queryOne(ctx, t, func(sc scanner) (int64, error) {
+		var v int64
+		return v, sc.Scan(&v)
+	}, "SELECT version FROM catalog_version WHERE id = 1")
+	if err != nil {
+		return 0, fmt.Errorf("catalog version: %w", err)
+	}
+	return v, nil
+}
+
+func (t *tx) BumpCatalogVersion(ctx context.Context) (int64, error) {
+	if _, err := t.exec(ctx, "UPDATE catalog_version SET version = version + 1 WHERE id = 1"); err != nil {
+		return 0, fmt.Errorf("bump catalog version: %w", err)
+	}
+	return t.CatalogVersion(ctx)
+}
+
+func scanLease(sc scanner) (corral.Lease, error) {
+	var l corral.Lease
+	return l, sc.Scan(&l.Name, &l.Holder, &l.Token, micros{&l.Expires})
+}
+
+func (t *tx) Lease(ctx context.Context, name string) (corral.Lease, error) {
+	l, err := queryOne(ctx, t, scanLease, "SELECT name, holder, token, expires_at FROM leases WHERE name = ?", name)
+	if err != nil {
+		return l, fmt.Errorf("lease %s: %w", name, err)
+	}
+	return l, nil
+}
+
+// AcquireLease takes the lease if it is free, expired (its expiry is at or
+// before now) or already held by holder, and sets its expiry to now+ttl.
+// SQLite has no server clock: now is the clock of the only process that
+// writes the file (or of processes on one host).
+func (t *tx) AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (corral.Lease, bool, error) {
+	n, err := t.exec(ctx, `INSERT INTO leases (name, holder, expires_at, token) VALUES (?, ?, ?, 1)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,
+			token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ? THEN leases.token ELSE leases.token + 1 END
+		WHERE leases.holder = excluded.holder OR leases.expires_at <= ?`,
+		name, holder, now.Add(ttl).UnixMicro(), now.UnixMicro(), now.UnixMicro())
+	if err != nil {
+		return corral.Lease{}, false, fmt.Errorf("acquire lease %s for %s: %w", name, holder, err)
+	}
+	l, err := t.Lease(ctx, name)
+	if err != nil {
+		return l, false, err
+	}
+	return l, n == 1 && l.Holder == holder, nil
+}
+
+func (t *tx) ReleaseLease(ctx context.Context, name, holder string) error {
+	// Expire it rather than delete it: the token must keep growing.
+	if _, err := t.exec(ctx, "UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?", name, holder); err != nil {
+		return fmt.Errorf("release lease %s: %w", name, err)
+	}
+	return nil
+}
+
+func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
+	l, err := t.Lease(ctx, name)
+	if errors.Is(err, corral.ErrNotFound) || errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("lease %s was never taken: %w", name, corral.ErrFenced)
+	}
+	if err != nil {
+		return err
+	}
+	if l.Token != token {
+		return fmt.Errorf("lease %s is in term %d (held by %s), not %d: %w", name, l.Token, l.Holder, token, corral.ErrFenced)
+	}
+	return nil
+}
+
+func (t *tx) Backoffs(ctx context.Context) ([]corral.Backoff, error) {
+	out, err := queryAll(ctx, t, func(sc scanner) (corral.Backoff, error) {
+		var b corral.Backoff
+		return b, sc.Scan(&b.PoolID, &b.Kind, &b.Failures, micros{&b.Until}, &b.LastError)
+	}, "SELECT pool_id, kind, failures, until, last_error FROM backoffs ORDER BY pool_id, kind")
+	if err != nil {
+		return nil, fmt.Errorf("list backoffs: %w", err)
+	}
+	return out, nil
+}
+
+func (t *tx) PutBackoff(ctx context.Context, b corral.Backoff) error {
+	_, err := t.exec(ctx, `INSERT INTO backoffs (pool_id, kind, failures, until, last_error) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (pool_id, kind) DO UPDATE SET failures = excluded.failures, until = excluded.until,
+			last_error = excluded.last_error`, b.PoolID, b.Kind, b.Failures, b.Until.UnixMicro(), b.LastError)
+	if err != nil {
+		return fmt.Errorf("put backoff %s/%s: %w", b.PoolID, b.Kind, err)
+	}
+	return nil
+}
+
+func (t *tx) DeleteBackoff(ctx context.Context, poolID, kind string) error {
+	if _, err := t.exec(ctx, "DELETE FROM backoffs WHERE pool_id = ? AND kind = ?", poolID, kind); err != nil {
+		return fmt.Errorf("delete backoff %s/%s: %w", poolID, kind, err)
+	}
+	return nil
+}

@@ -1,0 +1,233 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+// Leases run on the real clock with short TTLs: a backend may judge expiry
+// on its own server's clock (PostgreSQL), which no test can fake.
+const leaseTTL = 400 * time.Millisecond
+
+func acquire(t *testing.T, s corral.Store, name, holder string, ttl time.Duration) (corral.Lease, bool) {
+	t.Helper()
+	ctx := testCtx(t)
+	var l corral.Lease
+	var held bool
+	err := s.Update(ctx, func(tx corral.Tx) error {
+		var err error
+		l, held, err = tx.AcquireLease(ctx, name, holder, time.Now(), ttl)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("AcquireLease(%s, %s): %v", name, holder, err)
+	}
+	return l, held
+}
+
+func testLease(t *testing.T, s corral.Store) {
+	la, ok := acquire(t, s, "leader", "a", leaseTTL)
+	if !ok || la.Holder != "a" || la.Token < 1 {
+		t.Fatalf("free lease: held=%v lease=%+v, want a in term >= 1", ok, la)
+	}
+	if lb, ok := acquire(t, s, "leader", "b", leaseTTL); ok || lb.Holder != "a" || lb.Token != la.Token {
+		t.Errorf("held by a: b got held=%v lease=%+v", ok, lb)
+	}
+	time.Sleep(leaseTTL / 2)
+	if l, ok := acquire(t, s, "leader", "a", leaseTTL); !ok || l.Token != la.Token {
+		t.Errorf("renewal by a: held=%v token %d, want the same term %d", ok, l.Token, la.Token)
+	}
+	time.Sleep(leaseTTL * 3 / 4) // past the first expiry, before the renewed one
+	if _, ok := acquire(t, s, "leader", "b", leaseTTL); ok {
+		t.Error("b stole a lease that a renewed")
+	}
+	time.Sleep(leaseTTL + 100*time.Millisecond)
+	lb, ok := acquire(t, s, "leader", "b", leaseTTL)
+	if !ok || lb.Token <= la.Token {
+		t.Errorf("expired lease: b got held=%v token %d, want a new term above %d", ok, lb.Token, la.Token)
+	}
+	if _, ok := acquire(t, s, "leader", "a", leaseTTL); ok {
+		t.Error("a took the lease back from b")
+	}
+	// Leases are independent by name.
+	if _, ok := acquire(t, s, "other", "a", leaseTTL); !ok {
+		t.Error("a second lease name was not free")
+	}
+	view(t, s, func(ctx context.Context, tx corral.ReadTx) error {
+		l, err := tx.Lease(ctx, "leader")
+		if err != nil {
+			return err
+		}
+		if l.Holder != "b" || l.Token != lb.Token || l.Expires.IsZero() {
+			t.Errorf("Lease(leader) = %+v, want b in term %d", l, lb.Token)
+		}
+		if _, err := tx.Lease(ctx, "never"); !errors.Is(err, corral.ErrNotFound) {
+			t.Errorf("Lease(never) error = %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+}
+
+func testLeaseRelease(t *testing.T, s corral.Store) {
+	la, _ := acquire(t, s, "leader", "a", time.Hour)
+	update(t, s, func(ctx context.Context, tx corral.Tx) error {
+		if err := tx.ReleaseLease(ctx, "leader", "b"); err != nil { // not b's: no effect
+			return err
+		}
+		return nil
+	})
+	if _, ok := acquire(t, s, "leader", "b", time.Hour); ok {
+		t.Fatal("b took a lease that a holds for an hour (released by the wrong holder)")
+	}
+	update(t, s, func(ctx context.Context, tx corral.Tx) error { return tx.ReleaseLease(ctx, "leader", "a") })
+	lb, ok := acquire(t, s, "leader", "b", time.Hour)
+	if !ok || lb.Token <= la.Token {
+		t.Fatalf("after a released: b held=%v token %d, want a new term above %d", ok, lb.Token, la.Token)
+	}
+}
+
+func fence(s corral.Store, name string, token int64) error {
+	ctx := context.Background()
+	return s.Update(ctx, func(tx corral.Tx) error {
+		if err := tx.CheckFence(ctx, name, token); err != nil {
+			return err
+		}
+		return tx.PutTenant(ctx, corral.Tenant{ID: "fenced-write"})
+	})
+}
+
+func testLeaseFence(t *testing.T, s corral.Store) {
+	if err := fence(s, "leader", 1); !errors.Is(err, corral.ErrFenced) {
+		t.Errorf("fence on a lease never taken: %v, want ErrFenced", err)
+	}
+	la, _ := acquire(t, s, "leader", "a", leaseTTL)
+	if err := fence(s, "leader", la.Token); err != nil {
+		t.Errorf("fence in a's live term: %v", err)
+	}
+	if err := fence(s, "leader", la.Token+1); !errors.Is(err, corral.ErrFenced) {
+		t.Errorf("fence with a future token: %v, want ErrFenced", err)
+	}
+	time.Sleep(leaseTTL + 100*time.Millisecond)
+	// Expired but not taken: no other leader exists, the term goes on.
+	if err := fence(s, "leader", la.Token); err != nil {
+		t.Errorf("fence after the term expired, nobody else leading: %v", err)
+	}
+	lb, _ := acquire(t, s, "leader", "b", time.Hour)
+	if err := fence(s, "leader", la.Token); !errors.Is(err, corral.ErrFenced) {
+		t.Errorf("a's old term after b took over: %v, want ErrFenced", err)
+	}
+	if err := fence(s, "leader", lb.Token); err != nil {
+		t.Errorf("b's term: %v", err)
+	}
+}
+
+// testReplicasFence: a leader of replica a loses its lease to replica b;
+// a's writes in its old term are refused by the store itself.
+func testReplicasFence(t *testing.T, a, b corral.Store) {
+	la, ok := acquire(t, a, "leader", "a", leaseTTL)
+	if !ok {
+		t.Fatal("a could not take a free lease")
+	}
+	if err := fence(a, "leader", la.Token); err != nil {
+		t.Fatalf("a's own term: %v", err)
+	}
+	time.Sleep(leaseTTL + 100*time.Millisecond) // a is "paused" past its lease
+	lb, ok := acquire(t, b, "leader", "b", time.Hour)
+	if !ok {
+		t.Fatal("b could not take an expired lease")
+	}
+	if err := fence(a, "leader", la.Token); !errors.Is(err, corral.ErrFenced) {
+		t.Errorf("a wrote after b took over: %v, want ErrFenced", err)
+	}
+	if err := fence(b, "leader", lb.Token); err != nil {
+		t.Errorf("b's term: %v", err)
+	}
+}
+
+func testCatalogVersion(t *testing.T, s corral.Store) {
+	var v0, v1 int64
+	view(t, s, func(ctx context.Context, tx corral.ReadTx) error {
+		var err error
+		v0, err = tx.CatalogVersion(ctx)
+		return err
+	})
+	update(t, s, func(ctx context.Context, tx corral.Tx) error {
+		if err := tx.PutTenant(ctx, corral.Tenant{ID: "acme"}); err != nil {
+			return err
+		}
+		if err := tx.PutTarget(ctx, sampleTarget("gh")); err != nil {
+			return err
+		}
+		if err := tx.PutPool(ctx, samplePool("p1")); err != nil {
+			return err
+		}
+		if err := tx.PutPool(ctx, samplePool("p2")); err != nil {
+			return err
+		}
+		var err error
+		v1, err = tx.BumpCatalogVersion(ctx)
+		return err
+	})
+	if v1 != v0+1 {
+		t.Errorf("BumpCatalogVersion = %d, want %d", v1, v0+1)
+	}
+	update(t, s, func(ctx context.Context, tx corral.Tx) error {
+		for _, err := range []error{tx.DeletePool(ctx, "p1"), tx.DeleteTarget(ctx, "gh"), tx.DeleteTenant(ctx, "acme"),
+			tx.DeletePool(ctx, "absent")} {
+			if err != nil {
+				return err
+			}
+		}
+		_, err := tx.BumpCatalogVersion(ctx)
+		return err
+	})
+	view(t, s, func(ctx context.Context, tx corral.ReadTx) error {
+		v, err := tx.CatalogVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if v != v1+1 {
+			t.Errorf("CatalogVersion = %d, want %d", v, v1+1)
+		}
+		pools, _ := tx.Pools(ctx)
+		targets, _ := tx.Targets(ctx)
+		tenants, _ := tx.Tenants(ctx)
+		if len(pools) != 1 || pools[0].ID != "p2" || len(targets) != 0 || len(tenants) != 0 {
+			t.Errorf("after deletes: pools %v, %d targets, %d tenants; want [p2], 0, 0", pools, len(targets), len(tenants))
+		}
+		return nil
+	})
+}
+
+func testBackoffRoundTrip(t *testing.T, s corral.Store) {
+	want := []corral.Backoff{
+		{PoolID: "a", Kind: "provider", Failures: 3, Until: T0.Add(time.Minute), LastError: "engine down"},
+		{PoolID: "a", Kind: "refused", Failures: 1, Until: T0.Add(time.Second), LastError: "runner too old"},
+		{PoolID: "b", Kind: "provider", Failures: 1, Until: T0, LastError: ""},
+	}
+	update(t, s, func(ctx context.Context, tx corral.Tx) error {
+		for _, b := range want {
+			if err := tx.PutBackoff(ctx, b); err != nil {
+				return err
+			}
+		}
+		// Replace one.
+		return tx.PutBackoff(ctx, corral.Backoff{PoolID: "b", Kind: "provider", Failures: 2, Until: T0.Add(time.Hour), LastError: "again"})
+	})
+	want[2] = corral.Backoff{PoolID: "b", Kind: "provider", Failures: 2, Until: T0.Add(time.Hour), LastError: "again"}
+	view(t, s, func(ctx context.Context, tx corral.ReadTx) error {
+		got, err := tx.Backoffs(ctx)
+		equal(t, "backoffs", got, want)
+		return err
+	})
+	update(t, s, func(ctx context.Context, tx corral.Tx) error { return tx.DeleteBackoff(ctx, "a", "provider") })
+	view(t, s, func(ctx context.Context, tx corral.ReadTx) error {
+		got, err := tx.Backoffs(ctx)
+		equal(t, "backoffs after delete", got, want[1:])
+		return err
+	})
+}
