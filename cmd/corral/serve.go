@@ -10,11 +10,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/corral-ci/corral/internal/app"
+	"github.com/corral-ci/corral/internal/catalog"
 	"github.com/corral-ci/corral/internal/config"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
@@ -94,22 +97,65 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("corral serving", "listen", ln.Addr().String(), "controller", controllerID,
 		"targets", len(dom.Targets), "pools", len(dom.Pools), "version", version())
-	runDone := make(chan struct{})
-	go func() { defer close(runDone); _ = a.Run(ctx) }()
-	select {
-	case <-ctx.Done():
-	case err = <-serveErr:
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(runCtx) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var fatal error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-serveErr:
+			break loop
+		case fatal = <-runErr:
+			runErr <- fatal
+			break loop
+		case <-hup:
+			reload(ctx, a, *path, stderr, log)
+		}
 	}
 	// Stopping leaves busy runners running: the next start adopts them.
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
-	<-runDone
+	stopRun()
+	fatal = <-runErr
 	log.Info("corral stopped; runners left running are adopted at the next start")
+	if fatal != nil {
+		return fmt.Errorf("corral stopped: %w", fatal)
+	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// reload re-reads the config file (SIGHUP) and applies its tenants,
+// targets and pools to the live catalog: changed limits, labels and
+// flavors hold from the next reservation; a removed pool drains. A file
+// with errors is refused whole and the catalog in force stays. Top-level
+// keys (listen, store, data_dir, providers, runners) need a restart.
+func reload(ctx context.Context, a *app.App, path string, stderr io.Writer, log *slog.Logger) {
+	log.Info("SIGHUP: reloading the config file", "config", path)
+	_, dom, err := loadConfig(path, stderr)
+	if err != nil {
+		log.Error("config reload refused; the configuration in force stays", "config", path, "err", err)
+		return
+	}
+	defaultImages(dom.Pools)
+	ch, err := a.Apply(ctx, catalog.Desired{Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools})
+	if err != nil {
+		log.Error("config reload refused; the configuration in force stays", "config", path, "err", err)
+		return
+	}
+	if ch.Empty() {
+		log.Info("config reloaded: nothing changed")
+	}
 }
 
 // replicaName names this replica in the leader lease. It is stable across
@@ -159,6 +205,20 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (corra
 		return postgres.Open(ctx, dsn, postgres.Options{Logger: log})
 	default:
 		return nil, fmt.Errorf("store: want \"sqlite\" or a postgres:// DSN")
+	}
+}
+
+// defaultImages gives process pools without an image corral's own
+// simulated runner, as openProviders does at start.
+func defaultImages(pools []corral.Pool) {
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	for i := range pools {
+		if pools[i].Provider == "process" && pools[i].Image == "" {
+			pools[i].Image = exe
+		}
 	}
 }
 

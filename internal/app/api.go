@@ -186,8 +186,9 @@ type TargetView struct {
 }
 
 func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
-	out := make([]TargetView, 0, len(a.opt.Targets))
-	for _, t := range a.opt.Targets {
+	targets := a.Catalog.Current().Targets
+	out := make([]TargetView, 0, len(targets))
+	for _, t := range targets {
 		v := TargetView{ID: t.ID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL}
 		if f, err := a.opt.Forges.Forge(t); err == nil {
 			if b, ok := f.(budgeter); ok {

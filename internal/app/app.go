@@ -1,6 +1,7 @@
-// Package app assembles corral from its parts: store, forges, providers,
-// ledger, scheduler, reconciler, webhook endpoint and API, under one
-// leader lease. `corral serve` and `corral dev` both run an App.
+// Package app assembles corral from its parts: store, live catalog, forges,
+// providers, ledger, scheduler, reconciler, webhook endpoint and API, as
+// components under one manager and one leader lease. `corral serve` and
+// `corral dev` both run an App.
 package app
 
 import (
@@ -11,9 +12,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/corral-ci/corral/internal/catalog"
+	"github.com/corral-ci/corral/internal/component"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/ledger"
@@ -23,7 +26,11 @@ import (
 	"github.com/corral-ci/corral/internal/webhook"
 )
 
+// LeaseName is the leader lease's name in the store.
+const LeaseName = "leader"
+
 // Options are everything an App needs; cmd fills them from the config.
+// Tenants, Targets and Pools seed the live catalog (Sync applies them).
 type Options struct {
 	Store        corral.Store
 	Forges       corral.Forges
@@ -40,6 +47,9 @@ type Options struct {
 	SchedulerInterval time.Duration
 	ReconcileInterval time.Duration
 	LeaseTTL          time.Duration
+	// CatalogInterval is how often every replica looks for a catalog
+	// change in the store (default 500 ms).
+	CatalogInterval time.Duration
 	// NoLeader runs the scheduler and reconciler without taking the lease
 	// (tests that race two schedulers on purpose).
 	NoLeader bool
@@ -49,8 +59,16 @@ type Options struct {
 	// RunnerDir for pools with a managed runner.
 	Runners   RunnerCache
 	RunnerDir func(p corral.Pool, t corral.Target) (string, error)
-	Clock     corral.Clock
-	Logger    *slog.Logger
+	// Components are extra components to run (Options say where).
+	Components []ExtraComponent
+	Clock      corral.Clock
+	Logger     *slog.Logger
+}
+
+// ExtraComponent is a component that cmd adds to the App's manager.
+type ExtraComponent struct {
+	C   component.Component
+	Opt component.Options
 }
 
 // RunnerCache is the runner-release cache (package runners).
@@ -62,15 +80,18 @@ type RunnerCache interface {
 // App is one assembled corral replica.
 type App struct {
 	opt        Options
-	Matcher    *route.Matcher
+	Catalog    *catalog.Catalog
 	Ledger     *ledger.Ledger
 	Scheduler  *scheduler.Scheduler
 	Reconciler *reconciler.Reconciler
 	Webhooks   *webhook.Handler
+	Components *component.Manager
+	Lead       *leader.State
+	fenced     *leader.Fenced
+	health     *health
+	reroute    chan struct{}
+	leading    atomic.Bool
 	log        *slog.Logger
-
-	mu      sync.Mutex
-	leading bool
 }
 
 // New assembles an App. It does no I/O.
@@ -93,10 +114,19 @@ func New(opt Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pools: %w", err)
 	}
-	a := &App{opt: opt, Matcher: m, log: opt.Logger}
+	a := &App{opt: opt, log: opt.Logger, Lead: &leader.State{}, reroute: make(chan struct{}, 1)}
+	a.Catalog = catalog.New(catalog.Config{Store: opt.Store, Sizes: opt.Sizes, Interval: opt.CatalogInterval, Logger: opt.Logger})
+	a.Catalog.SetSecrets(opt.Targets)
+	// The leader's writes are fenced by its term; without a leader (tests
+	// racing replicas on purpose) they go straight to the store.
+	var leaderStore corral.Store = opt.Store
+	if !opt.NoLeader {
+		a.fenced = leader.NewFenced(opt.Store, LeaseName)
+		leaderStore = a.fenced
+	}
 	a.Ledger = ledger.New(opt.Store, m, opt.Clock, opt.Logger)
 	a.Scheduler, err = scheduler.New(scheduler.Config{
-		Store: opt.Store, Forges: opt.Forges, Providers: opt.Providers,
+		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,
 		Tenants: opt.Tenants, Targets: opt.Targets, Pools: opt.Pools,
 		MaxInstances: opt.MaxInstances, ControllerID: opt.ControllerID,
 		WarmLabels: route.WarmLabels, Covers: route.Covers, RunnerDir: opt.RunnerDir,
@@ -107,7 +137,7 @@ func New(opt Options) (*App, error) {
 	}
 	a.Ledger.OnChange = a.Scheduler.Wake
 	a.Reconciler, err = reconciler.New(reconciler.Config{
-		Store: opt.Store, Forges: opt.Forges, Providers: opt.Providers,
+		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,
 		Targets: opt.Targets, Pools: opt.Pools, ControllerID: opt.ControllerID,
 		Ledger: a.Ledger, Retirer: a.Scheduler, Wake: a.Scheduler.Wake,
 		Interval: opt.ReconcileInterval, Clock: opt.Clock, Logger: opt.Logger,
@@ -116,33 +146,57 @@ func New(opt Options) (*App, error) {
 		return nil, err
 	}
 	a.Webhooks = webhook.New(opt.Targets, opt.Forges, a.Ledger, opt.MaxBody, nil, opt.Logger)
+	a.Catalog.Subscribe(a.applySnapshot)
+	a.Components = component.New(opt.Logger, opt.Clock, nil)
+	a.health = newHealth(a)
+	a.addComponents()
 	return a, nil
 }
 
-// Sync writes the configured tenants, targets and pools into the store
-// and routes waiting jobs again with the current pools.
-func (a *App) Sync(ctx context.Context) error {
-	err := a.opt.Store.Update(ctx, func(tx corral.Tx) error {
-		for _, t := range a.opt.Tenants {
-			if err := tx.PutTenant(ctx, t); err != nil {
-				return err
-			}
-		}
-		for _, t := range a.opt.Targets {
-			if err := tx.PutTarget(ctx, t); err != nil {
-				return err
-			}
-		}
-		for _, p := range a.opt.Pools {
-			if err := tx.PutPool(ctx, p); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("sync config into the store: %w", err)
+// applySnapshot hands a new catalog to every component that uses it.
+func (a *App) applySnapshot(s *catalog.Snapshot) {
+	a.Ledger.SetRouter(s.Router)
+	a.Webhooks.SetTargets(s.Targets)
+	a.Scheduler.SetConfig(s.Tenants, s.Targets, s.Pools)
+	a.Reconciler.SetConfig(s.Targets, s.Pools)
+	select { // the leader routes waiting jobs again with the new pools
+	case a.reroute <- struct{}{}:
+	default:
 	}
+}
+
+// Sync applies the configured tenants, targets and pools to the live
+// catalog (the store) and routes waiting jobs again with them.
+func (a *App) Sync(ctx context.Context) error {
+	_, err := a.Apply(ctx, catalog.Desired{Tenants: a.opt.Tenants, Targets: a.opt.Targets, Pools: a.opt.Pools})
+	if err != nil {
+		return err
+	}
+	return a.rerouteNow(ctx)
+}
+
+// Apply makes the live catalog match d (a config file re-read on SIGHUP,
+// later an API write). Every pool must name a provider this replica has
+// opened. The change reaches every component and replica; nothing
+// restarts.
+func (a *App) Apply(ctx context.Context, d catalog.Desired) (catalog.Change, error) {
+	for _, p := range d.Pools {
+		if _, ok := a.opt.Providers[p.Provider]; !ok {
+			return catalog.Change{}, fmt.Errorf("pool %s: provider %q is not open in this corral (providers are opened at start)", p.ID, p.Provider)
+		}
+	}
+	ch, err := a.Catalog.Apply(ctx, d)
+	if err != nil {
+		return ch, err
+	}
+	if !ch.Empty() {
+		a.log.Info("catalog changed", "added", ch.Added, "changed", ch.Changed, "removed", ch.Removed,
+			"version", a.Catalog.Current().Version)
+	}
+	return ch, nil
+}
+
+func (a *App) rerouteNow(ctx context.Context) error {
 	n, err := a.Ledger.Reroute(ctx)
 	if err != nil {
 		return fmt.Errorf("re-route waiting jobs: %w", err)
@@ -153,56 +207,100 @@ func (a *App) Sync(ctx context.Context) error {
 	return nil
 }
 
-// Run leads (scheduler and reconciler) while it holds the lease, until
-// ctx ends. Webhooks are served by Handler on every replica regardless.
-func (a *App) Run(ctx context.Context) error {
-	lead := func(ctx context.Context) {
-		a.setLeading(true)
-		defer a.setLeading(false)
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			_ = a.Scheduler.Run(ctx)
-		}()
-		go func() {
-			defer wg.Done()
-			_ = a.Reconciler.Run(ctx)
-		}()
-		wg.Wait()
-	}
+func (a *App) addComponents() {
+	m := a.Components
+	m.Add(a.Catalog, component.Options{})
+	m.Add(component.Func("store-probe", a.health.probeStore), component.Options{})
+	m.Add(component.Func("provider-health", a.health.probeProviders), component.Options{})
 	if a.opt.Runners != nil {
-		go func() {
-			if err := a.opt.Runners.Run(ctx); err != nil && ctx.Err() == nil {
-				a.log.Error("runner release cache stopped", "err", err)
+		m.Add(component.Func("runner-cache", a.opt.Runners.Run), component.Options{})
+	}
+	m.Add(component.Func("scheduler", a.Scheduler.Run), component.Options{LeaderOnly: true})
+	m.Add(component.Func("reconciler", a.Reconciler.Run), component.Options{LeaderOnly: true})
+	m.Add(component.Func("reroute", func(ctx context.Context) error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-a.reroute:
+				if err := a.rerouteNow(ctx); err != nil && ctx.Err() == nil {
+					return err
+				}
 			}
-		}()
+		}
+	}), component.Options{LeaderOnly: true})
+	for _, c := range a.opt.Components {
+		m.Add(c.C, c.Opt)
 	}
-	if a.opt.NoLeader {
-		lead(ctx)
-		return nil
-	}
-	leader.Run(ctx, leader.Config{Store: a.opt.Store, Name: "leader", Holder: a.opt.Holder,
-		TTL: a.opt.LeaseTTL, Clock: a.opt.Clock, Logger: a.opt.Logger}, lead)
-	return nil
+	a.health.addChecks()
 }
 
-func (a *App) setLeading(v bool) {
-	a.mu.Lock()
-	a.leading = v
-	a.mu.Unlock()
+// Run runs every component until ctx ends: on every replica the catalog,
+// health probes and runner cache; on the leader (while it holds the lease)
+// the scheduler and reconciler. It returns nil when ctx ends, or the error
+// of a component that must stop corral.
+func (a *App) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- a.Components.Run(ctx) }()
+	go func() {
+		if a.opt.NoLeader {
+			a.leading.Store(true)
+			defer a.leading.Store(false)
+			errs <- a.Components.RunTerm(ctx)
+			return
+		}
+		leader.Run(ctx, leader.Config{Store: a.opt.Store, Name: LeaseName, Holder: a.opt.Holder,
+			TTL: a.opt.LeaseTTL, Clock: a.opt.Clock, Logger: a.opt.Logger, State: a.Lead},
+			func(ctx context.Context, term leader.Term) {
+				a.fenced.Set(term.Token)
+				a.leading.Store(true)
+				defer func() {
+					a.leading.Store(false)
+					a.fenced.Set(0)
+				}()
+				if err := a.Components.RunTerm(ctx); err != nil {
+					errs <- err
+				}
+			})
+		errs <- nil
+	}()
+	first := <-errs
+	cancel()
+	second := <-errs
+	return errors.Join(first, second)
 }
 
 // Leading reports whether this replica leads now.
-func (a *App) Leading() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.leading
-}
+func (a *App) Leading() bool { return a.leading.Load() }
 
 // DeleteAll deletes every instance this controller owns, busy or not, and
-// removes their runner registrations: the clean stop of `corral dev`.
+// removes their runner registrations: the clean stop of `corral dev`. It
+// takes the lease for the time it works (only a leader deletes).
 func (a *App) DeleteAll(ctx context.Context) error {
+	if a.fenced != nil {
+		var l corral.Lease
+		var held bool
+		err := a.opt.Store.Update(ctx, func(tx corral.Tx) error {
+			var err error
+			l, held, err = tx.AcquireLease(ctx, LeaseName, a.opt.Holder, a.opt.Clock.Now(), time.Minute)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("delete all: take the lease: %w", err)
+		}
+		if !held {
+			return fmt.Errorf("delete all: %s leads: %w", l.Holder, corral.ErrFenced)
+		}
+		a.fenced.Set(l.Token)
+		defer func() {
+			a.fenced.Set(0)
+			_ = a.opt.Store.Update(context.WithoutCancel(ctx), func(tx corral.Tx) error {
+				return tx.ReleaseLease(ctx, LeaseName, a.opt.Holder)
+			})
+		}()
+	}
 	var ins []corral.Instance
 	err := a.opt.Store.View(ctx, func(tx corral.ReadTx) error {
 		var err error
@@ -250,6 +348,7 @@ func (a *App) Handler() http.Handler {
 	if a.opt.Runners != nil {
 		mux.Handle("GET /runners/", http.StripPrefix("/runners", a.opt.Runners.Handler()))
 	}
+	mux.Handle("GET /readyz", a.Components.ReadyHandler())
 	a.apiRoutes(mux)
 	return mux
 }

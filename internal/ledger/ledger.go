@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -32,7 +33,7 @@ const ReasonJobCompleted = "job completed"
 // Ledger ingests forge events into the store.
 type Ledger struct {
 	store  corral.Store
-	router Router
+	router atomic.Pointer[routerBox]
 	clock  corral.Clock
 	log    *slog.Logger
 	// OnChange is called after a commit that created demand or freed
@@ -48,11 +49,17 @@ func New(store corral.Store, router Router, clock corral.Clock, log *slog.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Ledger{store: store, router: router, clock: clock, log: log.With("component", "ledger")}
+	l := &Ledger{store: store, clock: clock, log: log.With("component", "ledger")}
+	l.SetRouter(router)
+	return l
 }
 
-// SetRouter replaces the router (config reload).
-func (l *Ledger) SetRouter(r Router) { l.router = r }
+type routerBox struct{ Router }
+
+// SetRouter replaces the router (the live catalog changed). Safe to call
+// while events are ingested.
+func (l *Ledger) SetRouter(r Router) { l.router.Store(&routerBox{r}) }
+
 
 // Result tells what an ingest did.
 type Result struct {
@@ -241,7 +248,7 @@ func fillJob(j *corral.Job, ev corral.JobEvent) {
 }
 
 func (l *Ledger) route(j *corral.Job, stamp func(corral.EventKind, string, string)) {
-	d := l.router.Route(j.TenantID, j.TargetID, j.Labels)
+	d := l.router.Load().Route(j.TenantID, j.TargetID, j.Labels)
 	if len(d.Routes) == 0 {
 		_ = j.Transition(corral.JobUnroutable)
 		j.Routes = nil
@@ -279,7 +286,7 @@ func (l *Ledger) Reroute(ctx context.Context) (int, error) {
 		}
 		for i := range jobs {
 			j := &jobs[i]
-			d := l.router.Route(j.TenantID, j.TargetID, j.Labels)
+			d := l.router.Load().Route(j.TenantID, j.TargetID, j.Labels)
 			if sameRoutes(d.Routes, j.Routes) && (len(d.Routes) > 0 || d.Reason == j.Reason) {
 				continue
 			}

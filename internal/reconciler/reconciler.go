@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -40,13 +41,33 @@ type Config struct {
 
 // Reconciler runs the periodic sweeps.
 type Reconciler struct {
-	cfg     Config
-	targets map[string]corral.Target
-	exits   <-chan string // every provider's exits, fanned in once
-	pools   map[string]corral.Pool
-	clock   corral.Clock
-	log     *slog.Logger
+	cfg   Config
+	view  atomic.Pointer[view] // the configuration in force (SetConfig)
+	exits <-chan string        // every provider's exits, fanned in once
+	clock corral.Clock
+	log   *slog.Logger
 }
+
+// view is the configuration a pass works with.
+type view struct {
+	targets  []corral.Target
+	targetBy map[string]corral.Target
+	pools    map[string]corral.Pool
+}
+
+// SetConfig replaces the targets and pools (the live catalog changed).
+func (r *Reconciler) SetConfig(targets []corral.Target, pools []corral.Pool) {
+	v := &view{targets: targets, targetBy: map[string]corral.Target{}, pools: map[string]corral.Pool{}}
+	for _, p := range pools {
+		v.pools[p.ID] = p
+	}
+	for _, t := range targets {
+		v.targetBy[t.ID] = t
+	}
+	r.view.Store(v)
+}
+
+func (r *Reconciler) v() *view { return r.view.Load() }
 
 // New validates and assembles. It does no I/O.
 func New(cfg Config) (*Reconciler, error) {
@@ -65,14 +86,8 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Wake == nil {
 		cfg.Wake = func() {}
 	}
-	r := &Reconciler{cfg: cfg, pools: map[string]corral.Pool{}, targets: map[string]corral.Target{}, clock: cfg.Clock,
-		log: cfg.Logger.With("component", "reconciler")}
-	for _, p := range cfg.Pools {
-		r.pools[p.ID] = p
-	}
-	for _, t := range cfg.Targets {
-		r.targets[t.ID] = t
-	}
+	r := &Reconciler{cfg: cfg, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler")}
+	r.SetConfig(cfg.Targets, cfg.Pools)
 	r.exits = fanIn(cfg.Providers)
 	return r, nil
 }
@@ -144,7 +159,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		runners []corral.Runner
 	}
 	targets := map[string]regs{}
-	for _, t := range r.cfg.Targets {
+	for _, t := range r.v().targets {
 		f, runners, err := r.listRunners(ctx, t)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("runner sweep of %s: %w", t.ID, err))
@@ -161,7 +176,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("provider sweep of %s: %w", name, err))
 		}
 	}
-	for _, t := range r.cfg.Targets {
+	for _, t := range r.v().targets {
 		if g, ok := targets[t.ID]; ok {
 			if err := r.runnersAgainst(ctx, t, g.f, g.runners, ins); err != nil {
 				errs = append(errs, fmt.Errorf("runner sweep of %s: %w", t.ID, err))
@@ -182,7 +197,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 func (r *Reconciler) Redeliver(ctx context.Context) error {
 	var errs []error
 	since := r.clock.Now().Add(-time.Hour)
-	for _, t := range r.cfg.Targets {
+	for _, t := range r.v().targets {
 		f, err := r.cfg.Forges.Forge(t)
 		if err != nil {
 			continue // the forge sweep reports it
@@ -244,7 +259,7 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 	}
 	reason := "runner exited"
 	tookJob := !in.BusyAt.IsZero()
-	t, okTarget := r.targets[in.TargetID]
+	t, okTarget := r.v().targetBy[in.TargetID]
 	var f corral.Forge
 	if okTarget {
 		f, _ = r.cfg.Forges.Forge(t)
@@ -285,7 +300,7 @@ func (r *Reconciler) diagnose(ctx context.Context, f corral.Forge, in corral.Ins
 	if !ok {
 		return nil
 	}
-	pool, ok := r.pools[in.PoolID]
+	pool, ok := r.v().pools[in.PoolID]
 	if !ok {
 		return nil
 	}

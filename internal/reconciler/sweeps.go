@@ -32,7 +32,7 @@ const maxLookups = 100
 // ones no webhook brought and finishes the ones the forge no longer lists.
 func (r *Reconciler) ForgeSweep(ctx context.Context) error {
 	var errs []error
-	for _, t := range r.cfg.Targets {
+	for _, t := range r.v().targets {
 		if err := r.sweepTarget(ctx, t); err != nil {
 			errs = append(errs, fmt.Errorf("forge sweep of %s: %w", t.ID, err))
 		}
@@ -118,7 +118,7 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 // (ghosts), never a busy one, and notes runners that came online.
 func (r *Reconciler) RunnerSweep(ctx context.Context) error {
 	var errs []error
-	for _, t := range r.cfg.Targets {
+	for _, t := range r.v().targets {
 		if err := r.sweepRunners(ctx, t); err != nil {
 			errs = append(errs, fmt.Errorf("runner sweep of %s: %w", t.ID, err))
 		}
@@ -265,7 +265,7 @@ func (r *Reconciler) providerAgainst(ctx context.Context, name string, p corral.
 		}
 	}
 	for _, in := range ins {
-		pool, ok := r.pools[in.PoolID]
+		pool, ok := r.v().pools[in.PoolID]
 		if !ok || pool.Provider != name || listed[in.ID] {
 			continue
 		}
@@ -298,7 +298,7 @@ func (r *Reconciler) timeouts(ctx context.Context, ins []corral.Instance) error 
 		if in.State == corral.InstDraining {
 			continue
 		}
-		pool, ok := r.pools[in.PoolID]
+		pool, ok := r.v().pools[in.PoolID]
 		reason, force := "", false
 		switch {
 		case !ok:

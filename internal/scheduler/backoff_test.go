@@ -7,7 +7,7 @@ import (
 )
 
 func TestBackoff_Fail(t *testing.T) {
-	b := newBackoff(time.Second, 30*time.Second, 1)
+	b := newBackoff("provider", time.Second, 30*time.Second, 1)
 	now := time.Unix(1000, 0)
 	var prev time.Duration
 	for i := 1; i <= 8; i++ {

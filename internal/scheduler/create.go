@@ -47,8 +47,8 @@ func (s *Scheduler) create(ctx context.Context, in corral.Instance) {
 // create), so that after a crash the instance is adopted (if the provider
 // made it) or created again.
 func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
-	pool, okPool := s.pools[in.PoolID]
-	target, okTarget := s.targets[in.TargetID]
+	pool, okPool := s.v().pools[in.PoolID]
+	target, okTarget := s.v().targets[in.TargetID]
 	if !okPool || !okTarget {
 		s.fail(ctx, in, fmt.Errorf("pool %q or target %q is no longer configured", in.PoolID, in.TargetID))
 		return
@@ -182,7 +182,7 @@ func (s *Scheduler) fail(ctx context.Context, in corral.Instance, cause error) {
 // registration and marks it deleted.
 func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 	provs := s.cfg.Providers
-	if pool, ok := s.pools[in.PoolID]; ok {
+	if pool, ok := s.v().pools[in.PoolID]; ok {
 		provs = map[string]corral.Provider{pool.Provider: s.cfg.Providers[pool.Provider]}
 	}
 	// A pool gone from the config: its provider is unknown, so ask every
@@ -210,7 +210,7 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 	// An ephemeral runner that finished its job is deregistered by the
 	// forge itself: no call for it (the runner sweep removes any that a
 	// forge left behind). Every other instance's registration is removed.
-	if t, ok := s.targets[in.TargetID]; ok && in.Reason != ledger.ReasonJobCompleted {
+	if t, ok := s.v().targets[in.TargetID]; ok && in.Reason != ledger.ReasonJobCompleted {
 		if f, err := s.cfg.Forges.Forge(t); err == nil {
 			err = f.RemoveRunner(ctx, corral.Runner{ID: in.RunnerID, Name: in.Name})
 			if err != nil && !errors.Is(err, corral.ErrNotFound) {
@@ -259,7 +259,7 @@ func (s *Scheduler) Retire(ctx context.Context, in corral.Instance, reason strin
 
 func (s *Scheduler) retire(ctx context.Context, in corral.Instance, reason string, force bool) error {
 	if !force && in.State != corral.InstPending {
-		t, ok := s.targets[in.TargetID]
+		t, ok := s.v().targets[in.TargetID]
 		if !ok {
 			return fmt.Errorf("target %q is no longer configured", in.TargetID)
 		}
@@ -307,7 +307,7 @@ func (s *Scheduler) retryInterrupted(ctx context.Context, ins []corral.Instance)
 		if busy {
 			continue
 		}
-		pool, ok := s.pools[in.PoolID]
+		pool, ok := s.v().pools[in.PoolID]
 		if !ok {
 			continue
 		}

@@ -74,7 +74,7 @@ func (s *Scheduler) plan(snap snapshot) plan {
 		var why []string
 		var routes []corral.Route
 		for _, r := range j.Routes {
-			pool, ok := s.pools[r.PoolID]
+			pool, ok := snap.cfg.pools[r.PoolID]
 			if !ok {
 				why = append(why, fmt.Sprintf("pool %s is no longer configured", r.PoolID))
 				continue
@@ -128,8 +128,8 @@ func (s *Scheduler) takeFree(j *corral.Job, freeBy map[string][]*corral.Instance
 // planWarm keeps min idle plus headroom free runners per pool and picks
 // free runners above that to scale down.
 func (s *Scheduler) planWarm(snap snapshot, p *plan, freeBy map[string][]*corral.Instance, taken map[string]bool, demand, live, planned map[string]int) {
-	for _, id := range s.order {
-		pool := s.pools[id]
+	for _, id := range snap.cfg.order {
+		pool := snap.cfg.pools[id]
 		want := pool.MinIdleAt(snap.now) + pool.Headroom(demand[id]+snap.busy[id])
 		var spare []*corral.Instance
 		for _, in := range freeBy[id] {
@@ -180,6 +180,18 @@ func (s *Scheduler) planWarm(snap snapshot, p *plan, freeBy map[string][]*corral
 			p.retire = append(p.retire, *in)
 		}
 	}
+	// A pool removed from the catalog drains: its free runners go (those
+	// bound to a job serve it first); pending ones fail their create.
+	for id, ins := range freeBy {
+		if _, ok := snap.cfg.pools[id]; ok {
+			continue
+		}
+		for _, in := range ins {
+			if !taken[in.ID] && in.State != corral.InstPending {
+				p.retire = append(p.retire, *in)
+			}
+		}
+	}
 }
 
 func idleTimeout(p corral.Pool) time.Duration {
@@ -195,8 +207,8 @@ func (s *Scheduler) warmTarget(p corral.Pool) string {
 	if len(p.Targets) > 0 {
 		return p.Targets[0]
 	}
-	ids := make([]string, 0, len(s.targets))
-	for id, t := range s.targets {
+	ids := make([]string, 0, len(s.v().targets))
+	for id, t := range s.v().targets {
 		if t.TenantID == p.TenantID {
 			ids = append(ids, id)
 		}

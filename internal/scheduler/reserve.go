@@ -111,7 +111,7 @@ func (s *Scheduler) reserve(ctx context.Context, r request) (*corral.Instance, e
 		}
 		var full []string
 		for _, rt := range r.routes {
-			pool, ok := s.pools[rt.PoolID]
+			pool, ok := s.v().pools[rt.PoolID]
 			if !ok {
 				continue
 			}
@@ -168,7 +168,7 @@ func (s *Scheduler) room(ctx context.Context, tx corral.Tx, pool corral.Pool, te
 			return fmt.Sprintf("pool %s is full (%d/%d)", pool.ID, n, pool.MaxInstances), nil
 		}
 	}
-	if t, ok := s.tenants[tenantID]; ok && t.MaxInstances > 0 {
+	if t, ok := s.v().tenants[tenantID]; ok && t.MaxInstances > 0 {
 		n, err := tx.CountInstances(ctx, corral.CountFilter{TenantID: tenantID})
 		if err != nil {
 			return "", err
@@ -192,7 +192,7 @@ func (s *Scheduler) room(ctx context.Context, tx corral.Tx, pool corral.Pool, te
 func (s *Scheduler) newInstance(pool corral.Pool, rt corral.Route, r request, now time.Time) corral.Instance {
 	id := newID()
 	prefix := "corral"
-	if t, ok := s.targets[r.targetID]; ok && t.RunnerPrefix != "" {
+	if t, ok := s.v().targets[r.targetID]; ok && t.RunnerPrefix != "" {
 		prefix = t.RunnerPrefix
 	}
 	in := corral.Instance{

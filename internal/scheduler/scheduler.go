@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -55,12 +56,9 @@ type Config struct {
 // Scheduler is the demand/supply loop. Run it on the leader only.
 type Scheduler struct {
 	cfg     Config
-	pools   map[string]corral.Pool
-	order   []string // pool ids by priority
-	targets map[string]corral.Target
-	tenants map[string]corral.Tenant
-	back    *backoff // provider failures; reset by a successful create
-	refused *backoff // runners the forge refused; never reset by a create
+	view    atomic.Pointer[view] // the configuration in force (SetConfig)
+	back    *backoff             // provider failures; reset by a successful create
+	refused *backoff             // runners the forge refused; never reset by a create
 	clock   corral.Clock
 	log     *slog.Logger
 	wake    chan struct{}
@@ -107,36 +105,59 @@ func New(cfg Config) (*Scheduler, error) {
 		return nil, errors.New("scheduler: a label matcher (Covers) is required")
 	}
 	s := &Scheduler{
-		cfg: cfg, pools: map[string]corral.Pool{}, targets: map[string]corral.Target{},
-		tenants: map[string]corral.Tenant{}, clock: cfg.Clock,
+		cfg: cfg, clock: cfg.Clock,
 		log:  cfg.Logger.With("component", "scheduler"),
 		wake: make(chan struct{}, 1), inflight: map[string]bool{}, sems: map[string]chan struct{}{},
-		back:    newBackoff(cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
-		refused: newBackoff(cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
+		back:    newBackoff(BackoffProvider, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
+		refused: newBackoff(BackoffRefused, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
 	}
+	s.back.save, s.refused.save = s.saveBackoff, s.saveBackoff
 	for _, p := range cfg.Pools {
 		if _, ok := cfg.Providers[p.Provider]; !ok {
 			return nil, fmt.Errorf("scheduler: pool %s: no provider %q", p.ID, p.Provider)
 		}
-		s.pools[p.ID] = p
-		s.order = append(s.order, p.ID)
-		s.sems[p.ID] = make(chan struct{}, cfg.Concurrency)
 	}
-	sort.SliceStable(s.order, func(i, j int) bool {
-		a, b := s.pools[s.order[i]], s.pools[s.order[j]]
+	s.SetConfig(cfg.Tenants, cfg.Targets, cfg.Pools)
+	return s, nil
+}
+
+// view is the configuration the scheduler works with; SetConfig replaces
+// it whole, so a pass sees one version throughout.
+type view struct {
+	pools   map[string]corral.Pool
+	order   []string // pool ids by priority
+	targets map[string]corral.Target
+	tenants map[string]corral.Tenant
+}
+
+// SetConfig replaces the tenants, targets and pools (the live catalog
+// changed): the next reservation obeys the new limits, labels and flavors.
+// A pool that is gone drains: its idle runners are retired, busy ones
+// finish their jobs.
+func (s *Scheduler) SetConfig(tenants []corral.Tenant, targets []corral.Target, pools []corral.Pool) {
+	v := &view{pools: map[string]corral.Pool{}, targets: map[string]corral.Target{}, tenants: map[string]corral.Tenant{}}
+	for _, p := range pools {
+		v.pools[p.ID] = p
+		v.order = append(v.order, p.ID)
+	}
+	sort.SliceStable(v.order, func(i, j int) bool {
+		a, b := v.pools[v.order[i]], v.pools[v.order[j]]
 		if a.Priority != b.Priority {
 			return a.Priority < b.Priority
 		}
 		return a.ID < b.ID
 	})
-	for _, t := range cfg.Targets {
-		s.targets[t.ID] = t
+	for _, t := range targets {
+		v.targets[t.ID] = t
 	}
-	for _, t := range cfg.Tenants {
-		s.tenants[t.ID] = t
+	for _, t := range tenants {
+		v.tenants[t.ID] = t
 	}
-	return s, nil
+	s.view.Store(v)
+	s.Wake()
 }
+
+func (s *Scheduler) v() *view { return s.view.Load() }
 
 // Wake asks for a pass at once. It never blocks.
 func (s *Scheduler) Wake() {
@@ -146,11 +167,60 @@ func (s *Scheduler) Wake() {
 	}
 }
 
+// Kinds of backoff rows in the store.
+const (
+	BackoffProvider = "provider" // provider create failures
+	BackoffRefused  = "refused"  // runners the forge refused
+)
+
+// saveBackoff records a pool's rest in the store, so that the next leader
+// continues it instead of hammering a failing provider again.
+func (s *Scheduler) saveBackoff(b corral.Backoff, ended bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		if ended {
+			return tx.DeleteBackoff(ctx, b.PoolID, b.Kind)
+		}
+		return tx.PutBackoff(ctx, b)
+	})
+	if err != nil {
+		s.log.Warn("could not record the pool's backoff", "pool", b.PoolID, "kind", b.Kind, "err", err)
+	}
+}
+
+// LoadBackoffs continues the backoffs a previous leader recorded (Run
+// calls it first).
+func (s *Scheduler) LoadBackoffs(ctx context.Context) error {
+	var rows []corral.Backoff
+	err := s.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
+		var err error
+		rows, err = tx.Backoffs(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("scheduler: load backoffs: %w", err)
+	}
+	s.back.load(rows)
+	s.refused.load(rows)
+	for _, r := range rows {
+		if r.Until.After(s.clock.Now()) {
+			s.log.Info("pool still backs off after the last leader's failures", "pool", r.PoolID, "kind", r.Kind,
+				"until", r.Until, "failures", r.Failures)
+		}
+	}
+	return nil
+}
+
 // Run passes on every wake and every interval until ctx ends, then waits
 // for the provider calls under way. Wakes coalesce: however many come
-// during a pass, one more pass follows it and serves them all.
+// during a pass, one more pass follows it and serves them all. It first
+// continues the backoffs recorded in the store.
 func (s *Scheduler) Run(ctx context.Context) error {
 	defer s.wg.Wait()
+	if err := s.LoadBackoffs(ctx); err != nil {
+		return err
+	}
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -187,6 +257,7 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 }
 
 type snapshot struct {
+	cfg   *view // the configuration in force for this pass
 	now   time.Time
 	jobs  []corral.Job      // routed, waiting for a runner
 	insts []corral.Instance // live
@@ -194,7 +265,7 @@ type snapshot struct {
 }
 
 func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
-	snap := snapshot{now: s.clock.Now(), busy: map[string]int{}}
+	snap := snapshot{cfg: s.v(), now: s.clock.Now(), busy: map[string]int{}}
 	err := s.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
 		var err error
 		snap.jobs, err = tx.Jobs(ctx, corral.JobFilter{States: []corral.JobState{corral.JobRouted}})
@@ -245,7 +316,7 @@ func (s *Scheduler) goCall(ctx context.Context, in corral.Instance, fn func(cont
 		return
 	}
 	sem := s.sems[in.PoolID]
-	if sem == nil { // a pool removed from the config: still clean up
+	if sem == nil { // first call for the pool (or a pool added since)
 		sem = make(chan struct{}, s.cfg.Concurrency)
 		s.sems[in.PoolID] = sem
 	}

@@ -26,6 +26,7 @@ type rig struct {
 	provs map[string]*fake.Provider
 	led   *ledger.Ledger
 	s     *scheduler.Scheduler
+	cfg   scheduler.Config
 	n     int
 }
 
@@ -71,6 +72,7 @@ func newRigWith(t *testing.T, mod func(*scheduler.Config), tenantMax, globalMax 
 	if mod != nil {
 		mod(&cfg)
 	}
+	r.cfg = cfg
 	r.s, err = scheduler.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,394 @@
+// Package catalog is corral's one live source of configuration: tenants,
+// targets and pools as the store holds them (secrets by reference: each
+// replica fills in a target's secrets from its own config), read back into
+// an immutable Snapshot that every component uses. A change written by any
+// replica (a config file applied at start or on SIGHUP, later the API)
+// bumps the store's catalog version; every replica polls that one number
+// and reloads within a poll interval, then tells its subscribers.
+//
+//	config file --Apply--> store rows + version++ --Run (poll)--> Snapshot --> scheduler,
+//	                                                                           reconciler,
+//	                                                                           webhooks, ledger, API
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/route"
+	"github.com/corral-ci/corral/internal/store"
+)
+
+// Snapshot is the configuration at one catalog version. Never modify it.
+type Snapshot struct {
+	Version int64
+	Tenants []corral.Tenant
+	// Targets carry this replica's secrets; a target another replica (or
+	// the API) added without a secret this replica knows has empty ones.
+	Targets []corral.Target
+	// Pools in priority order (lower first, then id).
+	Pools  []corral.Pool
+	Router *route.Matcher
+
+	tenants map[string]corral.Tenant
+	targets map[string]corral.Target
+	pools   map[string]corral.Pool
+}
+
+// Tenant returns a tenant by id.
+func (s *Snapshot) Tenant(id string) (corral.Tenant, bool) { t, ok := s.tenants[id]; return t, ok }
+
+// Target returns a target by id.
+func (s *Snapshot) Target(id string) (corral.Target, bool) { t, ok := s.targets[id]; return t, ok }
+
+// Pool returns a pool by id.
+func (s *Snapshot) Pool(id string) (corral.Pool, bool) { p, ok := s.pools[id]; return p, ok }
+
+// Desired is the configuration a replica's file (or an API write) asks
+// for: the whole catalog, replacing what the store has.
+type Desired struct {
+	Tenants []corral.Tenant
+	Targets []corral.Target
+	Pools   []corral.Pool
+}
+
+// Change lists what an Apply changed, by id.
+type Change struct {
+	Added, Changed, Removed []string // "pool onprem", "target acme", ...
+}
+
+// Empty reports whether nothing changed.
+func (c Change) Empty() bool { return len(c.Added)+len(c.Changed)+len(c.Removed) == 0 }
+
+// Config assembles a catalog.
+type Config struct {
+	Store corral.Store
+	// Sizes is the size-word table of the routing grammar.
+	Sizes map[string]corral.Flavor
+	// Interval between polls of the store's catalog version (default
+	// 500 ms: a change reaches every replica within a second).
+	Interval time.Duration
+	Logger   *slog.Logger
+}
+
+// Catalog holds the current Snapshot.
+type Catalog struct {
+	cfg Config
+	log *slog.Logger
+	cur atomic.Pointer[Snapshot]
+
+	mu      sync.Mutex // serializes loads and guards the fields below
+	secrets map[string]secrets
+	subs    []func(*Snapshot)
+	lastErr error
+}
+
+type secrets struct{ webhook, token corral.Secret }
+
+// New assembles a catalog. It does no I/O; Load or Apply fills it.
+func New(cfg Config) *Catalog {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Catalog{cfg: cfg, log: cfg.Logger.With("component", "catalog"), secrets: map[string]secrets{}}
+	empty, _ := c.build(0, nil, nil, nil)
+	c.cur.Store(empty)
+	return c
+}
+
+// Current returns the snapshot in force. It never returns nil.
+func (c *Catalog) Current() *Snapshot { return c.cur.Load() }
+
+// Subscribe calls fn with every new snapshot (not the current one), in
+// order, from the goroutine that loaded it. fn must not block for long.
+func (c *Catalog) Subscribe(fn func(*Snapshot)) {
+	c.mu.Lock()
+	c.subs = append(c.subs, fn)
+	c.mu.Unlock()
+}
+
+// Name is the component's name.
+func (c *Catalog) Name() string { return "catalog" }
+
+// Err is the last load error, nil after a good load.
+func (c *Catalog) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// SetSecrets records this replica's secrets of its targets (by id).
+func (c *Catalog) SetSecrets(ts []corral.Target) {
+	m := make(map[string]secrets, len(ts))
+	for _, t := range ts {
+		m[t.ID] = secrets{t.WebhookSecret, t.Token}
+	}
+	c.mu.Lock()
+	c.secrets = m
+	c.mu.Unlock()
+}
+
+// Apply makes the store's catalog match d in one transaction (rows that d
+// lacks are removed: a removed pool drains, its instances finish their
+// jobs and go), bumps the version if anything changed, and loads it. The
+// targets' secrets become this replica's. d is checked first (pools must
+// route), and nothing is written if it is bad.
+func (c *Catalog) Apply(ctx context.Context, d Desired) (Change, error) {
+	if _, err := route.New(d.Pools, route.Options{Sizes: c.cfg.Sizes}); err != nil {
+		return Change{}, fmt.Errorf("catalog: pools: %w", err)
+	}
+	c.SetSecrets(d.Targets)
+	var ch Change
+	err := c.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		ch = Change{}
+		var err error
+		if err = applyTenants(ctx, tx, d.Tenants, &ch); err != nil {
+			return err
+		}
+		if err = applyTargets(ctx, tx, d.Targets, &ch); err != nil {
+			return err
+		}
+		if err = applyPools(ctx, tx, d.Pools, &ch); err != nil {
+			return err
+		}
+		if !ch.Empty() {
+			_, err = tx.BumpCatalogVersion(ctx)
+		}
+		return err
+	})
+	if err != nil {
+		return Change{}, fmt.Errorf("catalog: apply: %w", err)
+	}
+	return ch, c.Load(ctx)
+}
+
+func applyTenants(ctx context.Context, tx corral.Tx, want []corral.Tenant, ch *Change) error {
+	have, err := tx.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	old := map[string]corral.Tenant{}
+	for _, t := range have {
+		old[t.ID] = t
+	}
+	for _, t := range want {
+		o, ok := old[t.ID]
+		delete(old, t.ID)
+		if ok && o == t {
+			continue
+		}
+		if err := tx.PutTenant(ctx, t); err != nil {
+			return err
+		}
+		note(ch, ok, "tenant "+t.ID)
+	}
+	for id := range old {
+		if err := tx.DeleteTenant(ctx, id); err != nil {
+			return err
+		}
+		ch.Removed = append(ch.Removed, "tenant "+id)
+	}
+	return nil
+}
+
+func applyTargets(ctx context.Context, tx corral.Tx, want []corral.Target, ch *Change) error {
+	have, err := tx.Targets(ctx)
+	if err != nil {
+		return err
+	}
+	old := map[string]corral.Target{}
+	for _, t := range have {
+		old[t.ID] = t
+	}
+	for _, t := range want {
+		o, ok := old[t.ID]
+		delete(old, t.ID)
+		if ok && o.TenantID == t.TenantID && same(store.EncodeTarget, o, t) {
+			continue
+		}
+		if err := tx.PutTarget(ctx, t); err != nil {
+			return err
+		}
+		note(ch, ok, "target "+t.ID)
+	}
+	for id := range old {
+		if err := tx.DeleteTarget(ctx, id); err != nil {
+			return err
+		}
+		ch.Removed = append(ch.Removed, "target "+id)
+	}
+	return nil
+}
+
+func applyPools(ctx context.Context, tx corral.Tx, want []corral.Pool, ch *Change) error {
+	have, err := tx.Pools(ctx)
+	if err != nil {
+		return err
+	}
+	old := map[string]corral.Pool{}
+	for _, p := range have {
+		old[p.ID] = p
+	}
+	for _, p := range want {
+		o, ok := old[p.ID]
+		delete(old, p.ID)
+		if ok && same(store.EncodePool, o, p) {
+			continue
+		}
+		if err := tx.PutPool(ctx, p); err != nil {
+			return err
+		}
+		note(ch, ok, "pool "+p.ID)
+	}
+	for id := range old {
+		if err := tx.DeletePool(ctx, id); err != nil {
+			return err
+		}
+		ch.Removed = append(ch.Removed, "pool "+id)
+	}
+	return nil
+}
+
+// same reports whether two rows are stored alike (the store's own
+// encoding: time zones by name, secrets dropped).
+func same[T any](enc func(T) (string, error), a, b T) bool {
+	x, err1 := enc(a)
+	y, err2 := enc(b)
+	return err1 == nil && err2 == nil && x == y
+}
+
+func note(ch *Change, existed bool, what string) {
+	if existed {
+		ch.Changed = append(ch.Changed, what)
+	} else {
+		ch.Added = append(ch.Added, what)
+	}
+}
+
+// Load reads the catalog from the store if its version moved (or nothing
+// was loaded yet), builds the snapshot and tells the subscribers.
+func (c *Catalog) Load(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.load(ctx)
+	c.lastErr = err
+	return err
+}
+
+func (c *Catalog) load(ctx context.Context) error {
+	var (
+		version int64
+		tenants []corral.Tenant
+		targets []corral.Target
+		pools   []corral.Pool
+		stale   bool
+	)
+	cur := c.cur.Load()
+	err := c.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
+		var err error
+		if version, err = tx.CatalogVersion(ctx); err != nil {
+			return err
+		}
+		if version == cur.Version && cur.Version != 0 {
+			stale = true
+			return nil
+		}
+		if tenants, err = tx.Tenants(ctx); err != nil {
+			return err
+		}
+		if targets, err = tx.Targets(ctx); err != nil {
+			return err
+		}
+		pools, err = tx.Pools(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: load: %w", err)
+	}
+	if stale {
+		return nil
+	}
+	for i, t := range targets {
+		if s, ok := c.secrets[t.ID]; ok {
+			targets[i].WebhookSecret, targets[i].Token = s.webhook, s.token
+		}
+	}
+	snap, err := c.build(version, tenants, targets, pools)
+	if err != nil {
+		// Another writer stored pools that do not route here (say, a newer
+		// corral's): keep serving with the catalog in force.
+		return fmt.Errorf("catalog version %d: %w", version, err)
+	}
+	c.cur.Store(snap)
+	if cur.Version != 0 || version != 0 {
+		c.log.Info("catalog loaded", "version", version, "tenants", len(tenants), "targets", len(targets), "pools", len(pools))
+	}
+	for _, fn := range c.subs {
+		fn(snap)
+	}
+	return nil
+}
+
+func (c *Catalog) build(version int64, tenants []corral.Tenant, targets []corral.Target, pools []corral.Pool) (*Snapshot, error) {
+	sorted := append([]corral.Pool(nil), pools...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if sorted[i].Priority != sorted[j].Priority {
+			return sorted[i].Priority < sorted[j].Priority
+		}
+		return sorted[i].ID < sorted[j].ID
+	})
+	m, err := route.New(sorted, route.Options{Sizes: c.cfg.Sizes})
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshot{Version: version, Tenants: tenants, Targets: targets, Pools: sorted, Router: m,
+		tenants: map[string]corral.Tenant{}, targets: map[string]corral.Target{}, pools: map[string]corral.Pool{}}
+	for _, t := range tenants {
+		s.tenants[t.ID] = t
+	}
+	for _, t := range targets {
+		s.targets[t.ID] = t
+	}
+	for _, p := range sorted {
+		s.pools[p.ID] = p
+	}
+	return s, nil
+}
+
+// Run polls the store's catalog version every interval and reloads on a
+// change, until ctx ends. A failing store is logged (once per run of
+// failures) and retried; Err reports it meanwhile.
+func (c *Catalog) Run(ctx context.Context) error {
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		err := c.Load(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			c.log.Warn("catalog reload failed; keeping the catalog in force", "err", err)
+			failing = true
+		case err == nil && failing:
+			c.log.Info("catalog reload works again")
+			failing = false
+		}
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil
+		}
+	}
+}
