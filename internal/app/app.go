@@ -50,6 +50,9 @@ type Options struct {
 	// CatalogInterval is how often every replica looks for a catalog
 	// change in the store (default 500 ms).
 	CatalogInterval time.Duration
+	// StoreProbeInterval is how often a heartbeat write checks that the
+	// store commits (default 5 s).
+	StoreProbeInterval time.Duration
 	// NoLeader runs the scheduler and reconciler without taking the lease
 	// (tests that race two schedulers on purpose).
 	NoLeader bool

@@ -48,7 +48,11 @@ type probe struct {
 }
 
 func newHealth(a *App) *health {
-	return &health{a: a, storeEvery: 5 * time.Second, providerEvery: 30 * time.Second, providers: map[string]probe{}}
+	h := &health{a: a, storeEvery: a.opt.StoreProbeInterval, providerEvery: 30 * time.Second, providers: map[string]probe{}}
+	if h.storeEvery <= 0 {
+		h.storeEvery = 5 * time.Second
+	}
+	return h
 }
 
 // probeStore writes a heartbeat row every few seconds: a store that cannot
