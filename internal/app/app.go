@@ -64,8 +64,19 @@ type Options struct {
 	RunnerDir func(p corral.Pool, t corral.Target) (string, error)
 	// Components are extra components to run (Options say where).
 	Components []ExtraComponent
+	// Recorders observe the components (metrics); nil ones are no-ops.
+	Recorders Recorders
 	Clock      corral.Clock
 	Logger     *slog.Logger
+}
+
+// Recorders are the components' observation hooks, each a small
+// interface of its package; the metrics package implements them all.
+type Recorders struct {
+	Scheduler  scheduler.Recorder
+	Reconciler reconciler.Recorder
+	Webhooks   webhook.Recorder
+	Components component.Recorder
 }
 
 // ExtraComponent is a component that cmd adds to the App's manager.
@@ -133,7 +144,8 @@ func New(opt Options) (*App, error) {
 		Tenants: opt.Tenants, Targets: opt.Targets, Pools: opt.Pools,
 		MaxInstances: opt.MaxInstances, ControllerID: opt.ControllerID,
 		WarmLabels: route.WarmLabels, Covers: route.Covers, RunnerDir: opt.RunnerDir,
-		Interval: opt.SchedulerInterval, InterruptedAfter: interrupted, Clock: opt.Clock, Logger: opt.Logger,
+		Interval: opt.SchedulerInterval, InterruptedAfter: interrupted, Recorder: opt.Recorders.Scheduler,
+		Clock: opt.Clock, Logger: opt.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -143,14 +155,14 @@ func New(opt Options) (*App, error) {
 		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,
 		Targets: opt.Targets, Pools: opt.Pools, ControllerID: opt.ControllerID,
 		Ledger: a.Ledger, Retirer: a.Scheduler, Wake: a.Scheduler.Wake,
-		Interval: opt.ReconcileInterval, Clock: opt.Clock, Logger: opt.Logger,
+		Interval: opt.ReconcileInterval, Recorder: opt.Recorders.Reconciler, Clock: opt.Clock, Logger: opt.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	a.Webhooks = webhook.New(opt.Targets, opt.Forges, a.Ledger, opt.MaxBody, nil, opt.Logger)
+	a.Webhooks = webhook.New(opt.Targets, opt.Forges, a.Ledger, opt.MaxBody, opt.Recorders.Webhooks, opt.Logger)
 	a.Catalog.Subscribe(a.applySnapshot)
-	a.Components = component.New(opt.Logger, opt.Clock, nil)
+	a.Components = component.New(opt.Logger, opt.Clock, opt.Recorders.Components)
 	a.health = newHealth(a)
 	a.addComponents()
 	return a, nil

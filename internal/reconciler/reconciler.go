@@ -35,9 +35,22 @@ type Config struct {
 	Retirer      Retirer
 	Wake         func() // wakes the scheduler after a change
 	Interval     time.Duration
-	Clock        corral.Clock
-	Logger       *slog.Logger
+	// Recorder observes each pass (metrics); nil = no-op.
+	Recorder Recorder
+	Clock    corral.Clock
+	Logger   *slog.Logger
 }
+
+// Recorder observes the reconciler. Implementations must be cheap and safe
+// for concurrent use.
+type Recorder interface {
+	// PassDone reports one pass: how long it took and whether it failed.
+	PassDone(took time.Duration, err error)
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) PassDone(time.Duration, error) {}
 
 // Reconciler runs the periodic sweeps.
 type Reconciler struct {
@@ -98,8 +111,15 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	exits := r.exits
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	rec := r.cfg.Recorder
+	if rec == nil {
+		rec = nopRecorder{}
+	}
 	pass := func() {
-		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		err := r.Pass(ctx)
+		rec.PassDone(time.Since(start), err)
+		if err != nil && ctx.Err() == nil {
 			r.log.Warn("reconcile pass had errors", "err", err)
 		}
 	}

@@ -110,7 +110,9 @@ const lostAfter = 5 * time.Minute
 // started moves a pending instance to starting once its provider made it.
 func (s *Scheduler) started(ctx context.Context, id, providerID string, runnerID int64, how string) {
 	now := s.clock.Now()
+	created := ""
 	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		created = ""
 		cur, err := tx.Instance(ctx, id)
 		if err != nil {
 			return err
@@ -118,6 +120,7 @@ func (s *Scheduler) started(ctx context.Context, id, providerID string, runnerID
 		if cur.ProviderID != "" {
 			return nil // recorded already (an adoption racing a create)
 		}
+		created = cur.PoolID
 		cur.ProviderID = providerID
 		if runnerID != 0 {
 			cur.RunnerID = runnerID
@@ -139,6 +142,8 @@ func (s *Scheduler) started(ctx context.Context, id, providerID string, runnerID
 	})
 	if err != nil {
 		s.log.Warn("record instance started", "instance", id, "err", err)
+	} else if created != "" {
+		s.rec.InstanceCreated(created)
 	}
 }
 

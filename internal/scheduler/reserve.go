@@ -153,6 +153,11 @@ func (s *Scheduler) reserve(ctx context.Context, r request) (*corral.Instance, e
 	if err != nil {
 		return nil, fmt.Errorf("reserve instance: %w", err)
 	}
+	if got != nil {
+		s.rec.InstanceReserved(got.PoolID)
+	} else if len(r.routes) > 0 {
+		s.rec.LimitHit(r.routes[0].PoolID)
+	}
 	return got, nil
 }
 

@@ -49,13 +49,32 @@ type Config struct {
 	// crash (adopted or created again). 0 suits a single leader; replicas
 	// that schedule without a leader need more than a create takes.
 	InterruptedAfter time.Duration
-	Clock            corral.Clock
-	Logger           *slog.Logger
+	// Recorder observes the scheduler (metrics); nil = no-op.
+	Recorder Recorder
+	Clock    corral.Clock
+	Logger   *slog.Logger
 }
+
+// Recorder observes what the scheduler does. Implementations must be
+// cheap and safe for concurrent use.
+type Recorder interface {
+	InstanceReserved(pool string)
+	LimitHit(pool string)                 // a reservation found no room in any of the job's pools
+	InstanceCreated(pool string)          // a provider made an instance
+	PoolBackoff(pool, kind string, n int) // a pool rests after n failures in a row
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) InstanceReserved(string)         {}
+func (nopRecorder) LimitHit(string)                 {}
+func (nopRecorder) InstanceCreated(string)          {}
+func (nopRecorder) PoolBackoff(string, string, int) {}
 
 // Scheduler is the demand/supply loop. Run it on the leader only.
 type Scheduler struct {
 	cfg     Config
+	rec     Recorder
 	view    atomic.Pointer[view] // the configuration in force (SetConfig)
 	back    *backoff             // provider failures; reset by a successful create
 	refused *backoff             // runners the forge refused; never reset by a create
@@ -112,6 +131,10 @@ func New(cfg Config) (*Scheduler, error) {
 		refused: newBackoff(BackoffRefused, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
 	}
 	s.back.save, s.refused.save = s.saveBackoff, s.saveBackoff
+	s.rec = cfg.Recorder
+	if s.rec == nil {
+		s.rec = nopRecorder{}
+	}
 	for _, p := range cfg.Pools {
 		if _, ok := cfg.Providers[p.Provider]; !ok {
 			return nil, fmt.Errorf("scheduler: pool %s: no provider %q", p.ID, p.Provider)
@@ -176,6 +199,9 @@ const (
 // saveBackoff records a pool's rest in the store, so that the next leader
 // continues it instead of hammering a failing provider again.
 func (s *Scheduler) saveBackoff(b corral.Backoff, ended bool) {
+	if !ended {
+		s.rec.PoolBackoff(b.PoolID, b.Kind, b.Failures)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
