@@ -20,6 +20,7 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/ledger"
+	"github.com/corral-ci/corral/internal/metrics"
 	"github.com/corral-ci/corral/internal/reconciler"
 	"github.com/corral-ci/corral/internal/route"
 	"github.com/corral-ci/corral/internal/scheduler"
@@ -64,7 +65,8 @@ type Options struct {
 	RunnerDir func(p corral.Pool, t corral.Target) (string, error)
 	// Components are extra components to run (Options say where).
 	Components []ExtraComponent
-	// Recorders observe the components (metrics); nil ones are no-ops.
+	// Recorders observe the components; a nil one is corral's Prometheus
+	// metrics (served at /metrics).
 	Recorders Recorders
 	Clock      corral.Clock
 	Logger     *slog.Logger
@@ -73,6 +75,7 @@ type Options struct {
 // Recorders are the components' observation hooks, each a small
 // interface of its package; the metrics package implements them all.
 type Recorders struct {
+	Ledger     ledger.Recorder
 	Scheduler  scheduler.Recorder
 	Reconciler reconciler.Recorder
 	Webhooks   webhook.Recorder
@@ -100,6 +103,7 @@ type App struct {
 	Reconciler *reconciler.Reconciler
 	Webhooks   *webhook.Handler
 	Components *component.Manager
+	Metrics    *metrics.Metrics
 	Lead       *leader.State
 	fenced     *leader.Fenced
 	health     *health
@@ -128,7 +132,23 @@ func New(opt Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pools: %w", err)
 	}
-	a := &App{opt: opt, log: opt.Logger, Lead: &leader.State{}, reroute: make(chan struct{}, 1)}
+	a := &App{opt: opt, log: opt.Logger, Lead: &leader.State{}, reroute: make(chan struct{}, 1), Metrics: metrics.New()}
+	rec := &opt.Recorders
+	if rec.Ledger == nil {
+		rec.Ledger = a.Metrics
+	}
+	if rec.Scheduler == nil {
+		rec.Scheduler = a.Metrics
+	}
+	if rec.Reconciler == nil {
+		rec.Reconciler = a.Metrics
+	}
+	if rec.Webhooks == nil {
+		rec.Webhooks = a.Metrics
+	}
+	if rec.Components == nil {
+		rec.Components = a.Metrics
+	}
 	a.Catalog = catalog.New(catalog.Config{Store: opt.Store, Sizes: opt.Sizes, Interval: opt.CatalogInterval, Logger: opt.Logger})
 	a.Catalog.SetSecrets(opt.Targets)
 	// The leader's writes are fenced by its term; without a leader (tests
@@ -151,6 +171,7 @@ func New(opt Options) (*App, error) {
 		return nil, err
 	}
 	a.Ledger.OnChange = a.Scheduler.Wake
+	a.Ledger.Recorder = opt.Recorders.Ledger
 	a.Reconciler, err = reconciler.New(reconciler.Config{
 		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,
 		Targets: opt.Targets, Pools: opt.Pools, ControllerID: opt.ControllerID,
@@ -162,6 +183,7 @@ func New(opt Options) (*App, error) {
 	}
 	a.Webhooks = webhook.New(opt.Targets, opt.Forges, a.Ledger, opt.MaxBody, opt.Recorders.Webhooks, opt.Logger)
 	a.Catalog.Subscribe(a.applySnapshot)
+	a.Metrics.WatchState(a)
 	a.Components = component.New(opt.Logger, opt.Clock, opt.Recorders.Components)
 	a.health = newHealth(a)
 	a.addComponents()
@@ -364,6 +386,7 @@ func (a *App) Handler() http.Handler {
 		mux.Handle("GET /runners/", http.StripPrefix("/runners", a.opt.Runners.Handler()))
 	}
 	mux.Handle("GET /readyz", a.Components.ReadyHandler())
+	mux.Handle("GET /metrics", a.Metrics.Handler())
 	a.apiRoutes(mux)
 	return mux
 }

@@ -39,6 +39,9 @@ type Ledger struct {
 	// OnChange is called after a commit that created demand or freed
 	// capacity, so the scheduler wakes at once. It must not block.
 	OnChange func()
+	// Recorder observes jobs as they change state, after the commit
+	// (metrics); nil = none.
+	Recorder Recorder
 }
 
 // New assembles a ledger. It does no I/O.
@@ -72,9 +75,10 @@ type Result struct {
 // one transaction. It returns only after the commit.
 func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery) (Result, error) {
 	var res Result
+	var seen []jobChange
 	now := l.clock.Now()
 	err := updateRetry(ctx, l.store, func(tx corral.Tx) error {
-		res = Result{}
+		res, seen = Result{}, seen[:0]
 		fresh, err := tx.InsertDelivery(ctx, t.ID, d.ID, now)
 		if err != nil {
 			return err
@@ -86,12 +90,13 @@ func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery)
 		if d.Job == nil {
 			return nil
 		}
-		res.JobID, res.Changed, err = l.apply(ctx, tx, t, *d.Job, now, "webhook")
+		res.JobID, res.Changed, err = l.apply(ctx, tx, t, *d.Job, now, "webhook", &seen)
 		return err
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("ingest delivery %s for target %s: %w", d.ID, t.ID, err)
 	}
+	l.record(ctx, seen)
 	if res.Changed && l.OnChange != nil {
 		l.OnChange()
 	}
@@ -101,16 +106,18 @@ func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery)
 // Observe applies a job event found by a sweep of the forge's API.
 func (l *Ledger) Observe(ctx context.Context, t corral.Target, ev corral.JobEvent) (Result, error) {
 	var res Result
+	var seen []jobChange
 	now := l.clock.Now()
 	err := updateRetry(ctx, l.store, func(tx corral.Tx) error {
 		var err error
-		res = Result{}
-		res.JobID, res.Changed, err = l.apply(ctx, tx, t, ev, now, "sweep")
+		res, seen = Result{}, seen[:0]
+		res.JobID, res.Changed, err = l.apply(ctx, tx, t, ev, now, "sweep", &seen)
 		return err
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("observe job %d of target %s: %w", ev.ForgeJobID, t.ID, err)
 	}
+	l.record(ctx, seen)
 	if res.Changed && l.OnChange != nil {
 		l.OnChange()
 	}
@@ -122,8 +129,10 @@ func (l *Ledger) Observe(ctx context.Context, t corral.Target, ev corral.JobEven
 func (l *Ledger) Finish(ctx context.Context, t corral.Target, forgeJobID int64, conclusion, why string) (bool, error) {
 	ev := corral.JobEvent{Action: corral.ActionCompleted, ForgeJobID: forgeJobID, Conclusion: conclusion}
 	var changed bool
+	var seen []jobChange
 	now := l.clock.Now()
 	err := l.store.Update(ctx, func(tx corral.Tx) error {
+		seen = seen[:0]
 		j, err := tx.JobByForgeID(ctx, t.ID, forgeJobID)
 		if err != nil {
 			return err
@@ -132,12 +141,13 @@ func (l *Ledger) Finish(ctx context.Context, t corral.Target, forgeJobID int64, 
 			changed = false
 			return nil
 		}
-		_, changed, err = l.apply(ctx, tx, t, ev, now, why)
+		_, changed, err = l.apply(ctx, tx, t, ev, now, why, &seen)
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("finish job %d of target %s: %w", forgeJobID, t.ID, err)
 	}
+	l.record(ctx, seen)
 	if changed && l.OnChange != nil {
 		l.OnChange()
 	}
@@ -145,7 +155,7 @@ func (l *Ledger) Finish(ctx context.Context, t corral.Target, forgeJobID int64, 
 }
 
 // apply is the one place where a job event changes the ledger.
-func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev corral.JobEvent, now time.Time, source string) (int64, bool, error) {
+func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev corral.JobEvent, now time.Time, source string, seen *[]jobChange) (int64, bool, error) {
 	j, err := tx.JobByForgeID(ctx, t.ID, ev.ForgeJobID)
 	isNew := errors.Is(err, corral.ErrNotFound)
 	if err != nil && !isNew {
@@ -172,6 +182,10 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 			return j.ID, true, nil
 		}
 		return j.ID, false, nil
+	}
+	from := j.State
+	if isNew {
+		from = ""
 	}
 	fillJob(&j, ev)
 	if isNew {
@@ -225,6 +239,7 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 			return 0, false, err
 		}
 	}
+	*seen = append(*seen, jobChange{from: from, job: j})
 	return j.ID, true, nil
 }
 
