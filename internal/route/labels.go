@@ -100,3 +100,12 @@ func (d Decision) Explain() string {
 	tw.Flush()
 	return b.String()
 }
+
+// Label limits, the strictest of the forges': GitHub's JIT call takes 1 to
+// 100 labels (422 beyond); Gitea and Forgejo set no count, but keep a
+// runner's labels as JSON in one TEXT column (64 KiB on MySQL), which 100
+// labels of MaxLabelLen fit. A job over a limit is refused at routing.
+const (
+	MaxLabels   = 100
+	MaxLabelLen = 256
+)
