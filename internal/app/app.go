@@ -32,6 +32,7 @@ type Options struct {
 	Targets      []corral.Target
 	Pools        []corral.Pool
 	Sizes        map[string]corral.Flavor
+	DefaultArch  string // the arch of jobs that name none; default x64
 	MaxInstances int
 	ControllerID string
 	// Holder names this replica in the leader lease; default ControllerID
@@ -89,7 +90,7 @@ func New(opt Options) (*App, error) {
 		// Another replica may be creating this very instance right now.
 		interrupted = time.Minute
 	}
-	m, err := route.New(opt.Pools, route.Options{Sizes: opt.Sizes})
+	m, err := route.New(opt.Pools, route.Options{Sizes: opt.Sizes, DefaultArch: opt.DefaultArch})
 	if err != nil {
 		return nil, fmt.Errorf("pools: %w", err)
 	}
