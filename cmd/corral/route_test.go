@@ -34,7 +34,7 @@ func TestRun_RouteArch(t *testing.T) {
 		if !errors.As(err, &ee) || ee != 1 {
 			t.Fatalf("err = %v, want exit status 1\n%s", err, out)
 		}
-		if !strings.Contains(out, "small-docker: asks 64 cpu, pool small-docker caps at 8; arm: job names no arch") {
+		if !strings.Contains(out, "small-docker: asks 64 cpu, pool small-docker caps at 8") || !strings.Contains(out, "arm: job names no arch") {
 			t.Fatalf("output:\n%s", out)
 		}
 	})
