@@ -23,6 +23,7 @@ import (
 	"github.com/corral-ci/corral/internal/runners"
 	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/store/sqlite"
+	"github.com/corral-ci/corral/internal/webhook"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -89,7 +90,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: webhook.AllowHosts(cfg.AllowedHosts, a.Handler()), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("corral serving", "listen", ln.Addr().String(), "controller", controllerID,

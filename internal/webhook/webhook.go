@@ -6,9 +6,7 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -44,6 +42,7 @@ type Handler struct {
 	parsers Parsers
 	ing     Ingester
 	maxBody int64
+	gate    *gate // body bytes in flight (limits.go)
 	rec     Recorder
 	log     *slog.Logger
 }
@@ -57,6 +56,7 @@ func New(targets []corral.Target, parsers Parsers, ing Ingester, maxBody int64, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{parsers: parsers, ing: ing, maxBody: maxBody, rec: rec, log: log.With("component", "webhook")}
+	h.SetLimits(0, 0)
 	h.SetTargets(targets)
 	return h
 }
@@ -89,7 +89,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.rec.Delivery(id, code)
 	}
 	if err != nil {
-		h.log.Warn("webhook refused", "target", id, "status", code, "delivery", r.Header.Get("X-GitHub-Delivery"), "err", err)
+		h.log.Warn("webhook refused", "target", id, "status", code, "delivery", deliveryID(r.Header), "err", err)
 		httperr.Write(w, err)
 	}
 }
@@ -106,16 +106,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string) (int,
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, done, err := h.readBody(w, r, id)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			err = fmt.Errorf("body over %d bytes: %w", h.maxBody, corral.ErrTooLarge)
-		} else {
-			err = fmt.Errorf("read body: %v: %w", err, corral.ErrBadInput)
-		}
 		return httperr.Status(err), err
 	}
+	defer done()
 	d, err := parser.ParseWebhook(r.Header, body, t.WebhookSecret)
 	if err != nil {
 		return httperr.Status(err), fmt.Errorf("target %s: %w", id, err)
