@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -46,6 +47,8 @@ type Reconciler struct {
 	pools   map[string]corral.Pool
 	clock   corral.Clock
 	log     *slog.Logger
+
+	capsOnce sync.Once // the redelivery capabilities are logged once
 }
 
 // New validates and assembles. It does no I/O.
@@ -173,31 +176,6 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	errs = append(errs, r.timeouts(ctx, ins))
 	_, err = r.pruneDeliveries(ctx)
 	errs = append(errs, err)
-	return errors.Join(errs...)
-}
-
-// Redeliver asks forges that can (GitHub Apps) to send again the webhook
-// deliveries that failed in the last hour. Targets of one App share the
-// record of what was sent again, so each failure is redelivered once.
-func (r *Reconciler) Redeliver(ctx context.Context) error {
-	var errs []error
-	since := r.clock.Now().Add(-time.Hour)
-	for _, t := range r.cfg.Targets {
-		f, err := r.cfg.Forges.Forge(t)
-		if err != nil {
-			continue // the forge sweep reports it
-		}
-		rd, ok := f.(redeliverer)
-		if !ok {
-			continue
-		}
-		n, err := rd.RedeliverFailed(ctx, since)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("redeliver failed webhooks of %s: %w", t.ID, err))
-		} else if n > 0 {
-			r.log.Info("asked the forge to redeliver failed webhooks", "target", t.ID, "deliveries", n)
-		}
-	}
 	return errors.Join(errs...)
 }
 
