@@ -231,6 +231,9 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 		ev, err := f.Job(ctx, job.ForgeJobID, job.Repo)
 		if err == nil && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
 			tookJob = true
+			if err := r.confirmDisplaced(ctx, t, f, ev); err != nil {
+				r.log.Warn("confirm the job displaced by the job of an exited runner", "instance", id, "err", err)
+			}
 			if _, err := r.cfg.Ledger.Observe(ctx, t, ev); err != nil {
 				r.log.Warn("record the job of an exited runner", "instance", id, "err", err)
 			}
