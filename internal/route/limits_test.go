@@ -90,7 +90,7 @@ func TestMatcher_RouteLabelLimits(t *testing.T) {
 		{name: "thousands of copies count once", labels: many(5000, func(i int) string { return []string{"corral", "CORRAL", "x64"}[i%3] })},
 		{name: "at the length limit", labels: []string{"corral", strings.Repeat("a", MaxLabelLen)}},
 		{name: "a million characters", labels: []string{"corral", strings.Repeat("b", 1_000_000)},
-			reason: "is 1000000 characters long; the forges take at most 256"},
+			reason: "is longer than 256 characters, the forges' limit"},
 		{name: "newline", labels: []string{"corral", "evil\nlabel"}, reason: `label "evil\nlabel" contains a control character`},
 		{name: "nul", labels: []string{"corral", "a\x00b"}, reason: "contains a control character"},
 		{name: "escape", labels: []string{"corral", "\x1b[31mred"}, reason: "contains a control character"},
@@ -113,6 +113,31 @@ func TestMatcher_RouteLabelLimits(t *testing.T) {
 				t.Fatalf("reason of %d bytes echoes the label", len(d.Reason))
 			}
 		})
+	}
+}
+
+func TestBoundLabels(t *testing.T) {
+	m, err := New(issuePools(false), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := []string{"corral"}
+	for i := range 300 {
+		many = append(many, fmt.Sprint("L", i), fmt.Sprint("l", i))
+	}
+	for _, ls := range [][]string{
+		many, many[:100], many[:101],
+		{"corral", strings.Repeat("é", 10_000)}, {"corral", strings.Repeat("a", MaxLabelLen)},
+		{"corral", " x64\t"}, {"corral", "Corral", "CORRAL"},
+	} {
+		b := BoundLabels(ls)
+		if len(b) > MaxLabels+1 {
+			t.Fatalf("%d labels kept", len(b))
+		}
+		full, bound := m.Route("", "", ls), m.Route("", "", b)
+		if fmt.Sprint(full.Routes) != fmt.Sprint(bound.Routes) || full.Reason != bound.Reason {
+			t.Errorf("verdicts differ for %d labels:\n%v %q\n%v %q", len(ls), full.Routes, full.Reason, bound.Routes, bound.Reason)
+		}
 	}
 }
 

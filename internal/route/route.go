@@ -177,8 +177,8 @@ func labelProblem(raw string) string {
 	if !utf8.ValidString(raw) {
 		return fmt.Sprintf("label %s is not valid UTF-8", showLabel(raw))
 	}
-	if n := utf8.RuneCountInString(raw); n > MaxLabelLen {
-		return fmt.Sprintf("label %s is %d characters long; the forges take at most %d", showLabel(raw), n, MaxLabelLen)
+	if utf8.RuneCountInString(raw) > MaxLabelLen {
+		return fmt.Sprintf("label %s is longer than %d characters, the forges' limit", showLabel(raw), MaxLabelLen)
 	}
 	if strings.ContainsFunc(raw, unicode.IsControl) {
 		return fmt.Sprintf("label %s contains a control character", showLabel(raw))
