@@ -29,7 +29,7 @@ func runRoute(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	m, err := route.New(dom.Pools, route.Options{Sizes: dom.Sizes})
+	m, err := route.New(dom.Pools, route.Options{Sizes: dom.Sizes, DefaultArch: dom.DefaultArch})
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/corral-ci/corral/internal/runners"
 	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/store/sqlite"
+	"github.com/corral-ci/corral/internal/webhook"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -76,7 +77,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opt := app.Options{
 		Runners: cache, RunnerDir: runnerDir,
 		Store: store, Forges: forge.NewRegistry(nil, log), Providers: providers,
-		Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools, Sizes: dom.Sizes,
+		Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools, Sizes: dom.Sizes, DefaultArch: dom.DefaultArch,
 		MaxInstances: cfg.MaxInstances, ControllerID: controllerID, NoLeader: *noLeader,
 		Holder:            replicaName(controllerID, cfg.Listen),
 		ReconcileInterval: cfg.ReconcileInterval, Logger: log,
@@ -92,7 +93,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: webhook.AllowHosts(cfg.AllowedHosts, a.Handler()), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("corral serving", "listen", ln.Addr().String(), "controller", controllerID,

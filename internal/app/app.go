@@ -40,6 +40,7 @@ type Options struct {
 	Targets      []corral.Target
 	Pools        []corral.Pool
 	Sizes        map[string]corral.Flavor
+	DefaultArch  string // the arch of jobs that name none; default x64
 	MaxInstances int
 	ControllerID string
 	// Holder names this replica in the leader lease; default ControllerID
@@ -68,8 +69,8 @@ type Options struct {
 	// Recorders observe the components; a nil one is corral's Prometheus
 	// metrics (served at /metrics).
 	Recorders Recorders
-	Clock      corral.Clock
-	Logger     *slog.Logger
+	Clock     corral.Clock
+	Logger    *slog.Logger
 }
 
 // Recorders are the components' observation hooks, each a small
@@ -128,7 +129,7 @@ func New(opt Options) (*App, error) {
 		// Another replica may be creating this very instance right now.
 		interrupted = time.Minute
 	}
-	m, err := route.New(opt.Pools, route.Options{Sizes: opt.Sizes})
+	m, err := route.New(opt.Pools, route.Options{Sizes: opt.Sizes, DefaultArch: opt.DefaultArch})
 	if err != nil {
 		return nil, fmt.Errorf("pools: %w", err)
 	}
@@ -149,7 +150,7 @@ func New(opt Options) (*App, error) {
 	if rec.Components == nil {
 		rec.Components = a.Metrics
 	}
-	a.Catalog = catalog.New(catalog.Config{Store: opt.Store, Sizes: opt.Sizes, Interval: opt.CatalogInterval, Logger: opt.Logger})
+	a.Catalog = catalog.New(catalog.Config{Store: opt.Store, Route: route.Options{Sizes: opt.Sizes, DefaultArch: opt.DefaultArch}, Interval: opt.CatalogInterval, Logger: opt.Logger})
 	a.Catalog.SetSecrets(opt.Targets)
 	// The leader's writes are fenced by its term; without a leader (tests
 	// racing replicas on purpose) they go straight to the store.

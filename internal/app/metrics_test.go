@@ -17,6 +17,7 @@ import (
 	"github.com/corral-ci/corral/internal/testutil/fake"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // A workload of n jobs through the webhook endpoint, a scheduler and a
@@ -29,7 +30,9 @@ func TestApp_Metrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	a, err := app.New(app.Options{Store: st, Forges: fake.NewForge(), Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
+	forge := fake.NewForge()
+	forge.AssumeOpen = true // jobs come by webhook only; the sweep must not finish them
+	a, err := app.New(app.Options{Store: st, Forges: forge, Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
 		Tenants: []corral.Tenant{{ID: "default"}},
 		Targets: []corral.Target{{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, WebhookSecret: secret}},
 		Pools: []corral.Pool{{ID: "linux", TenantID: "default", Labels: []string{"corral"}, Provider: "noop",
@@ -68,6 +71,23 @@ func TestApp_Metrics(t *testing.T) {
 		t.Fatalf("bad signature: %d, want 401", code)
 	}
 	var ins []corral.Instance
+	defer func() {
+		if t.Failed() {
+			var js []corral.Job
+			var all []corral.Instance
+			_ = st.View(context.Background(), func(tx corral.ReadTx) error {
+				js, _ = tx.Jobs(context.Background(), corral.JobFilter{})
+				all, _ = tx.Instances(context.Background(), corral.InstanceFilter{})
+				return nil
+			})
+			for _, j := range js {
+				t.Logf("job %d %s %q", j.ID, j.State, j.Reason)
+			}
+			for _, in := range all {
+				t.Logf("instance %s %s job %d %q", in.ID, in.State, in.JobID, in.LastError)
+			}
+		}
+	}()
 	waitUntil(t, "an instance per job", func() bool {
 		_ = st.View(ctx, func(tx corral.ReadTx) error {
 			ins, err = tx.Instances(ctx, corral.InstanceFilter{States: []corral.InstanceState{corral.InstStarting}})
@@ -89,7 +109,8 @@ func TestApp_Metrics(t *testing.T) {
 	}
 
 	_, page := get(t, h, "/metrics")
-	fams, err := (&expfmt.TextParser{}).TextToMetricFamilies(strings.NewReader(page))
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(page))
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}

@@ -70,8 +70,8 @@ func (c Change) Empty() bool { return len(c.Added)+len(c.Changed)+len(c.Removed)
 // Config assembles a catalog.
 type Config struct {
 	Store corral.Store
-	// Sizes is the size-word table of the routing grammar.
-	Sizes map[string]corral.Flavor
+	// Route holds the routing options (size words, default arch).
+	Route route.Options
 	// Interval between polls of the store's catalog version (default
 	// 500 ms: a change reaches every replica within a second).
 	Interval time.Duration
@@ -144,7 +144,7 @@ func (c *Catalog) SetSecrets(ts []corral.Target) {
 // targets' secrets become this replica's. d is checked first (pools must
 // route), and nothing is written if it is bad.
 func (c *Catalog) Apply(ctx context.Context, d Desired) (Change, error) {
-	if _, err := route.New(d.Pools, route.Options{Sizes: c.cfg.Sizes}); err != nil {
+	if _, err := route.New(d.Pools, c.cfg.Route); err != nil {
 		return Change{}, fmt.Errorf("catalog: pools: %w", err)
 	}
 	c.SetSecrets(d.Targets)
@@ -347,7 +347,7 @@ func (c *Catalog) build(version int64, tenants []corral.Tenant, targets []corral
 		}
 		return sorted[i].ID < sorted[j].ID
 	})
-	m, err := route.New(sorted, route.Options{Sizes: c.cfg.Sizes})
+	m, err := route.New(sorted, c.cfg.Route)
 	if err != nil {
 		return nil, err
 	}

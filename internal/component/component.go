@@ -32,7 +32,9 @@ type Component interface {
 }
 
 // Func adapts a function to a Component.
-func Func(name string, run func(ctx context.Context) error) Component { return funcComponent{name, run} }
+func Func(name string, run func(ctx context.Context) error) Component {
+	return funcComponent{name, run}
+}
 
 type funcComponent struct {
 	name string

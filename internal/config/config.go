@@ -59,6 +59,12 @@ type Config struct {
 	Providers Providers `yaml:"providers"`
 	// Runners configures corral's cache of runner releases.
 	Runners Runners `yaml:"runners"`
+	// DefaultArch is the arch of jobs that name none (default x64): only
+	// pools of that arch, or with accept_any_arch, take them.
+	DefaultArch string `yaml:"default_arch"`
+	// AllowedHosts, when not empty, is the only HTTP Host names corral
+	// answers to (against DNS rebinding); others get 421.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 
 	// Warnings is advice that is not an error, such as a literal secret,
 	// each as "file:line: key: message".
@@ -158,6 +164,9 @@ type Pool struct {
 	// DockerInDocker: each instance gets a private Docker daemon (docker
 	// provider only; providers.docker.dind_image must be set).
 	DockerInDocker bool `yaml:"docker_in_docker"`
+	// AcceptAnyArch: the pool also takes jobs that name no arch when its
+	// arch is not default_arch.
+	AcceptAnyArch bool `yaml:"accept_any_arch"`
 }
 
 // Schedule sets a pool's min idle during a weekly time window.

@@ -1,8 +1,8 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -240,6 +240,10 @@ const sealedMark = "\x00sealed:"
 // directory) and, later, "sealed:NAME" (a secret sealed in the data
 // directory, e.g. by `corral github app create`); anything else is the secret itself, which earns a
 // warning when literalWarn is set. Problems never contain the value.
+// MaxSecretFile caps a file: secret: a token or key is a few KiB, and
+// file:/dev/zero must not eat corral's memory.
+const MaxSecretFile = 64 << 10
+
 func (d *decoder) secret(s, key string, literalWarn bool) corral.Secret {
 	switch {
 	case strings.HasPrefix(s, "env:"):
@@ -257,9 +261,12 @@ func (d *decoder) secret(s, key string, literalWarn bool) corral.Secret {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(filepath.Dir(d.file), path)
 		}
-		b, err := os.ReadFile(path)
+		b, err := readCapped(path, MaxSecretFile)
 		v := strings.TrimSpace(string(b))
 		switch {
+		case errors.Is(err, errTooLarge):
+			d.src.problems = append(d.src.problems, d.src.at(key, fmt.Sprintf("secret file %s is larger than %d KiB", path, MaxSecretFile>>10)))
+			return ""
 		case err != nil:
 			d.src.problems = append(d.src.problems, d.src.at(key, fmt.Sprintf("cannot read secret file %s", path)))
 		case v == "":
@@ -267,7 +274,7 @@ func (d *decoder) secret(s, key string, literalWarn bool) corral.Secret {
 		}
 		return corral.Secret(v)
 	}
-	if literalWarn && s != "" && key != "store" {
+	if literalWarn && s != "" && (key != "store" || dsnHasPassword(s)) {
 		p := d.src.at(key, "a literal secret in the config file; prefer env:NAME or file:PATH")
 		*d.warn = append(*d.warn, p.String())
 	}

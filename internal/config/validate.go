@@ -61,6 +61,9 @@ type Domain struct {
 	// Sizes is the full size-word table: route's defaults with the
 	// config's sizes over them (pass it as route.Options.Sizes).
 	Sizes map[string]corral.Flavor
+	// DefaultArch is the canonical arch of jobs that name none (pass it
+	// as route.Options.DefaultArch).
+	DefaultArch string
 }
 
 // Validate reports every problem of the config at once (decoding problems
@@ -112,11 +115,12 @@ func (c *Config) build() (Domain, []Problem) {
 	b.problems = append(b.problems, src.problems...)
 	var d Domain
 	b.top()
+	d.DefaultArch = b.input()
 	d.Tenants = b.buildTenants()
 	d.Targets = b.buildTargets()
 	d.Sizes = b.buildSizes()
 	d.Pools = b.buildPools()
-	if _, err := route.New(d.Pools, route.Options{Sizes: d.Sizes}); err != nil {
+	if _, err := route.New(d.Pools, route.Options{Sizes: d.Sizes, DefaultArch: d.DefaultArch}); err != nil {
 		b.routeProblems(err)
 	}
 	b.providers()

@@ -34,6 +34,9 @@ type Pool struct {
 	// Flavor is the default size; Max is the largest a job may ask for.
 	Flavor Flavor
 	Max    Flavor
+	// AcceptAnyArch lets the pool take jobs that name no arch although its
+	// arch is not the default one (package route; config accept_any_arch).
+	AcceptAnyArch bool
 	// Sizes maps size words (small, medium, ...) to flavors; empty = the
 	// default table in package route.
 	Sizes map[string]Flavor

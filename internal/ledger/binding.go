@@ -38,9 +38,14 @@ func (l *Ledger) start(ctx context.Context, tx corral.Tx, j *corral.Job, ev corr
 		stamp(corral.EvJobStarted, inst.ID, "on draining runner "+inst.Name)
 		return nil
 	}
-	if inst.State == corral.InstStarting || inst.State == corral.InstPending {
+	switch {
+	case inst.State == corral.InstStarting || inst.State == corral.InstPending:
 		inst.OnlineAt = now
 		stamp(corral.EvRunnerOnline, inst.ID, inst.Name)
+	case inst.State == corral.InstIdle:
+		// Online before (the runner sweep noted it on the job it was
+		// made for, which it may not run); the job it runs learns it here.
+		stamp(corral.EvRunnerOnline, inst.ID, inst.Name+" (online since "+inst.OnlineAt.UTC().Format(time.TimeOnly)+")")
 	}
 	if inst.State == corral.InstPending {
 		// The runner runs although the create call never returned (a

@@ -63,7 +63,6 @@ type routerBox struct{ Router }
 // while events are ingested.
 func (l *Ledger) SetRouter(r Router) { l.router.Store(&routerBox{r}) }
 
-
 // Result tells what an ingest did.
 type Result struct {
 	Duplicate bool  // the delivery id was seen before: nothing changed
@@ -246,7 +245,7 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 // fillJob copies what the event knows and the job does not.
 func fillJob(j *corral.Job, ev corral.JobEvent) {
 	if len(j.Labels) == 0 && len(ev.Labels) > 0 {
-		j.Labels = append([]string(nil), ev.Labels...)
+		j.Labels = route.BoundLabels(ev.Labels)
 	}
 	if j.RunID == 0 {
 		j.RunID = ev.RunID

@@ -13,14 +13,15 @@ type Recorder interface {
 	// JobStateChanged: a job entered state to (from "" when it is new).
 	JobStateChanged(pool string, from, to corral.JobState)
 	// JobStarted: the job's runner took it; the phases of its path, each
-	// zero when the timeline lacks either end (a warm runner has no
-	// create, a job found by a sweep no webhook).
+	// negative when the timeline lacks either end (a warm runner has no
+	// create).
 	JobStarted(pool string, p Phases)
 	// JobCompleted: the job ended with the forge's conclusion.
 	JobCompleted(pool, conclusion string)
 }
 
 // Phases splits a job's wait from queued to started along its timeline.
+// A phase whose ends the timeline lacks is negative (unknown).
 type Phases struct {
 	QueueWait time.Duration // queued -> job started
 	Requested time.Duration // queued -> instance requested (credential minted after)
@@ -56,8 +57,8 @@ func (l *Ledger) record(ctx context.Context, seen []jobChange) {
 // phases reads the job's timeline; a read error leaves the phases that
 // need it zero.
 func (l *Ledger) phases(ctx context.Context, j corral.Job) Phases {
-	var p Phases
-	if !j.StartedAt.IsZero() && !j.QueuedAt.IsZero() && j.StartedAt.After(j.QueuedAt) {
+	p := Phases{QueueWait: -1}
+	if !j.StartedAt.IsZero() && !j.QueuedAt.IsZero() && !j.StartedAt.Before(j.QueuedAt) {
 		p.QueueWait = j.StartedAt.Sub(j.QueuedAt)
 	}
 	var evs []corral.Event
@@ -76,7 +77,7 @@ func (l *Ledger) phases(ctx context.Context, j corral.Job) Phases {
 		x, okA := first[a]
 		y, okB := first[b]
 		if !okA || !okB || y.Before(x) {
-			return 0
+			return -1
 		}
 		return y.Sub(x)
 	}

@@ -54,7 +54,7 @@ func New() *Metrics {
 	m.queueWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_job_queue_wait_seconds",
 		Help: "Time from a job queued to a runner taking it, by pool.", Buckets: waitBuckets}, []string{"pool"})
 	m.phase = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "corral_provisioning_phase_seconds",
-		Help: "A job's path split in phases: requested (queued to instance requested), created (to the provider's answer), online (to the runner online), started (to the job started).",
+		Help:    "A job's path split in phases: requested (queued to instance requested), created (to the provider's answer), online (to the runner online), started (to the job started).",
 		Buckets: waitBuckets}, []string{"pool", "phase"})
 	m.reserved = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_instances_reserved_total",
 		Help: "Instances reserved within the limits, by pool."}, []string{"pool"})
@@ -100,11 +100,11 @@ func (m *Metrics) JobStateChanged(pool string, _, to corral.JobState) {
 
 // JobStarted implements ledger.Recorder.
 func (m *Metrics) JobStarted(pool string, p ledger.Phases) {
-	if p.QueueWait > 0 {
+	if p.QueueWait >= 0 {
 		m.queueWait.WithLabelValues(pool).Observe(p.QueueWait.Seconds())
 	}
 	for name, d := range map[string]time.Duration{"requested": p.Requested, "created": p.Created, "online": p.Online, "started": p.Started} {
-		if d > 0 {
+		if d >= 0 {
 			m.phase.WithLabelValues(pool, name).Observe(d.Seconds())
 		}
 	}
@@ -141,31 +141,9 @@ func (m *Metrics) PassDone(took time.Duration, err error) {
 }
 
 // Delivery implements webhook.Recorder: the target is not a label (an
-// attacker could make unknown ones up); the result comes from the status.
-func (m *Metrics) Delivery(_ string, status int) {
-	m.webhooks.WithLabelValues(WebhookResult(status)).Inc()
-}
-
-// WebhookResult names the result a webhook status code stands for.
-func WebhookResult(status int) string {
-	switch status {
-	case http.StatusAccepted:
-		return "accepted"
-	case http.StatusOK:
-		return "duplicate"
-	case http.StatusUnauthorized:
-		return "bad_signature"
-	case http.StatusBadRequest:
-		return "malformed"
-	case http.StatusRequestEntityTooLarge:
-		return "oversize"
-	case http.StatusNotFound:
-		return "unknown_target"
-	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		return "overloaded"
-	default:
-		return "error"
-	}
+// attacker could make unknown ones up).
+func (m *Metrics) Delivery(_ string, result string) {
+	m.webhooks.WithLabelValues(result).Inc()
 }
 
 // ComponentFailed implements component.Recorder.

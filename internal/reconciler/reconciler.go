@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +60,8 @@ type Reconciler struct {
 	exits <-chan string        // every provider's exits, fanned in once
 	clock corral.Clock
 	log   *slog.Logger
+
+	capsOnce sync.Once // the redelivery capabilities are logged once
 }
 
 // view is the configuration a pass works with.
@@ -211,31 +214,6 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Redeliver asks forges that can (GitHub Apps) to send again the webhook
-// deliveries that failed in the last hour. Targets of one App share the
-// record of what was sent again, so each failure is redelivered once.
-func (r *Reconciler) Redeliver(ctx context.Context) error {
-	var errs []error
-	since := r.clock.Now().Add(-time.Hour)
-	for _, t := range r.v().targets {
-		f, err := r.cfg.Forges.Forge(t)
-		if err != nil {
-			continue // the forge sweep reports it
-		}
-		rd, ok := f.(redeliverer)
-		if !ok {
-			continue
-		}
-		n, err := rd.RedeliverFailed(ctx, since)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("redeliver failed webhooks of %s: %w", t.ID, err))
-		} else if n > 0 {
-			r.log.Info("asked the forge to redeliver failed webhooks", "target", t.ID, "deliveries", n)
-		}
-	}
-	return errors.Join(errs...)
-}
-
 func (r *Reconciler) pruneDeliveries(ctx context.Context) (int, error) {
 	var n int
 	err := r.cfg.Store.Update(ctx, func(tx corral.Tx) error {
@@ -288,6 +266,9 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 		ev, err := f.Job(ctx, job.ForgeJobID, job.Repo)
 		if err == nil && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
 			tookJob = true
+			if err := r.confirmDisplaced(ctx, t, f, ev); err != nil {
+				r.log.Warn("confirm the job displaced by the job of an exited runner", "instance", id, "err", err)
+			}
 			if _, err := r.cfg.Ledger.Observe(ctx, t, ev); err != nil {
 				r.log.Warn("record the job of an exited runner", "instance", id, "err", err)
 			}

@@ -79,6 +79,9 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 		if ok && (ev.Action != corral.ActionInProgress || j.State == corral.JobRunning) {
 			continue // nothing new
 		}
+		if err := r.confirmDisplaced(ctx, t, f, ev); err != nil {
+			errs = append(errs, err)
+		}
 		if _, err := r.cfg.Ledger.Observe(ctx, t, ev); err != nil {
 			errs = append(errs, err)
 		}
@@ -205,7 +208,10 @@ func (r *Reconciler) online(ctx context.Context, id string, runnerID int64, now 
 		if in.JobID == 0 {
 			return nil
 		}
-		return tx.AddEvent(ctx, corral.Event{JobID: in.JobID, At: now, Kind: corral.EvRunnerOnline, InstanceID: id, Detail: in.Name})
+		// A note, not runner_online: the runner may take another job of
+		// the same labels; the job it takes gets runner_online (ledger).
+		return tx.AddEvent(ctx, corral.Event{JobID: in.JobID, At: now, Kind: corral.EvNote, InstanceID: id,
+			Detail: "runner " + in.Name + " made for this job is online"})
 	})
 }
 

@@ -60,6 +60,21 @@
 // dimension is refused with a reason naming the dimension and both
 // numbers; it is never shrunk. A zero Max dimension means no cap.
 //
+// # Arch-less jobs
+//
+// A job that names no arch (no arch word, no arch= key, no size word with
+// an arch, no pool=) goes only to pools of the default arch: x64, or
+// Options.DefaultArch. A pool of another arch takes it only with
+// Pool.AcceptAnyArch, so an x64 build never lands on arm64 because the x64
+// pools refused it (too big, full) or because arm64 comes first.
+//
+// # Limits
+//
+// A job with more than MaxLabels distinct labels (case-insensitively), a
+// label longer than MaxLabelLen characters, with a control character or
+// not valid UTF-8 is refused with the reason, whatever the pools: the
+// forges would refuse its runner (GitHub answers 422 beyond 100 labels).
+//
 // # Tenants and targets
 //
 // A pool accepts only jobs of its own tenant and, when its Targets list is

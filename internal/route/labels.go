@@ -100,3 +100,44 @@ func (d Decision) Explain() string {
 	tw.Flush()
 	return b.String()
 }
+
+// Label limits, the strictest of the forges': GitHub's JIT call takes 1 to
+// 100 labels (422 beyond); Gitea and Forgejo set no count, but keep a
+// runner's labels as JSON in one TEXT column (64 KiB on MySQL), which 100
+// labels of MaxLabelLen fit. A job over a limit is refused at routing.
+const (
+	MaxLabels   = 100
+	MaxLabelLen = 256
+)
+
+// BoundLabels returns the labels a job is recorded with: in their order
+// and spelling, case-insensitive repeats dropped, at most MaxLabels+1
+// distinct ones, each cut to MaxLabelLen+1 characters. Route gives the
+// bounded labels the same verdict as the full ones (a job over a limit
+// stays over it), while a hostile job's million-character label or ten
+// thousand labels are not stored.
+func BoundLabels(ls []string) []string {
+	out := make([]string, 0, min(len(ls), MaxLabels+1))
+	seen := make(map[string]bool, min(len(ls), MaxLabels+1))
+	for _, l := range ls {
+		if len(out) > MaxLabels {
+			break
+		}
+		if n := 0; len(l) > MaxLabelLen {
+			for i := range l {
+				if n == MaxLabelLen+1 {
+					l = l[:i]
+					break
+				}
+				n++
+			}
+		}
+		k := strings.ToLower(strings.TrimSpace(l))
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, l)
+	}
+	return out
+}

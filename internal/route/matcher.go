@@ -17,11 +17,15 @@ type Options struct {
 	// Generic lists extra labels every runner carries; they constrain
 	// nothing. self-hosted, linux and the arch words are always generic.
 	Generic []string
+	// DefaultArch is the arch of jobs that name none (x64 when empty):
+	// only pools of that arch, or with AcceptAnyArch, take such jobs.
+	DefaultArch string
 }
 
 // Matcher routes jobs to pools. It is immutable once built and safe for
 // concurrent use.
 type Matcher struct {
+	defArch    string // canonical; the arch of jobs that name none
 	pools      []pool
 	generic    map[string]bool // lower case
 	sizeWords  map[string]bool // every size word of any pool
@@ -88,6 +92,14 @@ func New(pools []corral.Pool, opt Options) (*Matcher, error) {
 			continue
 		}
 		m.generic[strings.ToLower(g)] = true
+	}
+	m.defArch = ArchX64
+	if opt.DefaultArch != "" {
+		a, ok := NormalizeArch(opt.DefaultArch)
+		if !ok {
+			bad(-1, "", "default_arch", "unknown arch %q (want x64 or arm64)", opt.DefaultArch)
+		}
+		m.defArch = a
 	}
 	base := opt.Sizes
 	if base == nil {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/corral-ci/corral/internal/corral"
 )
@@ -76,9 +78,17 @@ func (m *Matcher) parse(labels []string) request {
 		return r
 	}
 	for _, raw := range labels {
+		if msg := labelProblem(raw); msg != "" {
+			r.refuse = msg
+			return r
+		}
 		l := strings.ToLower(strings.TrimSpace(raw))
 		if l == "" || slices.Contains(r.labels, l) {
 			continue
+		}
+		if len(r.labels) == MaxLabels {
+			r.refuse = fmt.Sprintf("job has more than %d distinct labels; the forges take at most %d", MaxLabels, MaxLabels)
+			return r
 		}
 		r.labels = append(r.labels, l)
 		if err := m.read(&r, l, raw); err != "" && r.refuse == "" {
@@ -160,6 +170,30 @@ func (m *Matcher) read(r *request, l, raw string) string {
 	return ""
 }
 
+// labelProblem says why a label is refused before it is read, or "": it
+// must be valid UTF-8 without control characters and at most MaxLabelLen
+// characters long. The message shows at most the label's start.
+func labelProblem(raw string) string {
+	if !utf8.ValidString(raw) {
+		return fmt.Sprintf("label %s is not valid UTF-8", showLabel(raw))
+	}
+	if utf8.RuneCountInString(raw) > MaxLabelLen {
+		return fmt.Sprintf("label %s is longer than %d characters, the forges' limit", showLabel(raw), MaxLabelLen)
+	}
+	if strings.ContainsFunc(raw, unicode.IsControl) {
+		return fmt.Sprintf("label %s contains a control character", showLabel(raw))
+	}
+	return ""
+}
+
+// showLabel quotes a label for a message, cut to its first 40 bytes.
+func showLabel(raw string) string {
+	if len(raw) <= 40 {
+		return strconv.Quote(raw)
+	}
+	return strconv.Quote(raw[:40]) + "..."
+}
+
 func setArch(r *request, a string) string {
 	if r.arch != "" && r.arch != a {
 		return fmt.Sprintf("labels ask for two archs: %s and %s", r.arch, a)
@@ -231,6 +265,8 @@ func (m *Matcher) check(pl *pool, r *request, tenantID, targetID string) PoolChe
 		}
 	}
 	f := p.Flavor
+	// pool= picks the pool, and with it its arch.
+	namedArch := r.arch != "" || len(r.pools) > 0
 	if r.size != "" {
 		sf, ok := pl.sizes[r.size]
 		if !ok {
@@ -240,10 +276,14 @@ func (m *Matcher) check(pl *pool, r *request, tenantID, targetID string) PoolChe
 			return refuse("size %q is %s, pool is %s", r.size, sf.Arch, f.Arch)
 		}
 		f = overlay(f, sf)
+		namedArch = namedArch || sf.Arch != ""
 	}
 	f = overlay(overlay(f, r.capF), r.keyF)
 	if r.arch != "" && r.arch != f.Arch {
 		return refuse("job asks for arch %s, pool is %s", r.arch, f.Arch)
+	}
+	if !namedArch && f.Arch != m.defArch && !p.AcceptAnyArch {
+		return refuse("job names no arch; pool is %s, the default is %s (accept_any_arch lets the pool take such jobs)", f.Arch, m.defArch)
 	}
 	mx := p.Max
 	switch {

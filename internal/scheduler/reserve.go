@@ -214,7 +214,7 @@ func (s *Scheduler) newInstance(pool corral.Pool, rt corral.Route, r request, no
 	case r.labels != nil:
 		in.Labels = append([]string(nil), r.labels...)
 	case r.job != nil:
-		in.Labels = append([]string(nil), r.job.Labels...)
+		in.Labels = dedupLabels(r.job.Labels)
 		in.JobID = r.job.ID
 	}
 	return in

@@ -3,7 +3,6 @@ package webhook
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -24,10 +23,10 @@ func (h *Handler) ServeApp(w http.ResponseWriter, r *http.Request) {
 	app := r.PathValue("app")
 	code, err := h.serveApp(w, r, app)
 	if h.rec != nil {
-		h.rec.Delivery("app:"+app, code)
+		h.rec.Delivery("app:"+app, Result(code))
 	}
 	if err != nil {
-		h.log.Warn("app webhook refused", "app", app, "status", code, "delivery", r.Header.Get("X-GitHub-Delivery"), "err", err)
+		h.log.Warn("app webhook refused", "app", app, "status", code, "delivery", deliveryID(r.Header), "err", err)
 		httperr.Write(w, err)
 	}
 }
@@ -54,16 +53,11 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, app string) (
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, done, err := h.readBody(w, r, "app:"+app)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			err = fmt.Errorf("body over %d bytes: %w", h.maxBody, corral.ErrTooLarge)
-		} else {
-			err = fmt.Errorf("read body: %v: %w", err, corral.ErrBadInput)
-		}
 		return httperr.Status(err), err
 	}
+	defer done()
 	// Targets of one App share its webhook secret (the config requires
 	// it); two Apps on different hosts may share a name, so each distinct
 	// secret is tried, and only the targets with the one that verified
@@ -108,6 +102,9 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, app string) (
 		resp.Status = "duplicate"
 	}
 	httperr.WriteJSON(w, http.StatusAccepted, resp)
+	if res.Duplicate {
+		return statusDuplicate, nil
+	}
 	return http.StatusAccepted, nil
 }
 

@@ -6,9 +6,7 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -32,9 +30,37 @@ type Parsers interface {
 	Parser(k corral.TargetKind) (corral.WebhookParser, error)
 }
 
-// Recorder observes deliveries (metrics); nil hooks are fine.
+// Recorder observes deliveries (metrics); nil hooks are fine. result is
+// one of accepted, duplicate, ignored, bad_signature, malformed, oversize,
+// unknown_target, overloaded, error.
 type Recorder interface {
-	Delivery(target string, status int)
+	Delivery(target, result string)
+}
+
+// statusDuplicate is what serve returns (to the recorder, never to the
+// forge, which got 202) for a delivery recorded before.
+const statusDuplicate = http.StatusAlreadyReported
+
+// Result names the outcome of a delivery from the status serve returned.
+func Result(status int) string {
+	switch status {
+	case http.StatusAccepted:
+		return "accepted"
+	case statusDuplicate:
+		return "duplicate"
+	case http.StatusUnauthorized:
+		return "bad_signature"
+	case http.StatusBadRequest:
+		return "malformed"
+	case http.StatusRequestEntityTooLarge:
+		return "oversize"
+	case http.StatusNotFound:
+		return "unknown_target"
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		return "overloaded"
+	default:
+		return "error"
+	}
 }
 
 // Handler serves POST /webhooks/{target}.
@@ -44,6 +70,7 @@ type Handler struct {
 	parsers Parsers
 	ing     Ingester
 	maxBody int64
+	gate    *gate // body bytes in flight (limits.go)
 	rec     Recorder
 	log     *slog.Logger
 }
@@ -57,6 +84,7 @@ func New(targets []corral.Target, parsers Parsers, ing Ingester, maxBody int64, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{parsers: parsers, ing: ing, maxBody: maxBody, rec: rec, log: log.With("component", "webhook")}
+	h.SetLimits(0, 0)
 	h.SetTargets(targets)
 	return h
 }
@@ -86,10 +114,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("target")
 	code, err := h.serve(w, r, id)
 	if h.rec != nil {
-		h.rec.Delivery(id, code)
+		h.rec.Delivery(id, Result(code))
 	}
 	if err != nil {
-		h.log.Warn("webhook refused", "target", id, "status", code, "delivery", r.Header.Get("X-GitHub-Delivery"), "err", err)
+		h.log.Warn("webhook refused", "target", id, "status", code, "delivery", deliveryID(r.Header), "err", err)
 		httperr.Write(w, err)
 	}
 }
@@ -106,16 +134,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string) (int,
 	if err != nil {
 		return http.StatusInternalServerError, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, done, err := h.readBody(w, r, id)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			err = fmt.Errorf("body over %d bytes: %w", h.maxBody, corral.ErrTooLarge)
-		} else {
-			err = fmt.Errorf("read body: %v: %w", err, corral.ErrBadInput)
-		}
 		return httperr.Status(err), err
 	}
+	defer done()
 	d, err := parser.ParseWebhook(r.Header, body, t.WebhookSecret)
 	if err != nil {
 		return httperr.Status(err), fmt.Errorf("target %s: %w", id, err)
@@ -129,5 +152,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string) (int,
 		resp.Status = "duplicate"
 	}
 	httperr.WriteJSON(w, http.StatusAccepted, resp)
+	if res.Duplicate {
+		return statusDuplicate, nil
+	}
 	return http.StatusAccepted, nil
 }

@@ -42,6 +42,10 @@ func (c *Cache) redeliveries(app string) *redeliveries {
 	return r
 }
 
+// CanListDeliveries reports whether the client can list its webhook
+// deliveries (and so RedeliverFailed works): only a GitHub App can.
+func (c *Client) CanListDeliveries() bool { return c.app != nil }
+
 // RedeliverFailed asks GitHub to redeliver the App's failed workflow_job
 // webhook deliveries since the given time (GET /app/hook/deliveries
 // ?status=failure, cursor-paged, newest first; POST

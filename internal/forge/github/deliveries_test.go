@@ -56,6 +56,9 @@ func TestClient_RedeliverFailed(t *testing.T) {
 	if h := e.f.last("GET /app/hook/deliveries"); h.Auth == "" || h.Auth[:9] != "Bearer ey" {
 		t.Fatal("deliveries not listed with the App JWT")
 	}
+	if tok := e.client(t, e.target(corral.ScopeRepo, "o/r")); tok.CanListDeliveries() || !c1.CanListDeliveries() {
+		t.Error("CanListDeliveries: want true for the App client only")
+	}
 	if _, err := e.client(t, e.target(corral.ScopeRepo, "o/r")).RedeliverFailed(ctxT(t), t0); !errors.Is(err, corral.ErrBadInput) {
 		t.Fatalf("PAT target: %v", err)
 	}

@@ -253,4 +253,3 @@ func (t *tx) LockLimits(ctx context.Context, tenantID, poolID string) error {
 	}
 	return nil
 }
-

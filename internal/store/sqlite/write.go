@@ -168,4 +168,3 @@ func (t *tx) PutInstance(ctx context.Context, in *corral.Instance) error {
 func (t *tx) LockLimits(ctx context.Context, tenantID, poolID string) error {
 	return ctx.Err()
 }
-

@@ -220,4 +220,3 @@ func testDeliveryPrune(t *testing.T, s corral.Store) {
 		return nil
 	})
 }
-
