@@ -26,7 +26,7 @@ var openRunStatuses = []string{"queued", "in_progress", "waiting"}
 // (three; a 304 costs no rate limit), and one of the jobs of each open run.
 // Which repositories: a repository target its own; an organization the
 // repositories its credential sees (GET /installation/repositories for an
-// App, /orgs/{org}/repos for a PAT; archived ones skipped; refreshed every
+// App, /orgs/{org}/repos for a PAT; archived and disabled ones skipped; refreshed every
 // RepoListTTL) plus those passed to ObserveRepo; an enterprise only those
 // passed to ObserveRepo or to Job, since GitHub has no enterprise-wide
 // listing of workflow runs. A sweep short of rate-limit budget fails with
@@ -234,13 +234,13 @@ func (c *Client) forgetRepo(repo string) {
 	c.repos = slices.DeleteFunc(c.repos, func(r string) bool { return r == repo })
 }
 
-// orgRepos lists the organization's unarchived repositories the
-// credential sees.
+// orgRepos lists the organization's repositories the credential sees,
+// except archived and disabled ones (which run no workflows).
 func (c *Client) orgRepos(ctx context.Context) ([]string, error) {
 	var out []string
 	add := func(rs []*gh.Repository) {
 		for _, r := range rs {
-			if r.GetArchived() || !strings.EqualFold(r.GetOwner().GetLogin(), c.owner) {
+			if r.GetArchived() || r.GetDisabled() || !strings.EqualFold(r.GetOwner().GetLogin(), c.owner) {
 				continue
 			}
 			out = append(out, r.GetFullName())

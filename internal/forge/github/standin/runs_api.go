@@ -66,16 +66,6 @@ func (s *Server) jobObjectLocked(j *job, api, web string) map[string]any {
 	return o
 }
 
-func (s *Server) repoObjectLocked(rp *repo, api, web string) map[string]any {
-	o := s.orgs[strings.ToLower(rp.owner)]
-	return map[string]any{
-		"id": rp.id, "node_id": fmt.Sprintf("R_kgDO%d", rp.id), "name": rp.name, "full_name": rp.full(),
-		"private": true, "html_url": web + "/" + rp.full(), "url": api + "/repos/" + rp.full(),
-		"owner": map[string]any{"login": o.login, "id": o.id, "type": "Organization",
-			"url": api + "/users/" + o.login, "html_url": web + "/" + o.login},
-	}
-}
-
 func (s *Server) runObjectLocked(rn *run, api, web string) map[string]any {
 	status, conclusion := rn.status()
 	var concl any

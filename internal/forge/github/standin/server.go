@@ -190,6 +190,9 @@ type Server struct {
 type repo struct {
 	id          int64
 	owner, name string
+	// archived and disabled (SetRepoState); created is when AddRepo ran.
+	archived, disabled bool
+	created            time.Time
 }
 
 func (r *repo) full() string { return r.owner + "/" + r.name }
@@ -364,7 +367,7 @@ func (s *Server) AddRepo(owner, name string) {
 	s.orgLocked(owner)
 	full := strings.ToLower(owner + "/" + name)
 	if s.repos[full] == nil {
-		s.repos[full] = &repo{id: s.newIDLocked(), owner: owner, name: name}
+		s.repos[full] = &repo{id: s.newIDLocked(), owner: owner, name: name, created: s.now().UTC().Truncate(time.Second)}
 	}
 }
 
