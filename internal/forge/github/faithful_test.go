@@ -6,13 +6,37 @@ package github_test
 // secondary rate limits without Retry-After.
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/forge/github"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
 )
+
+var (
+	faithfulKeyOnce sync.Once
+	faithfulKey     *rsa.PrivateKey
+)
+
+// appKeyPEM returns an App private key and its PEM, made once.
+func appKeyPEM(t *testing.T) (*rsa.PrivateKey, corral.Secret) {
+	t.Helper()
+	faithfulKeyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		faithfulKey = k
+	})
+	return faithfulKey, corral.Secret(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(faithfulKey)}))
+}
 
 func openIDs(evs []corral.JobEvent) []int64 {
 	var ids []int64
@@ -43,5 +67,60 @@ func TestStandin_OrgSweepSkipsArchivedAndDisabled(t *testing.T) {
 	}
 	if n := s.Stats().Calls["GET runs"]; n != 3 {
 		t.Fatalf("%d run listings, want 3 (one repository, three open statuses)", n)
+	}
+}
+
+// Every request of the client carries a REST API version GitHub supports
+// (github.com and GHES alike); the stand-in answers 400 to any other, as
+// GitHub does, so a bad version fails every call below.
+func TestStandin_APIVersionSent(t *testing.T) {
+	for _, ghes := range []string{"", "3.17"} {
+		t.Run("ghes="+ghes, func(t *testing.T) {
+			ctx := deadline(t, 30*time.Second)
+			s, url := startStandin(t, standin.Options{GHESVersion: ghes})
+			if ghes != "" {
+				url += "/api/v3"
+			}
+			key, pemKey := appKeyPEM(t)
+			s.AddApp(88, &key.PublicKey, "", "")
+			s.Install(88, 8800, "acme")
+			app := tgt(url, corral.ScopeOrg, "acme")
+			app.Token = pemKey
+			app.Settings[github.SettingAppID] = "88"
+			for _, tg := range []corral.Target{tgt(url, corral.ScopeRepo, "acme/app"), app} {
+				c := newClient(t, tg, nil)
+				id := s.QueueJob("acme/app", standin.JobSpec{Name: "v", Labels: []string{"linux"}, Duration: time.Minute})
+				if _, err := c.Probe(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if open, err := c.OpenJobs(ctx); err != nil || len(open) == 0 {
+					t.Fatalf("open jobs %+v %v", open, err)
+				}
+				if _, err := c.Job(ctx, id, "acme/app"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.MintRunner(ctx, corral.RunnerSpec{Name: "corral-v-" + string(tg.Scope), Labels: []string{"linux"}}); err != nil {
+					t.Fatal(err)
+				}
+				rs, err := c.Runners(ctx)
+				if err != nil || len(rs) == 0 {
+					t.Fatalf("runners %+v %v", rs, err)
+				}
+				if err := c.RemoveRunner(ctx, rs[0]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := s.APIVersions()
+			total := 0
+			for v, n := range got {
+				total += n
+				if v != github.APIVersion {
+					t.Errorf("%d requests with X-GitHub-Api-Version %q, want %q", n, v, github.APIVersion)
+				}
+			}
+			if total < 10 || got[github.APIVersion] != total {
+				t.Fatalf("versions sent: %v", got)
+			}
+		})
 	}
 }

@@ -133,6 +133,9 @@ func (s *Server) routes() http.Handler {
 // faults, scope existence and authorization, then the handler.
 func (s *Server) api(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.checkAPIVersion(w, r) {
+			return
+		}
 		c := &call{rt: rt}
 		scheme := "http"
 		if r.TLS != nil {

@@ -170,6 +170,7 @@ type Server struct {
 	mints        map[int64]int
 	labelIDs     map[string]int64
 	violations   []string
+	apiVersions  map[string]int            // X-GitHub-Api-Version sent -> requests
 	manifests    map[string]*manifestGrant // App manifest codes not yet converted
 	ids          int64                     // small ids (repos, orgs, hooks)
 	nextJob      int64
