@@ -6,10 +6,12 @@ package github_test
 // secondary rate limits without Retry-After.
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -122,5 +124,63 @@ func TestStandin_APIVersionSent(t *testing.T) {
 				t.Fatalf("versions sent: %v", got)
 			}
 		})
+	}
+}
+
+// GitHub may refuse with a secondary rate limit and no Retry-After; its
+// documented fallback is to wait at least a minute, and exponentially
+// longer while the refusals go on. The stand-in and the client share a
+// fake clock, so the waits are exact and the test takes no time.
+func TestStandin_SecondaryLimitWithoutRetryAfter(t *testing.T) {
+	ctx := deadline(t, 30*time.Second)
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	clk := corral.NewFakeClock(t0)
+	s, url := startStandin(t, standin.Options{Now: clk.Now})
+	c, err := github.NewClient(tgt(url, corral.ScopeRepo, "acme/app"), github.Options{Clock: clk, MaxWait: 10 * time.Minute,
+		Sleep: func(ctx context.Context, d time.Duration) error { clk.Advance(d); return ctx.Err() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Probe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.SetFaults(standin.Faults{SecondaryBurst: 3, SecondaryNoRetryAfter: true})
+	before := s.Stats().Calls["GET runners"]
+	if _, err := c.Runners(ctx); !errors.Is(err, corral.ErrRateLimited) {
+		t.Fatalf("sweep refused without Retry-After: %v", err)
+	}
+	// A sweep right after fails fast without calling GitHub, and says until when.
+	clk.Advance(30 * time.Second)
+	_, err = c.Runners(ctx)
+	var rl *github.RateLimitError
+	if !errors.As(err, &rl) || rl.Until.Before(t0.Add(time.Minute)) {
+		t.Fatalf("sweep within the minute: %v", err)
+	}
+	if n := s.Stats().Calls["GET runners"] - before; n != 1 {
+		t.Fatalf("%d runner listings sent, want 1", n)
+	}
+	// The mint waits the minute out, meets two more refusals and waits
+	// 2 then 4 minutes (exponential backoff) before it goes through.
+	if _, err := c.MintRunner(ctx, corral.RunnerSpec{Name: "corral-s", Labels: []string{"linux"}}); err != nil {
+		t.Fatalf("mint through the refusals: %v", err)
+	}
+	if waited := clk.Now().Sub(t0); waited < 7*time.Minute {
+		t.Fatalf("waited %v in all, want at least 1+2+4 minutes", waited)
+	}
+	st := s.Stats()
+	if st.RateLimitViolations != 0 {
+		t.Fatalf("violations: %v", st.Violations)
+	}
+	// Once an answer passes, the next refusal waits one minute again.
+	s.SetFaults(standin.Faults{SecondaryBurst: 1, SecondaryNoRetryAfter: true})
+	at := clk.Now()
+	if _, err := c.MintRunner(ctx, corral.RunnerSpec{Name: "corral-t", Labels: []string{"linux"}}); err != nil {
+		t.Fatal(err)
+	}
+	if waited := clk.Now().Sub(at); waited < time.Minute || waited >= 2*time.Minute {
+		t.Fatalf("after a success the wait is %v, want one minute", waited)
+	}
+	if st := s.Stats(); st.RateLimitViolations != 0 {
+		t.Fatalf("violations: %v", st.Violations)
 	}
 }

@@ -200,6 +200,10 @@ func scopeOf(r *http.Request) scope {
 	return scope{}
 }
 
+// secondaryMinWait is how long GitHub asks a client to wait after a
+// secondary rate limit that carries no Retry-After (seconds).
+const secondaryMinWait = 60
+
 // inFlightGrace: requests arriving this soon after a rate-limit refusal
 // were in flight before the client could have read it.
 const inFlightGrace = 250 * time.Millisecond
@@ -225,6 +229,9 @@ func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 				ra = time.Second
 			}
 			secs := int(math.Ceil(ra.Seconds()))
+			if s.faults.SecondaryNoRetryAfter {
+				secs = secondaryMinWait
+			}
 			b.retryUntil = now.Add(time.Duration(secs) * time.Second)
 			b.limitedAt = now
 			status := http.StatusForbidden
@@ -232,7 +239,9 @@ func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 				status = http.StatusTooManyRequests
 			}
 			s.rateHeadersLocked(w, b)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			if !s.faults.SecondaryNoRetryAfter {
+				w.Header().Set("Retry-After", strconv.Itoa(secs))
+			}
 			writeJSONRaw(w, status, map[string]string{
 				"message":           "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID " + w.Header().Get("X-GitHub-Request-Id") + ".",
 				"documentation_url": rateDocs + "#about-secondary-rate-limits",

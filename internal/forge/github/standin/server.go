@@ -74,6 +74,10 @@ type Faults struct {
 	// default 1 s, rounded up to whole seconds).
 	SecondaryBurst      int
 	SecondaryRetryAfter time.Duration
+	// SecondaryNoRetryAfter: the burst's refusals carry no Retry-After,
+	// as GitHub may send them; a client must then wait at least a minute
+	// (sooner counts as a violation) and back off exponentially.
+	SecondaryNoRetryAfter bool
 	// PrimaryExhaust: every credential's primary limit is used up from the
 	// moment of SetFaults until PrimaryResetIn (default 2 s) later; the
 	// answers say remaining 0 and X-RateLimit-Reset at that instant.

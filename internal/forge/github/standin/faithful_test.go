@@ -3,6 +3,9 @@ package standin
 import (
 	"net/http"
 	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
 )
 
 func TestServer_APIVersion(t *testing.T) {
@@ -40,4 +43,31 @@ func TestServer_APIVersion(t *testing.T) {
 	_, ghes := newStandin(t, Options{GHESVersion: "3.17"})
 	want(t, do(t, "GET", ghes+"/api/v3/repos/acme/app/actions/runners", token(adminPAT), nil, "X-GitHub-Api-Version", "2026-03-10"), http.StatusBadRequest)
 	want(t, do(t, "GET", ghes+"/api/v3/repos/acme/app/actions/runners", token(adminPAT), nil), http.StatusOK)
+}
+
+func TestServer_SecondaryWithoutRetryAfter(t *testing.T) {
+	clk := corral.NewFakeClock(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
+	s, base := newStandin(t, Options{Now: clk.Now})
+	s.SetFaults(Faults{SecondaryBurst: 1, SecondaryNoRetryAfter: true})
+	u := base + "/orgs/acme/actions/runners"
+	a := do(t, "GET", u, token(adminPAT), nil)
+	want(t, a, http.StatusForbidden)
+	mustContain(t, string(a.body), "secondary rate limit")
+	mustContain(t, string(a.body), "#about-secondary-rate-limits")
+	if ra, ok := a.header["Retry-After"]; ok {
+		t.Fatalf("Retry-After %q sent", ra)
+	}
+	if a.header.Get("X-RateLimit-Remaining") == "0" {
+		t.Fatal("remaining 0: that is a primary limit")
+	}
+	clk.Advance(59 * time.Second) // less than GitHub's one minute
+	want(t, do(t, "GET", u, token(adminPAT), nil), http.StatusOK)
+	if n := s.Stats().RateLimitViolations; n != 1 {
+		t.Fatalf("a call within the minute is a violation; got %d", n)
+	}
+	clk.Advance(time.Second)
+	want(t, do(t, "GET", u, token(adminPAT), nil), http.StatusOK)
+	if n := s.Stats().RateLimitViolations; n != 1 {
+		t.Fatalf("violations %d after the minute", n)
+	}
 }
