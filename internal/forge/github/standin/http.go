@@ -75,6 +75,8 @@ func (s *Server) routes() http.Handler {
 	repoOnly("GET", "/actions/runs", &route{name: "GET runs", auth: authToken, area: "actions", h: s.handleListRuns})
 	repoOnly("GET", "/actions/runs/{run_id}", &route{name: "GET run", auth: authToken, area: "actions", h: s.handleGetRun})
 	repoOnly("GET", "/actions/runs/{run_id}/jobs", &route{name: "GET run jobs", auth: authToken, area: "actions", h: s.handleRunJobs})
+	repoOnly("POST", "/actions/runs/{run_id}/rerun", &route{name: "POST rerun", auth: authToken, area: "actions", write: true, h: s.handleRerun(false)})
+	repoOnly("POST", "/actions/runs/{run_id}/rerun-failed-jobs", &route{name: "POST rerun-failed-jobs", auth: authToken, area: "actions", write: true, h: s.handleRerun(true)})
 	repoOnly("GET", "/actions/jobs/{job_id}", &route{name: "GET job", auth: authToken, area: "actions", h: s.handleGetJob})
 
 	mux.Handle("GET /app", s.api(&route{name: "GET app", auth: authJWT, h: s.handleGetApp}))

@@ -116,6 +116,7 @@ type Stats struct {
 // JobInfo is the stand-in's view of one job.
 type JobInfo struct {
 	ID, RunID                        int64
+	RunAttempt                       int
 	Repo, Name                       string
 	Labels                           []string
 	Status, Conclusion               string
@@ -247,6 +248,7 @@ type regToken struct {
 
 type run struct {
 	id, number int64
+	attempt    int // run_attempt: 1, then one more per re-run (rerun.go)
 	repo       *repo
 	created    time.Time
 	updated    time.Time
@@ -256,6 +258,7 @@ type run struct {
 type job struct {
 	id          int64
 	run         *run
+	attempt     int // the run attempt that created the job
 	name        string
 	labels      []string
 	duration    time.Duration
