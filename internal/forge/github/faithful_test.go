@@ -184,3 +184,47 @@ func TestStandin_SecondaryLimitWithoutRetryAfter(t *testing.T) {
 		t.Fatalf("violations: %v", st.Violations)
 	}
 }
+
+// A re-run gives the run new job ids with run_attempt 2; the sweep lists
+// the new attempt's job only (filter=latest) and the old job stays
+// completed, so each attempt is its own job to corral.
+func TestStandin_RerunSweep(t *testing.T) {
+	ctx := deadline(t, 30*time.Second)
+	s, url := startStandin(t, standin.Options{})
+	c := newClient(t, tgt(url, corral.ScopeRepo, "acme/app"), nil)
+	old := s.QueueJob("acme/app", standin.JobSpec{Name: "build", Labels: []string{"self-hosted", "linux"}, Duration: 20 * time.Millisecond})
+	b, err := c.MintRunner(ctx, corral.RunnerSpec{Name: "corral-a1", Labels: []string{"self-hosted", "linux"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAndWait(t, ctx, s, b, old)
+	var runID int64
+	for _, j := range s.Jobs() {
+		if j.ID == old {
+			runID = j.RunID
+		}
+	}
+	ids, err := s.Rerun(runID, false)
+	if err != nil || len(ids) != 1 || ids[0] == old {
+		t.Fatalf("re-run: %v %v", ids, err)
+	}
+	open, err := c.OpenJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) != 1 || open[0].ForgeJobID != ids[0] || open[0].RunID != runID || open[0].RunAttempt != 2 || open[0].Action != corral.ActionQueued {
+		t.Fatalf("open jobs after a re-run: %+v", open)
+	}
+	ev, err := c.Job(ctx, old, "acme/app")
+	if err != nil || ev.Action != corral.ActionCompleted || ev.RunAttempt != 1 || ev.RunnerName != "corral-a1" {
+		t.Fatalf("old attempt: %+v %v", ev, err)
+	}
+	b, err = c.MintRunner(ctx, corral.RunnerSpec{Name: "corral-a2", Labels: []string{"self-hosted", "linux"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAndWait(t, ctx, s, b, ids[0])
+	if ev, err := c.Job(ctx, ids[0], "acme/app"); err != nil || ev.RunnerName != "corral-a2" || ev.RunAttempt != 2 {
+		t.Fatalf("new attempt: %+v %v", ev, err)
+	}
+}
