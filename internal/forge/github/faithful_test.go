@@ -228,3 +228,47 @@ func TestStandin_RerunSweep(t *testing.T) {
 		t.Fatalf("new attempt: %+v %v", ev, err)
 	}
 }
+
+// GitHub lists at most 1,000 runs for a status filter (total_count says
+// more). With 1,050 queued runs, the sweep must still find every queued
+// job, not stop at the cap and take the list for complete.
+func TestStandin_CappedRunList(t *testing.T) {
+	ctx := deadline(t, 60*time.Second)
+	clk := corral.NewFakeClock(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
+	s, url := startStandin(t, standin.Options{Now: clk.Now, RateLimit: 1 << 20})
+	const n = 1050
+	want := make([]int64, 0, n)
+	for i := range n {
+		want = append(want, s.QueueJob("acme/app", standin.JobSpec{Name: "b", Labels: []string{"linux"}}))
+		if i%3 == 0 { // several runs share a second, as on GitHub
+			clk.Advance(time.Second)
+		}
+	}
+	c := newClient(t, tgt(url, corral.ScopeRepo, "acme/app"), nil)
+	open, err := c.OpenJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := openIDs(open); !slices.Equal(got, want) {
+		t.Fatalf("sweep found %d of %d queued jobs", len(got), n)
+	}
+}
+
+// More than 1,000 runs in one second cannot be reached by any search: the
+// sweep ends (no loop), returns what GitHub shows and no error.
+func TestStandin_CappedRunListSameSecond(t *testing.T) {
+	ctx := deadline(t, 60*time.Second)
+	clk := corral.NewFakeClock(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
+	s, url := startStandin(t, standin.Options{Now: clk.Now, RateLimit: 1 << 20})
+	for range 1010 {
+		s.QueueJob("acme/app", standin.JobSpec{Name: "b", Labels: []string{"linux"}})
+	}
+	c := newClient(t, tgt(url, corral.ScopeRepo, "acme/app"), nil)
+	open, err := c.OpenJobs(ctx)
+	if err != nil || len(open) != 1000 {
+		t.Fatalf("sweep: %d jobs, %v", len(open), err)
+	}
+	if n := s.Stats().Calls["GET runs"]; n > 40 {
+		t.Fatalf("%d run listings", n)
+	}
+}

@@ -104,16 +104,17 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request, c *call)
 			fmt.Sprintf("Invalid request.\n\n%q is not a member of the status enum.", want)))
 		return
 	}
+	created, ok := createdFilter(r.URL.Query().Get("created"))
 	s.mu.Lock()
 	var all []*run
 	for _, rn := range s.runs {
 		st, concl := rn.status()
-		if strings.EqualFold(rn.repo.full(), c.scope.name) && (want == "" || want == st || want == concl) {
+		if ok && strings.EqualFold(rn.repo.full(), c.scope.name) && (want == "" || want == st || want == concl) && created(rn.created) {
 			all = append(all, rn)
 		}
 	}
 	slices.SortFunc(all, func(a, b *run) int { return int(b.id - a.id) }) // newest first
-	from, to := page(w, r, c, len(all))
+	from, to := pageRuns(w, r, c, len(all))
 	out := []map[string]any{}
 	for _, rn := range all[from:to] {
 		out = append(out, s.runObjectLocked(rn, c.base, c.web))

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
 )
 
 func TestServer_Rerun(t *testing.T) {
@@ -88,5 +91,50 @@ func TestServer_Rerun(t *testing.T) {
 	ids, err := s.Rerun(runID, false)
 	if err != nil || len(ids) != 1 || jobByID(s, ids[0]).RunAttempt != 3 {
 		t.Fatalf("full re-run: %v %v", ids, err)
+	}
+}
+
+func TestServer_RunListCapped(t *testing.T) {
+	clk := corral.NewFakeClock(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
+	s, base := newStandin(t, Options{Now: clk.Now, RateLimit: 1 << 20})
+	for range 1005 {
+		s.QueueJob("acme/app", JobSpec{Name: "b", Labels: []string{"linux"}})
+		clk.Advance(time.Second)
+	}
+	type runList struct {
+		Total int `json:"total_count"`
+		Runs  []struct {
+			ID      int64  `json:"id"`
+			Created string `json:"created_at"`
+		} `json:"workflow_runs"`
+	}
+	list := func(q string) (runList, answer) {
+		var l runList
+		a := do(t, "GET", base+"/repos/acme/app/actions/runs?"+q, token(adminPAT), nil)
+		want(t, a, http.StatusOK)
+		a.json(t, &l)
+		return l, a
+	}
+	l, a := list("status=queued&per_page=100&page=10")
+	if l.Total != 1005 || len(l.Runs) != 100 || strings.Contains(a.header.Get("Link"), `rel="next"`) {
+		t.Fatalf("page 10: total %d, %d runs, Link %s", l.Total, len(l.Runs), a.header.Get("Link"))
+	}
+	oldest := l.Runs[99].Created
+	if l, _ = list("status=queued&per_page=100&page=11"); l.Total != 1005 || len(l.Runs) != 0 {
+		t.Fatalf("page 11 past the cap: total %d, %d runs", l.Total, len(l.Runs))
+	}
+	// Without a capping filter every run is reachable.
+	if l, _ = list("per_page=100&page=11"); len(l.Runs) != 5 {
+		t.Fatalf("unfiltered page 11: %d runs", len(l.Runs))
+	}
+	// created narrows the search below the cap.
+	if l, _ = list("status=queued&per_page=100&created=<=" + oldest); l.Total != 6 || len(l.Runs) != 6 || l.Runs[0].Created != oldest {
+		t.Fatalf("created<=%s: total %d, %+v", oldest, l.Total, l.Runs)
+	}
+	if l, _ = list("status=queued&per_page=100&created=<" + oldest); l.Total != 5 {
+		t.Fatalf("created<%s: total %d", oldest, l.Total)
+	}
+	if l, _ = list("created=2026-12-04..2026-12-04"); l.Total != 1005 {
+		t.Fatalf("created by date range: total %d", l.Total)
 	}
 }
