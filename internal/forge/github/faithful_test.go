@@ -230,13 +230,15 @@ func TestStandin_RerunSweep(t *testing.T) {
 }
 
 // GitHub lists at most 1,000 runs for a status filter (total_count says
-// more). With 1,050 queued runs, the sweep must still find every queued
-// job, not stop at the cap and take the list for complete.
+// more). With more queued runs than that, the sweep must still find every
+// queued job, not stop at the cap and take the list for complete. The
+// stand-in's cap is lowered to 100 so the test stays cheap (the cap of
+// 1,000 itself is tested in package standin).
 func TestStandin_CappedRunList(t *testing.T) {
 	ctx := deadline(t, 60*time.Second)
 	clk := corral.NewFakeClock(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
-	s, url := startStandin(t, standin.Options{Now: clk.Now, RateLimit: 1 << 20})
-	const n = 1050
+	s, url := startStandin(t, standin.Options{Now: clk.Now, RateLimit: 1 << 20, RunListCap: 100})
+	const n = 150
 	want := make([]int64, 0, n)
 	for i := range n {
 		want = append(want, s.QueueJob("acme/app", standin.JobSpec{Name: "b", Labels: []string{"linux"}}))
@@ -254,21 +256,21 @@ func TestStandin_CappedRunList(t *testing.T) {
 	}
 }
 
-// More than 1,000 runs in one second cannot be reached by any search: the
+// More runs in one second than the cap cannot be reached by any search: the
 // sweep ends (no loop), returns what GitHub shows and no error.
 func TestStandin_CappedRunListSameSecond(t *testing.T) {
 	ctx := deadline(t, 60*time.Second)
 	clk := corral.NewFakeClock(time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC))
-	s, url := startStandin(t, standin.Options{Now: clk.Now, RateLimit: 1 << 20})
-	for range 1010 {
+	s, url := startStandin(t, standin.Options{Now: clk.Now, RateLimit: 1 << 20, RunListCap: 100})
+	for range 110 {
 		s.QueueJob("acme/app", standin.JobSpec{Name: "b", Labels: []string{"linux"}})
 	}
 	c := newClient(t, tgt(url, corral.ScopeRepo, "acme/app"), nil)
 	open, err := c.OpenJobs(ctx)
-	if err != nil || len(open) != 1000 {
+	if err != nil || len(open) != 100 {
 		t.Fatalf("sweep: %d jobs, %v", len(open), err)
 	}
-	if n := s.Stats().Calls["GET runs"]; n > 40 {
+	if n := s.Stats().Calls["GET runs"]; n > 10 {
 		t.Fatalf("%d run listings", n)
 	}
 }

@@ -109,15 +109,12 @@ func (c *Client) repoOpenJobs(ctx context.Context, repo string) ([]corral.JobEve
 	return out, nil
 }
 
-// runListCap: GitHub returns at most 1,000 workflow runs for a search
-// filtered by status (total_count still counts them all).
-const runListCap = 1000
-
 // openRuns lists the ids of the repository's runs of status st, newest
-// first, passing each to add (true: not seen before). When GitHub caps
-// the list at 1,000 while total_count says more, it asks again for the
-// runs created up to the oldest one seen, until the list is complete: a
-// capped list is never taken for the whole.
+// first, passing each to add (true: not seen before). GitHub caps a
+// status search at 1,000 runs while total_count counts them all: when the
+// list comes short of total_count, it asks again for the runs created up
+// to the oldest one seen, until nothing new comes: a capped list is never
+// taken for the whole.
 func (c *Client) openRuns(ctx context.Context, owner, name, st string, add func(id int64) bool) error {
 	created := ""
 	for pages := 0; ; {
@@ -148,11 +145,11 @@ func (c *Client) openRuns(ctx context.Context, owner, name, st string, add func(
 			}
 			opt.Page = resp.NextPage
 		}
-		if got < runListCap || total <= got {
+		if total <= got {
 			return nil
 		}
 		if oldest.IsZero() || (created != "" && fresh == 0) {
-			// More than 1,000 runs created in one second: GitHub offers no
+			// More runs created in one second than GitHub lists: it offers no
 			// finer search. The reconciler still asks about every job it
 			// holds that this sweep missed before finishing it.
 			c.log.Warn("workflow run list capped by GitHub; the sweep may miss queued runs", "repo", owner+"/"+name,

@@ -114,7 +114,7 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request, c *call)
 		}
 	}
 	slices.SortFunc(all, func(a, b *run) int { return int(b.id - a.id) }) // newest first
-	from, to := pageRuns(w, r, c, len(all))
+	from, to := s.pageRuns(w, r, c, len(all))
 	out := []map[string]any{}
 	for _, rn := range all[from:to] {
 		out = append(out, s.runObjectLocked(rn, c.base, c.web))

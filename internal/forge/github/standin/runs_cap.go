@@ -69,9 +69,13 @@ func createdFilter(v string) (match func(time.Time) bool, ok bool) {
 
 // pageRuns is page() for the run listing: with a capping filter, paging
 // stops at the thousandth result while total stays the full count.
-func pageRuns(w http.ResponseWriter, r *http.Request, c *call, total int) (from, to int) {
-	if !capsRuns(r.URL.Query()) || total <= maxFilteredRuns {
+func (s *Server) pageRuns(w http.ResponseWriter, r *http.Request, c *call, total int) (from, to int) {
+	limit := maxFilteredRuns
+	if s.opt.RunListCap > 0 {
+		limit = s.opt.RunListCap
+	}
+	if !capsRuns(r.URL.Query()) || total <= limit {
 		return page(w, r, c, total)
 	}
-	return page(w, r, c, maxFilteredRuns)
+	return page(w, r, c, limit)
 }

@@ -54,6 +54,9 @@ type Options struct {
 	// HeartbeatTimeout fails the job of a busy runner silent this long
 	// (default 5 s); an idle runner that stops polling goes offline.
 	HeartbeatTimeout time.Duration
+	// RunListCap lowers the 1,000 results GitHub returns at most for a run
+	// search filtered by status (tests; 0: 1,000).
+	RunListCap int
 	// Now is the clock for tokens, JWTs and rate-limit windows (default
 	// time.Now). Runner heartbeats use real time.
 	Now func() time.Time
