@@ -80,13 +80,18 @@ var repoURLs = map[string]string{
 	"trees_url": "/git/trees{/sha}",
 }
 
-// ownerObject renders the simple-user object of an organization.
-func ownerObject(o *org, api, web string) map[string]any {
-	u := api + "/users/" + o.login
+// userObject renders GitHub's simple-user object (an account: user or
+// organization, typ "User" or "Organization").
+func userObject(login string, id int64, typ, api, web string) map[string]any {
+	u := api + "/users/" + login
+	prefix := "U_kgDO"
+	if typ == "Organization" {
+		prefix = "O_kgDO"
+	}
 	return map[string]any{
-		"login": o.login, "id": o.id, "node_id": fmt.Sprintf("O_kgDO%d", o.id), "type": "Organization",
-		"avatar_url": fmt.Sprintf("https://avatars.githubusercontent.com/u/%d?v=4", o.id), "gravatar_id": "",
-		"url": u, "html_url": web + "/" + o.login, "site_admin": false,
+		"login": login, "id": id, "node_id": fmt.Sprintf("%s%d", prefix, id), "type": typ,
+		"avatar_url": fmt.Sprintf("https://avatars.githubusercontent.com/u/%d?v=4", id), "gravatar_id": "",
+		"url": u, "html_url": web + "/" + login, "site_admin": false,
 		"events_url": u + "/events{/privacy}", "followers_url": u + "/followers", "following_url": u + "/following{/other_user}",
 		"gists_url": u + "/gists{/gist_id}", "organizations_url": u + "/orgs", "received_events_url": u + "/received_events",
 		"repos_url": u + "/repos", "starred_url": u + "/starred{/owner}{/repo}", "subscriptions_url": u + "/subscriptions",
@@ -104,7 +109,7 @@ func (s *Server) repoObjectLocked(rp *repo, api, web string) map[string]any {
 	created := ts(rp.created)
 	m := map[string]any{
 		"id": rp.id, "node_id": fmt.Sprintf("R_kgDO%d", rp.id), "name": rp.name, "full_name": full,
-		"private": true, "visibility": "private", "owner": ownerObject(o, api, web),
+		"private": true, "visibility": "private", "owner": userObject(o.login, o.id, "Organization", api, web),
 		"html_url": web + "/" + full, "url": u, "description": nil, "fork": false,
 		"archived": rp.archived, "disabled": rp.disabled, "default_branch": "main",
 		"clone_url": web + "/" + full + ".git", "git_url": "git://" + host + "/" + full + ".git",

@@ -74,7 +74,7 @@ func (s *Server) runObjectLocked(rn *run, api, web string) map[string]any {
 	}
 	full := rn.repo.full()
 	u := fmt.Sprintf("%s/repos/%s/actions/runs/%d", api, full, rn.id)
-	actor := map[string]any{"login": "octocat", "id": 583231, "type": "User"}
+	actor := userObject("octocat", 583231, "User", api, web)
 	repoObj := s.repoObjectLocked(rn.repo, api, web)
 	return map[string]any{
 		"id": rn.id, "name": "CI", "node_id": fmt.Sprintf("WFR_kwLO%d", rn.id), "head_branch": "main",
