@@ -50,25 +50,37 @@ func openIDs(evs []corral.JobEvent) []int64 {
 }
 
 func TestStandin_OrgSweepSkipsArchivedAndDisabled(t *testing.T) {
-	ctx := deadline(t, 30*time.Second)
-	s, url := startStandin(t, standin.Options{})
-	s.AddRepo("acme", "old")
-	s.AddRepo("acme", "locked")
-	live := s.QueueJob("acme/app", standin.JobSpec{Name: "live", Labels: []string{"linux"}, Duration: time.Minute})
-	s.QueueJob("acme/old", standin.JobSpec{Name: "archived", Labels: []string{"linux"}, Duration: time.Minute})
-	s.QueueJob("acme/locked", standin.JobSpec{Name: "disabled", Labels: []string{"linux"}, Duration: time.Minute})
-	s.SetRepoState("acme/old", true, false)
-	s.SetRepoState("acme/locked", false, true)
-	c := newClient(t, tgt(url, corral.ScopeOrg, "acme"), nil)
-	open, err := c.OpenJobs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := openIDs(open); !slices.Equal(got, []int64{live}) {
-		t.Fatalf("open jobs %v, want only %d of the live repository: %+v", got, live, open)
-	}
-	if n := s.Stats().Calls["GET runs"]; n != 3 {
-		t.Fatalf("%d run listings, want 3 (one repository, three open statuses)", n)
+	for _, viaApp := range []bool{false, true} { // /orgs/{org}/repos, /installation/repositories
+		t.Run(map[bool]string{false: "token", true: "app"}[viaApp], func(t *testing.T) {
+			ctx := deadline(t, 30*time.Second)
+			s, url := startStandin(t, standin.Options{})
+			s.AddRepo("acme", "old")
+			s.AddRepo("acme", "locked")
+			live := s.QueueJob("acme/app", standin.JobSpec{Name: "live", Labels: []string{"linux"}, Duration: time.Minute})
+			s.QueueJob("acme/old", standin.JobSpec{Name: "archived", Labels: []string{"linux"}, Duration: time.Minute})
+			s.QueueJob("acme/locked", standin.JobSpec{Name: "disabled", Labels: []string{"linux"}, Duration: time.Minute})
+			s.SetRepoState("acme/old", true, false)
+			s.SetRepoState("acme/locked", false, true)
+			tg := tgt(url, corral.ScopeOrg, "acme")
+			if viaApp {
+				key, pemKey := appKeyPEM(t)
+				s.AddApp(91, &key.PublicKey, "", "")
+				s.Install(91, 9191, "acme")
+				tg.Token = pemKey
+				tg.Settings[github.SettingAppID] = "91"
+			}
+			c := newClient(t, tg, nil)
+			open, err := c.OpenJobs(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := openIDs(open); !slices.Equal(got, []int64{live}) {
+				t.Fatalf("open jobs %v, want only %d of the live repository: %+v", got, live, open)
+			}
+			if n := s.Stats().Calls["GET runs"]; n != 3 {
+				t.Fatalf("%d run listings, want 3 (one repository, three open statuses)", n)
+			}
+		})
 	}
 }
 
