@@ -88,7 +88,8 @@ type Forge interface {
 	// forge API call on the happy path.
 	MintRunner(ctx context.Context, spec RunnerSpec) (Bootstrap, error)
 	// OpenJobs lists the target's jobs that are queued or running at the
-	// forge. A job that corral holds open and that is absent here is done.
+	// forge. Absence here does not prove a job done (listings are paged,
+	// shift and may be capped, as GitHub's run search at 1,000): ask Job.
 	OpenJobs(ctx context.Context) ([]JobEvent, error)
 	// Job returns the forge's current view of one job of the target (repo
 	// is the job's owner/name, needed by forges that address jobs per

@@ -33,8 +33,13 @@ func priorityOf(ctx context.Context) priority {
 }
 
 // secondaryDefault is how long corral stays away after a secondary rate
-// limit that names no time (GitHub: "wait at least one minute").
-const secondaryDefault = time.Minute
+// limit that names no time (GitHub: "wait at least one minute"); while
+// such refusals go on, each wait doubles ("an exponentially increasing
+// amount of time"), up to secondaryMax.
+const (
+	secondaryDefault = time.Minute
+	secondaryMax     = 16 * time.Minute
+)
 
 // limiter is what corral knows of one credential's rate limit. One per
 // credential (PAT, installation, App JWT), shared by every client using it.
@@ -46,6 +51,9 @@ type limiter struct {
 	remaining int
 	reset     time.Time
 	blocked   time.Time // no request before this (Retry-After, exhausted budget)
+	// strikes counts the secondary limits in a row that named no time;
+	// an answer that is not a refusal clears it.
+	strikes int
 }
 
 // observe records the rate-limit headers of an answer; limited says the
@@ -63,11 +71,13 @@ func (l *limiter) observe(h http.Header, limited bool, now time.Time) {
 		}
 	}
 	if !limited {
+		l.strikes = 0
 		return
 	}
-	until := now.Add(secondaryDefault)
+	var until time.Time
 	switch ra := h.Get("Retry-After"); {
 	case ra != "":
+		until = now.Add(secondaryDefault)
 		if sec, err := strconv.Atoi(ra); err == nil {
 			until = now.Add(time.Duration(sec) * time.Second)
 		} else if t, err := http.ParseTime(ra); err == nil {
@@ -75,6 +85,9 @@ func (l *limiter) observe(h http.Header, limited bool, now time.Time) {
 		}
 	case l.known && l.remaining == 0 && l.reset.After(now):
 		until = l.reset
+	default:
+		l.strikes++
+		until = now.Add(min(secondaryDefault<<min(l.strikes-1, 8), secondaryMax))
 	}
 	if until.After(l.blocked) {
 		l.blocked = until

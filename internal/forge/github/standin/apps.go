@@ -21,7 +21,7 @@ func (s *Server) appObjectLocked(a *app) map[string]any {
 	}
 	return map[string]any{
 		"id": a.id, "slug": a.slug, "node_id": fmt.Sprintf("A_kwDO%08d", a.id), "client_id": a.clientID,
-		"owner":        map[string]any{"login": "corral-ci", "id": 1, "type": "Organization"},
+		"owner":        userObject("corral-ci", 1, "Organization", hookAPIBase, hookWebBase),
 		"name":         a.slug,
 		"description":  "stand-in GitHub App",
 		"external_url": "https://corral.invalid", "html_url": "https://github.com/apps/" + a.slug,
@@ -49,7 +49,7 @@ func (s *Server) installationObjectLocked(c *call, in *installation) map[string]
 	return map[string]any{
 		"id": in.id, "app_id": in.appID, "app_slug": a.slug, "client_id": a.clientID,
 		"target_id": o.id, "target_type": "Organization",
-		"account":              map[string]any{"login": o.login, "id": o.id, "type": "Organization"},
+		"account":              userObject(o.login, o.id, "Organization", c.base, c.web),
 		"repository_selection": selection,
 		"access_tokens_url":    fmt.Sprintf("%s/app/installations/%d/access_tokens", c.base, in.id),
 		"repositories_url":     c.base + "/installation/repositories",

@@ -75,6 +75,8 @@ func (s *Server) routes() http.Handler {
 	repoOnly("GET", "/actions/runs", &route{name: "GET runs", auth: authToken, area: "actions", h: s.handleListRuns})
 	repoOnly("GET", "/actions/runs/{run_id}", &route{name: "GET run", auth: authToken, area: "actions", h: s.handleGetRun})
 	repoOnly("GET", "/actions/runs/{run_id}/jobs", &route{name: "GET run jobs", auth: authToken, area: "actions", h: s.handleRunJobs})
+	repoOnly("POST", "/actions/runs/{run_id}/rerun", &route{name: "POST rerun", auth: authToken, area: "actions", write: true, h: s.handleRerun(false)})
+	repoOnly("POST", "/actions/runs/{run_id}/rerun-failed-jobs", &route{name: "POST rerun-failed-jobs", auth: authToken, area: "actions", write: true, h: s.handleRerun(true)})
 	repoOnly("GET", "/actions/jobs/{job_id}", &route{name: "GET job", auth: authToken, area: "actions", h: s.handleGetJob})
 
 	mux.Handle("GET /app", s.api(&route{name: "GET app", auth: authJWT, h: s.handleGetApp}))
@@ -133,6 +135,9 @@ func (s *Server) routes() http.Handler {
 // faults, scope existence and authorization, then the handler.
 func (s *Server) api(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.checkAPIVersion(w, r) {
+			return
+		}
 		c := &call{rt: rt}
 		scheme := "http"
 		if r.TLS != nil {
@@ -197,6 +202,10 @@ func scopeOf(r *http.Request) scope {
 	return scope{}
 }
 
+// secondaryMinWait is how long GitHub asks a client to wait after a
+// secondary rate limit that carries no Retry-After (seconds).
+const secondaryMinWait = 60
+
 // inFlightGrace: requests arriving this soon after a rate-limit refusal
 // were in flight before the client could have read it.
 const inFlightGrace = 250 * time.Millisecond
@@ -222,6 +231,9 @@ func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 				ra = time.Second
 			}
 			secs := int(math.Ceil(ra.Seconds()))
+			if s.faults.SecondaryNoRetryAfter {
+				secs = secondaryMinWait
+			}
 			b.retryUntil = now.Add(time.Duration(secs) * time.Second)
 			b.limitedAt = now
 			status := http.StatusForbidden
@@ -229,7 +241,9 @@ func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 				status = http.StatusTooManyRequests
 			}
 			s.rateHeadersLocked(w, b)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			if !s.faults.SecondaryNoRetryAfter {
+				w.Header().Set("Retry-After", strconv.Itoa(secs))
+			}
 			writeJSONRaw(w, status, map[string]string{
 				"message":           "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID " + w.Header().Get("X-GitHub-Request-Id") + ".",
 				"documentation_url": rateDocs + "#about-secondary-rate-limits",

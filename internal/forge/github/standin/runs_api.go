@@ -49,7 +49,7 @@ func (s *Server) jobObjectLocked(j *job, api, web string) map[string]any {
 	o := map[string]any{
 		"id": j.id, "run_id": j.run.id, "workflow_name": "CI", "head_branch": "main",
 		"run_url":     fmt.Sprintf("%s/repos/%s/actions/runs/%d", api, full, j.run.id),
-		"run_attempt": 1, "node_id": fmt.Sprintf("CR_kwDO%d", j.id), "head_sha": headSHA(j.run.id),
+		"run_attempt": j.attempt, "node_id": fmt.Sprintf("CR_kwDO%d", j.id), "head_sha": headSHA(j.run.id),
 		"url":      fmt.Sprintf("%s/repos/%s/actions/jobs/%d", api, full, j.id),
 		"html_url": fmt.Sprintf("%s/%s/actions/runs/%d/job/%d", web, full, j.run.id, j.id),
 		"status":   j.status, "conclusion": conclusion,
@@ -66,16 +66,6 @@ func (s *Server) jobObjectLocked(j *job, api, web string) map[string]any {
 	return o
 }
 
-func (s *Server) repoObjectLocked(rp *repo, api, web string) map[string]any {
-	o := s.orgs[strings.ToLower(rp.owner)]
-	return map[string]any{
-		"id": rp.id, "node_id": fmt.Sprintf("R_kgDO%d", rp.id), "name": rp.name, "full_name": rp.full(),
-		"private": true, "html_url": web + "/" + rp.full(), "url": api + "/repos/" + rp.full(),
-		"owner": map[string]any{"login": o.login, "id": o.id, "type": "Organization",
-			"url": api + "/users/" + o.login, "html_url": web + "/" + o.login},
-	}
-}
-
 func (s *Server) runObjectLocked(rn *run, api, web string) map[string]any {
 	status, conclusion := rn.status()
 	var concl any
@@ -84,18 +74,18 @@ func (s *Server) runObjectLocked(rn *run, api, web string) map[string]any {
 	}
 	full := rn.repo.full()
 	u := fmt.Sprintf("%s/repos/%s/actions/runs/%d", api, full, rn.id)
-	actor := map[string]any{"login": "octocat", "id": 583231, "type": "User"}
+	actor := userObject("octocat", 583231, "User", api, web)
 	repoObj := s.repoObjectLocked(rn.repo, api, web)
 	return map[string]any{
 		"id": rn.id, "name": "CI", "node_id": fmt.Sprintf("WFR_kwLO%d", rn.id), "head_branch": "main",
 		"head_sha": headSHA(rn.id), "path": ".github/workflows/ci.yml", "display_title": "CI",
-		"run_number": rn.number, "run_attempt": 1, "event": "push", "status": status, "conclusion": concl,
+		"run_number": rn.number, "run_attempt": rn.attempt, "event": "push", "status": status, "conclusion": concl,
 		"workflow_id": 161335, "check_suite_id": rn.id + 1, "url": u,
 		"html_url":   fmt.Sprintf("%s/%s/actions/runs/%d", web, full, rn.id),
 		"created_at": ts(rn.created), "updated_at": ts(rn.updated), "run_started_at": ts(rn.created),
 		"jobs_url": u + "/jobs", "logs_url": u + "/logs", "check_suite_url": fmt.Sprintf("%s/repos/%s/check-suites/%d", api, full, rn.id+1),
 		"artifacts_url": u + "/artifacts", "cancel_url": u + "/cancel", "rerun_url": u + "/rerun",
-		"previous_attempt_url": nil, "workflow_url": fmt.Sprintf("%s/repos/%s/actions/workflows/161335", api, full),
+		"previous_attempt_url": previousAttemptURL(rn, u), "workflow_url": fmt.Sprintf("%s/repos/%s/actions/workflows/161335", api, full),
 		"pull_requests": []any{}, "actor": actor, "triggering_actor": actor,
 		"head_commit": map[string]any{"id": headSHA(rn.id), "tree_id": headSHA(rn.id + 1), "message": "CI",
 			"timestamp": ts(rn.created), "author": map[string]any{"name": "Octocat", "email": "octocat@github.com"},
@@ -114,16 +104,17 @@ func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request, c *call)
 			fmt.Sprintf("Invalid request.\n\n%q is not a member of the status enum.", want)))
 		return
 	}
+	created, ok := createdFilter(r.URL.Query().Get("created"))
 	s.mu.Lock()
 	var all []*run
 	for _, rn := range s.runs {
 		st, concl := rn.status()
-		if strings.EqualFold(rn.repo.full(), c.scope.name) && (want == "" || want == st || want == concl) {
+		if ok && strings.EqualFold(rn.repo.full(), c.scope.name) && (want == "" || want == st || want == concl) && created(rn.created) {
 			all = append(all, rn)
 		}
 	}
 	slices.SortFunc(all, func(a, b *run) int { return int(b.id - a.id) }) // newest first
-	from, to := page(w, r, c, len(all))
+	from, to := s.pageRuns(w, r, c, len(all))
 	out := []map[string]any{}
 	for _, rn := range all[from:to] {
 		out = append(out, s.runObjectLocked(rn, c.base, c.web))
@@ -154,7 +145,8 @@ func (s *Server) handleGetRun(w http.ResponseWriter, r *http.Request, c *call) {
 }
 
 func (s *Server) handleRunJobs(w http.ResponseWriter, r *http.Request, c *call) {
-	if f := r.URL.Query().Get("filter"); f != "" && f != "latest" && f != "all" {
+	f := r.URL.Query().Get("filter")
+	if f != "" && f != "latest" && f != "all" {
 		s.respond(w, r, c, http.StatusUnprocessableEntity, errBody(http.StatusUnprocessableEntity,
 			fmt.Sprintf("Invalid request.\n\n%q is not a member of the filter enum.", f)))
 		return
@@ -166,13 +158,17 @@ func (s *Server) handleRunJobs(w http.ResponseWriter, r *http.Request, c *call) 
 		s.respond(w, r, c, http.StatusNotFound, errBody(http.StatusNotFound, "Not Found"))
 		return
 	}
-	from, to := page(w, r, c, len(rn.jobs))
+	jobs := rn.latest() // filter=latest, the default, hides earlier attempts
+	if f == "all" {
+		jobs = rn.jobs
+	}
+	from, to := page(w, r, c, len(jobs))
 	out := []map[string]any{}
-	for _, j := range rn.jobs[from:to] {
+	for _, j := range jobs[from:to] {
 		out = append(out, s.jobObjectLocked(j, c.base, c.web))
 	}
 	s.mu.Unlock()
-	s.respond(w, r, c, http.StatusOK, map[string]any{"total_count": len(rn.jobs), "jobs": out})
+	s.respond(w, r, c, http.StatusOK, map[string]any{"total_count": len(jobs), "jobs": out})
 }
 
 func (s *Server) handleGetJob(w http.ResponseWriter, r *http.Request, c *call) {

@@ -54,6 +54,9 @@ type Options struct {
 	// HeartbeatTimeout fails the job of a busy runner silent this long
 	// (default 5 s); an idle runner that stops polling goes offline.
 	HeartbeatTimeout time.Duration
+	// RunListCap lowers the 1,000 results GitHub returns at most for a run
+	// search filtered by status (tests; 0: 1,000).
+	RunListCap int
 	// Now is the clock for tokens, JWTs and rate-limit windows (default
 	// time.Now). Runner heartbeats use real time.
 	Now func() time.Time
@@ -74,6 +77,10 @@ type Faults struct {
 	// default 1 s, rounded up to whole seconds).
 	SecondaryBurst      int
 	SecondaryRetryAfter time.Duration
+	// SecondaryNoRetryAfter: the burst's refusals carry no Retry-After,
+	// as GitHub may send them; a client must then wait at least a minute
+	// (sooner counts as a violation) and back off exponentially.
+	SecondaryNoRetryAfter bool
 	// PrimaryExhaust: every credential's primary limit is used up from the
 	// moment of SetFaults until PrimaryResetIn (default 2 s) later; the
 	// answers say remaining 0 and X-RateLimit-Reset at that instant.
@@ -112,6 +119,7 @@ type Stats struct {
 // JobInfo is the stand-in's view of one job.
 type JobInfo struct {
 	ID, RunID                        int64
+	RunAttempt                       int
 	Repo, Name                       string
 	Labels                           []string
 	Status, Conclusion               string
@@ -170,6 +178,7 @@ type Server struct {
 	mints        map[int64]int
 	labelIDs     map[string]int64
 	violations   []string
+	apiVersions  map[string]int            // X-GitHub-Api-Version sent -> requests
 	manifests    map[string]*manifestGrant // App manifest codes not yet converted
 	ids          int64                     // small ids (repos, orgs, hooks)
 	nextJob      int64
@@ -190,6 +199,9 @@ type Server struct {
 type repo struct {
 	id          int64
 	owner, name string
+	// archived and disabled (SetRepoState); created is when AddRepo ran.
+	archived, disabled bool
+	created            time.Time
 }
 
 func (r *repo) full() string { return r.owner + "/" + r.name }
@@ -239,6 +251,7 @@ type regToken struct {
 
 type run struct {
 	id, number int64
+	attempt    int // run_attempt: 1, then one more per re-run (rerun.go)
 	repo       *repo
 	created    time.Time
 	updated    time.Time
@@ -248,6 +261,7 @@ type run struct {
 type job struct {
 	id          int64
 	run         *run
+	attempt     int // the run attempt that created the job
 	name        string
 	labels      []string
 	duration    time.Duration
@@ -364,7 +378,7 @@ func (s *Server) AddRepo(owner, name string) {
 	s.orgLocked(owner)
 	full := strings.ToLower(owner + "/" + name)
 	if s.repos[full] == nil {
-		s.repos[full] = &repo{id: s.newIDLocked(), owner: owner, name: name}
+		s.repos[full] = &repo{id: s.newIDLocked(), owner: owner, name: name, created: s.now().UTC().Truncate(time.Second)}
 	}
 }
 

@@ -61,9 +61,9 @@ func (s *Server) QueueJob(repoName string, j JobSpec) int64 {
 	now := s.now().UTC().Truncate(time.Second)
 	s.nextRun++
 	s.nextJob++
-	rn := &run{id: s.nextRun, number: s.nextRun % 10000, repo: rp, created: now, updated: now}
+	rn := &run{id: s.nextRun, number: s.nextRun % 10000, attempt: 1, repo: rp, created: now, updated: now}
 	jb := &job{
-		id: s.nextJob, run: rn, name: j.Name, labels: append([]string(nil), j.Labels...),
+		id: s.nextJob, run: rn, attempt: 1, name: j.Name, labels: append([]string(nil), j.Labels...),
 		duration: j.Duration, status: StatusQueued, created: now,
 	}
 	if jb.name == "" {
@@ -81,7 +81,7 @@ func (s *Server) QueueJob(repoName string, j JobSpec) int64 {
 func (r *run) status() (status, conclusion string) {
 	status = StatusCompleted
 	conclusion = "success"
-	for _, j := range r.jobs {
+	for _, j := range r.latest() {
 		switch {
 		case j.status == StatusInProgress:
 			status = StatusInProgress
@@ -249,7 +249,7 @@ func (s *Server) Jobs() []JobInfo {
 	var out []JobInfo
 	for _, j := range s.sortedJobsLocked() {
 		ji := JobInfo{
-			ID: j.id, RunID: j.run.id, Repo: j.run.repo.full(), Name: j.name,
+			ID: j.id, RunID: j.run.id, RunAttempt: j.attempt, Repo: j.run.repo.full(), Name: j.name,
 			Labels: append([]string(nil), j.labels...), Status: j.status, Conclusion: j.conclusion,
 			Completions: j.completions, QueuedAt: j.created, StartedAt: j.started, CompletedAt: j.completed,
 		}
