@@ -182,7 +182,7 @@ func TestReconciler_ProviderSweep(t *testing.T) {
 	ctx := context.Background()
 	past := g.clk.Now().Add(-time.Minute)
 	for _, id := range []string{"orphan", "exited", "deleted"} {
-		if _, err := g.prov.Create(ctx, corral.InstanceSpec{InstanceID: id, PoolID: "onprem"}); err != nil {
+		if _, err := g.prov.Create(ctx, corral.InstanceSpec{InstanceID: id, PoolID: "onprem", ControllerID: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}

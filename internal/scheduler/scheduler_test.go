@@ -328,7 +328,7 @@ func TestScheduler_Adopt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, _ = r.provs["onprem"].Create(context.Background(), corral.InstanceSpec{InstanceID: "made", PoolID: "onprem"})
+	_, _ = r.provs["onprem"].Create(context.Background(), corral.InstanceSpec{InstanceID: "made", PoolID: "onprem", ControllerID: "test"})
 	r.pass()
 	r.pass()
 	made := r.instances(corral.InstStarting)
