@@ -34,11 +34,11 @@ type Target struct {
 
 // Pool is one pool. Empty durations get the defaults in WriteConfig.
 type Pool struct {
-	ID                                                    string
-	Labels                                                []string
-	Provider                                              string // default "process"
-	Image, Flavor, MaxFlavor                              string
-	MaxInstances, MinIdle                                 int
+	ID                                                   string
+	Labels                                               []string
+	Provider                                             string // default "process"
+	Image, Flavor, MaxFlavor                             string
+	MaxInstances, MinIdle                                int
 	BootTimeout, MaxJobRuntime, IdleTimeout, MaxLifetime string
 }
 

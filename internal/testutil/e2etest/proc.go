@@ -94,6 +94,9 @@ func (p *Proc) Stop(t testing.TB) {
 // Signal sends sig (SIGHUP, ...) to the process.
 func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
 
@@ -189,7 +192,7 @@ func Processes(needles ...string) []string {
 			continue
 		}
 		cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
-		if err != nil || !containsAny(cmdline, needles) || procState(pid) == "Z" {
+		if err != nil || !containsAny(cmdline, needles) || ProcState(pid) == "Z" {
 			continue
 		}
 		out = append(out, pid+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
@@ -206,7 +209,8 @@ func containsAny(b []byte, needles []string) bool {
 	return false
 }
 
-func procState(pid string) string {
+// ProcState is the state letter of a process in /proc (R, S, Z, ...), "" if gone.
+func ProcState(pid string) string {
 	f, err := os.Open("/proc/" + pid + "/stat")
 	if err != nil {
 		return ""
