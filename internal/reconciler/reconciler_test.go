@@ -16,7 +16,7 @@ import (
 	"github.com/corral-ci/corral/internal/testutil/fake"
 )
 
-var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindSim, RunnerPrefix: "corral-acme"}
+var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, RunnerPrefix: "corral-acme"}
 
 var testPool = corral.Pool{ID: "onprem", TenantID: "default", Labels: []string{"corral"}, Provider: "fake",
 	Flavor: corral.Flavor{CPU: 2, MemoryMB: 4096, Arch: "x64"}, MaxInstances: 10,

@@ -16,7 +16,7 @@ import (
 	"github.com/corral-ci/corral/internal/testutil/fake"
 )
 
-var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindSim, RunnerPrefix: "corral-acme"}
+var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, RunnerPrefix: "corral-acme"}
 
 type rig struct {
 	t     *testing.T
