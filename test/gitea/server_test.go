@@ -217,7 +217,6 @@ func (g *giteaServer) tail() string {
 	return e2etest.LastLines(string(b)+string(l), 30)
 }
 
-
 // apiError is a Gitea answer with an unexpected status.
 type apiError struct {
 	Method, Path string
