@@ -69,6 +69,8 @@ func (h *ftHarness) StartRunner(t *testing.T, name string, b corral.Bootstrap) {
 	})
 }
 
+func (h *ftHarness) CredentialEnv() string { return giteaforge.EnvToken }
+
 func TestGitea_ForgeSuite(t *testing.T) {
 	g := needGitea(t)
 	repo, err := g.createRepo("forgetest")

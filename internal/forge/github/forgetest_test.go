@@ -48,6 +48,8 @@ func (h *ftHarness) StartRunner(t *testing.T, name string, b corral.Bootstrap) {
 	t.Cleanup(func() { cancel(); <-done })
 }
 
+func (h *ftHarness) CredentialEnv() string { return github.EnvJITConfig }
+
 func TestClient_ForgeSuite(t *testing.T) {
 	s, url := startStandin(t, standin.Options{Seed: 9})
 	forgetest.Run(t, &ftHarness{s: s, url: url})
