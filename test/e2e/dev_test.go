@@ -13,9 +13,10 @@ import (
 	"github.com/corral-ci/corral/internal/forge/github/standin"
 )
 
-// TestDev runs `corral dev` with no configuration, lets jobs flow, stops it
-// with Ctrl-C (SIGINT) and checks that it printed each job's path and left
-// no process behind.
+// TestDev runs `corral dev` with no configuration (the GitHub adapter
+// against its in-process stand-in GitHub), lets jobs flow, stops it with
+// Ctrl-C (SIGINT) and checks that it printed each job's path and left no
+// process behind.
 func TestDev(t *testing.T) {
 	work := t.TempDir()
 	data := filepath.Join(work, "dev")
@@ -47,7 +48,7 @@ func TestDev(t *testing.T) {
 		t.Fatalf("corral dev did not stop within 40s of Ctrl-C:\n%s", out.String())
 	}
 	text := out.String()
-	for _, want := range []string{"queued", "routed", "running", "done", "success", "refused:", "stopped cleanly"} {
+	for _, want := range []string{"stand-in GitHub on http://127.0.0.1:", "queued", "routed", "running", "done", "success", "refused:", "stopped cleanly"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
