@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,13 +17,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/corral-ci/corral/internal/app"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
-	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/provider/process"
 	"github.com/corral-ci/corral/internal/store/sqlite"
 )
@@ -41,19 +45,19 @@ var devJobs = [][]string{
 	{"self-hosted", "linux", "corral", "x64"},
 }
 
-func devPools(exe string) []corral.Pool {
+func devPools(image string) []corral.Pool {
 	return []corral.Pool{
-		{ID: "onprem", TenantID: "default", Labels: []string{"corral"}, Provider: "process", Image: exe,
+		{ID: "onprem", TenantID: "default", Labels: []string{"corral"}, Provider: "process", Image: image,
 			Flavor:   corral.Flavor{CPU: 2, MemoryMB: 4096, DiskMB: 20480, Arch: "x64"},
 			Max:      corral.Flavor{CPU: 8, MemoryMB: 16384, DiskMB: 102400},
 			Priority: 10, MaxInstances: 4, MinIdle: 1, HeadroomPercent: 25,
 			BootTimeout: time.Minute, MaxJobRuntime: 10 * time.Minute, IdleTimeout: 30 * time.Second, MaxLifetime: 20 * time.Minute},
-		{ID: "cloud-overflow", TenantID: "default", Labels: []string{"corral"}, Provider: "process", Image: exe,
+		{ID: "cloud-overflow", TenantID: "default", Labels: []string{"corral"}, Provider: "process", Image: image,
 			Flavor:   corral.Flavor{CPU: 2, MemoryMB: 4096, DiskMB: 20480, Arch: "x64"},
 			Max:      corral.Flavor{CPU: 16, MemoryMB: 65536, DiskMB: 204800},
 			Priority: 20, MaxInstances: 4,
 			BootTimeout: time.Minute, MaxJobRuntime: 10 * time.Minute, IdleTimeout: 30 * time.Second, MaxLifetime: 20 * time.Minute},
-		{ID: "arm", TenantID: "default", Labels: []string{"corral"}, Provider: "process", Image: exe,
+		{ID: "arm", TenantID: "default", Labels: []string{"corral"}, Provider: "process", Image: image,
 			Flavor:   corral.Flavor{CPU: 2, MemoryMB: 4096, DiskMB: 20480, Arch: "arm64"},
 			Max:      corral.Flavor{CPU: 4, MemoryMB: 8192, DiskMB: 40960},
 			Priority: 30, MaxInstances: 2,
@@ -68,7 +72,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	listen := fs.String("listen", "127.0.0.1:8080", "address of corral's HTTP endpoint (webhooks, API)")
 	jobs := fs.Int("jobs", 0, "stop queueing after this many jobs (0: a steady stream until Ctrl-C)")
 	every := fs.Duration("every", 700*time.Millisecond, "mean time between two queued jobs")
-	drop := fs.Float64("drop", 0.1, "fraction of webhooks the simulated forge drops (the forge sweep finds those jobs)")
+	drop := fs.Float64("drop", 0.1, "fraction of webhooks the stand-in GitHub drops (the forge sweep finds those jobs)")
 	seed := fs.Uint64("seed", 0, "random seed (0: random)")
 	verbose := fs.Bool("v", false, "log every component at info level")
 	exitAfter := fs.Bool("exit-when-done", false, "with -jobs: stop once every job is done")
@@ -107,17 +111,32 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("listen on %s (try -listen 127.0.0.1:0): %w", *listen, err)
 	}
-	simLn, err := net.Listen("tcp", "127.0.0.1:0")
+	ghLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
+	// The real GitHub adapter, as a GitHub App installed on the
+	// organization: its one webhook URL, installation tokens, and
+	// redelivery of failed webhooks.
 	secret := corral.Secret(randomHex(16))
-	forgeSim := sim.NewServer(sim.Options{Seed: int64(*seed), Logger: log,
-		Faults: sim.Faults{DropRate: *drop, MaxDelay: 50 * time.Millisecond}})
-	defer forgeSim.Close()
-	forgeSim.AddTarget("dev", "http://"+ln.Addr().String()+"/webhooks/dev", secret)
-	target := corral.Target{ID: "dev", TenantID: "default", Kind: corral.KindSim, Scope: corral.ScopeOrg,
-		Path: "dev", URL: "http://" + simLn.Addr().String(), WebhookSecret: secret, RunnerPrefix: "corral-dev"}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	gh := standin.New(standin.Options{Seed: int64(*seed), Logger: log, RateLimit: devRateLimit})
+	defer gh.Close()
+	gh.AddRepo(devOrg, "app")
+	gh.AddApp(devAppID, &key.PublicKey, fmt.Sprintf("http://%s/webhooks/app/%d", ln.Addr(), devAppID), secret)
+	gh.Install(devAppID, devAppID*100, devOrg)
+	gh.SetFaults(standin.Faults{DropRate: *drop, DuplicateRate: 0.05, ReorderRate: 0.05, MaxDelay: 50 * time.Millisecond})
+	target := corral.Target{ID: "dev", TenantID: "default", Kind: corral.KindGitHub, Scope: corral.ScopeOrg,
+		Path: devOrg, URL: "http://" + ghLn.Addr().String(), WebhookSecret: secret, Token: corral.Secret(keyPEM),
+		RunnerPrefix: "corral-dev", Settings: map[string]string{"app_id": fmt.Sprint(devAppID)}}
+	image, err := devRunnerImage(*dataDir, exe)
+	if err != nil {
+		return err
+	}
 
 	prov, err := process.New(process.Config{Dir: filepath.Join(*dataDir, "instances"), Shim: []string{exe, "shim"}, Logger: log})
 	if err != nil {
@@ -126,7 +145,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	a, err := app.New(app.Options{
 		Store: store, Forges: forge.NewRegistry(nil, log), Providers: map[string]corral.Provider{"process": prov},
 		Tenants: []corral.Tenant{{ID: "default", MaxInstances: 10}}, Targets: []corral.Target{target},
-		Pools: devPools(exe), MaxInstances: 10, ControllerID: controllerID,
+		Pools: devPools(image), MaxInstances: 10, ControllerID: controllerID,
 		SchedulerInterval: time.Second, ReconcileInterval: 3 * time.Second, LeaseTTL: 6 * time.Second, Logger: log,
 	})
 	if err != nil {
@@ -136,12 +155,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	simSrv := &http.Server{Handler: forgeSim, ReadHeaderTimeout: 5 * time.Second}
+	ghSrv := &http.Server{Handler: gh, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	go func() { _ = simSrv.Serve(simLn) }()
+	go func() { _ = ghSrv.Serve(ghLn) }()
 
-	fmt.Fprintf(stdout, "corral dev: data in %s, HTTP on http://%s (API: /api/v1/jobs), simulated forge on %s\n", *dataDir, ln.Addr(), target.URL)
-	fmt.Fprintf(stdout, "pools: onprem (priority 10, max 4, 1 warm), cloud-overflow (priority 20, max 4), arm (arm64, max 2); %.0f%% of webhooks dropped on purpose. Ctrl-C stops and cleans up.\n", *drop*100)
+	fmt.Fprintf(stdout, "corral dev: data in %s, HTTP on http://%s (API: /api/v1/jobs), stand-in GitHub on %s (organization %s)\n", *dataDir, ln.Addr(), target.URL, devOrg)
+	fmt.Fprintf(stdout, "pools: onprem (priority 10, max 4, 1 warm), cloud-overflow (priority 20, max 4), arm (arm64, max 2); %.0f%% of webhooks dropped on purpose, some duplicated, reordered and delayed. Ctrl-C stops and cleans up.\n", *drop*100)
 
 	runCtx, stopRun := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -156,7 +175,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		for i := 0; *jobs == 0 || i < *jobs; i++ {
 			labels := devJobs[rnd.IntN(len(devJobs))]
 			dur := time.Duration(500+rnd.IntN(2500)) * time.Millisecond
-			forgeSim.QueueJob("dev", sim.JobSpec{Repo: "acme/app", Name: fmt.Sprintf("build-%d", i+1), Labels: labels, Duration: dur})
+			gh.QueueJob(devOrg+"/app", standin.JobSpec{Name: fmt.Sprintf("build-%d", i+1), Labels: labels, Duration: dur})
 			wait := time.Duration(rnd.Float64() * 2 * float64(*every))
 			select {
 			case <-ctx.Done():
@@ -195,7 +214,7 @@ loop:
 	defer cancel()
 	err = a.DeleteAll(cctx)
 	_ = srv.Shutdown(cctx)
-	_ = simSrv.Shutdown(cctx)
+	_ = ghSrv.Shutdown(cctx)
 	rep.poll(cctx)
 	rep.summary(cctx)
 	if err != nil {
@@ -203,6 +222,31 @@ loop:
 	}
 	fmt.Fprintln(stdout, "corral dev: stopped cleanly, no runner left")
 	return nil
+}
+
+// devOrg is the stand-in GitHub's organization that `corral dev` serves.
+const devOrg = "acme"
+
+// devAppID is the GitHub App `corral dev` uses (installation devAppID*100).
+const devAppID = 17
+
+// devRateLimit is the stand-in's primary rate limit per hour: higher than
+// GitHub's 5,000 so that a demo left running for hours keeps going.
+const devRateLimit = 100_000
+
+// devRunnerImage makes the process provider's runner image: a directory
+// with a run.sh, like actions/runner's, that runs corral's own simulated
+// actions runner of the stand-in (`corral github-sim-runner`).
+func devRunnerImage(dataDir, exe string) (string, error) {
+	dir := filepath.Join(dataDir, "actions-runner")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	script := "#!/bin/sh\nexec '" + strings.ReplaceAll(exe, "'", `'\''`) + "' github-sim-runner \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o700); err != nil {
+		return "", fmt.Errorf("write the runner image: %w", err)
+	}
+	return dir, nil
 }
 
 // loadControllerID returns the configured id, or the one kept in the data

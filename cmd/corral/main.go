@@ -34,7 +34,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 const usage = `corral: one fresh CI runner per job, destroyed after it.
 
 Usage:
-  corral dev [flags]               run with embedded defaults: SQLite, a simulated forge, real runner processes
+  corral dev [flags]               run with embedded defaults: SQLite, a stand-in GitHub, real runner processes
   corral serve -config FILE        run from a config file (environment overrides: see the README)
   corral route -config FILE LABEL...  print the pool and flavor a job with these runs-on labels gets, and why
   corral github app create -name NAME -webhook-url URL [-org ORG]
@@ -61,8 +61,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "corral", version())
 		return nil
-	case "sim-runner":
-		return runSimRunner(ctx, args[1:], stdout, stderr)
 	case "github-sim-runner":
 		return runGitHubSimRunner(ctx, args[1:], stdout, stderr)
 	case "shim":

@@ -11,7 +11,7 @@ import (
 )
 
 const routeConfig = `targets:
-  - {id: acme, kind: sim, scope: org, path: acme, url: "http://127.0.0.1:9"}
+  - {id: acme, kind: github, scope: org, path: acme, url: "http://127.0.0.1:9", webhook_secret: w, token: k}
 pools:
   - {id: onprem, labels: [corral], provider: process, flavor: 2cpu4gb20gb, max_flavor: 8cpu16gb100gb, priority: 10, max_instances: 8}
   - {id: cloud, labels: [corral], provider: process, flavor: 2cpu4gb20gb, max_flavor: 16cpu64gb200gb, priority: 20}

@@ -7,19 +7,11 @@ import (
 	"os"
 
 	"github.com/corral-ci/corral/internal/forge/github/standin"
-	"github.com/corral-ci/corral/internal/forge/sim"
 	"github.com/corral-ci/corral/internal/provider/process"
 )
 
-// runSimRunner is the simulated runner that providers start like a real
-// runner: it registers with its one-time credential, takes one job, runs it
-// for the requested time and exits.
-func runSimRunner(ctx context.Context, _ []string, stdout, _ io.Writer) error {
-	return sim.RunRunner(ctx, os.Getenv, stdout)
-}
-
 // runGitHubSimRunner is the simulated actions runner of the stand-in
-// GitHub (tests): like `run.sh --jitconfig`, it reads its JIT config from
+// GitHub (corral dev, tests): like `run.sh --jitconfig`, it reads its JIT config from
 // ACTIONS_RUNNER_INPUT_JITCONFIG (or --jitconfig), takes one job and exits.
 func runGitHubSimRunner(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return standin.RunRunnerArgs(ctx, args, os.Getenv, stdout)

@@ -47,7 +47,7 @@ func TestParse_Example(t *testing.T) {
 		t.Errorf("tenants %+v", d.Tenants)
 	}
 	tg := d.Targets[0]
-	if tg.ID != "acme" || tg.Kind != corral.KindSim || tg.Scope != corral.ScopeRepo || tg.Path != "acme/app" ||
+	if tg.ID != "acme" || tg.Kind != corral.KindGitHub || tg.Scope != corral.ScopeRepo || tg.Path != "acme/app" ||
 		tg.WebhookSecret.Reveal() != "hush" || tg.Token.Reveal() != "tok-123" || tg.RunnerPrefix != "corral" || tg.Settings["runner_group_id"] != "1" {
 		t.Errorf("target %+v", tg)
 	}
@@ -229,7 +229,7 @@ func TestParse_EnvOverrides(t *testing.T) {
 }
 
 func TestParse_Defaults(t *testing.T) {
-	c, err := Parse("c.yaml", []byte("targets: [{id: t, kind: sim, scope: instance, url: 'http://127.0.0.1:1'}]\npools: [{id: p, labels: [x], provider: process}]\n"), env(nil))
+	c, err := Parse("c.yaml", []byte("targets: [{id: t, kind: gitea, scope: instance, url: 'http://127.0.0.1:1', webhook_secret: w, token: k}]\npools: [{id: p, labels: [x], provider: process}]\n"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ pools:
 
 func TestParse_Docker(t *testing.T) {
 	const cfg = `targets:
-  - {id: a, kind: sim, scope: org, path: acme, url: "http://127.0.0.1:9"}
+  - {id: a, kind: gitea, scope: org, path: acme, url: "http://127.0.0.1:9", webhook_secret: w, token: k}
 pools:
   - {id: p, labels: [corral], provider: docker, image: runner:1}
   - {id: q, labels: [other], provider: kubernetes}
@@ -371,7 +371,7 @@ providers:
 
 func TestParse_DockerInDocker(t *testing.T) {
 	const cfg = `targets:
-  - {id: a, kind: sim, scope: org, path: acme, url: "http://127.0.0.1:9"}
+  - {id: a, kind: gitea, scope: org, path: acme, url: "http://127.0.0.1:9", webhook_secret: w, token: k}
 pools:
   - {id: p, labels: [corral], provider: docker, image: runner:1, docker_in_docker: true}
   - {id: q, labels: [other], provider: process, docker_in_docker: true}

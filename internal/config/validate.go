@@ -257,7 +257,6 @@ func (b *builder) buildTenants() []corral.Tenant {
 
 // scopes lists the scopes each forge family has.
 var scopes = map[corral.TargetKind][]corral.Scope{
-	corral.KindSim:     {corral.ScopeRepo, corral.ScopeOrg, corral.ScopeEnterprise, corral.ScopeUser, corral.ScopeInstance},
 	corral.KindGitHub:  {corral.ScopeRepo, corral.ScopeOrg, corral.ScopeEnterprise},
 	corral.KindGitea:   {corral.ScopeRepo, corral.ScopeOrg, corral.ScopeUser, corral.ScopeInstance},
 	corral.KindForgejo: {corral.ScopeRepo, corral.ScopeOrg, corral.ScopeUser, corral.ScopeInstance},
@@ -280,8 +279,10 @@ func (b *builder) buildTargets() []corral.Target {
 		}
 		kind, scope := corral.TargetKind(t.Kind), corral.Scope(t.Scope)
 		allowed, ok := scopes[kind]
-		if !ok {
-			b.bad(k+".kind", "want sim, github, gitea or forgejo, got %q", t.Kind)
+		if !ok && t.Kind == "sim" {
+			b.bad(k+".kind", "the simulated forge is gone from serve: for a local demo run `corral dev` (the GitHub adapter against a stand-in GitHub); serve github, gitea or forgejo")
+		} else if !ok {
+			b.bad(k+".kind", "want github, gitea or forgejo, got %q", t.Kind)
 		} else if !slices.Contains(allowed, scope) {
 			b.bad(k+".scope", "want one of %v for kind %s, got %q", allowed, kind, t.Scope)
 		}
@@ -296,13 +297,11 @@ func (b *builder) buildTargets() []corral.Target {
 			}
 		}
 		b.checkURL(k+".url", t.URL)
-		if kind != corral.KindSim {
-			if t.WebhookSecret == "" && !b.src.has(k+".webhook_secret") {
-				b.bad(k+".webhook_secret", "required for kind %s", kind)
-			}
-			if t.Token == "" && !b.src.has(k+".token") {
-				b.bad(k+".token", "required for kind %s", kind)
-			}
+		if t.WebhookSecret == "" && !b.src.has(k+".webhook_secret") {
+			b.bad(k+".webhook_secret", "required for kind %s", kind)
+		}
+		if t.Token == "" && !b.src.has(k+".token") {
+			b.bad(k+".token", "required for kind %s", kind)
 		}
 		if app := t.Settings["app_id"]; kind == corral.KindGitHub && app != "" {
 			// One App, one webhook URL (/webhooks/app/{id}), one secret.

@@ -11,8 +11,8 @@ import (
 const base = `
 tenants: [{id: default}, {id: other}]
 targets:
-  - {id: t, kind: sim, scope: repo, path: o/r, url: "http://127.0.0.1:1"}
-  - {id: u, tenant: other, kind: sim, scope: org, path: o, url: "http://127.0.0.1:2"}
+  - {id: t, kind: gitea, scope: repo, path: o/r, url: "http://127.0.0.1:1", webhook_secret: w, token: k}
+  - {id: u, tenant: other, kind: gitea, scope: org, path: o, url: "http://127.0.0.1:2", webhook_secret: w, token: k}
 `
 
 func TestConfig_Validate(t *testing.T) {
@@ -33,11 +33,12 @@ func TestConfig_Validate(t *testing.T) {
 		{"yaml anchors", "pools:\n  - &p {id: p, labels: [x], provider: process}\n  - {id: q, labels: [y], provider: process}", ""},
 		{"github url default", "targets: [{id: g, kind: github, scope: enterprise, path: e, webhook_secret: env:S, token: env:S}]", ""},
 		{"scope of kind", "targets: [{id: g, kind: gitea, scope: enterprise, url: 'https://x', webhook_secret: env:S, token: env:S}]", `scope: want one of [repo org user instance] for kind gitea, got "enterprise"`},
-		{"missing scope", "targets: [{id: g, kind: sim, url: 'http://x'}]", `targets[0].scope: want one of`},
-		{"org path", "targets: [{id: g, kind: sim, scope: org, path: a/b, url: 'http://x'}]", "want the org's name for scope org"},
-		{"bad kind", "targets: [{id: g, kind: gitlab, scope: repo, path: a/b, url: 'http://x'}]", `kind: want sim, github, gitea or forgejo, got "gitlab"`},
-		{"duplicate target", "targets: [{id: g, kind: sim, scope: user, url: 'http://x'}]\n  - {id: g, kind: sim, scope: user, url: 'http://x'}", `targets[1].id: duplicate target id "g"`},
-		{"runner prefix", "targets: [{id: g, kind: sim, scope: user, url: 'http://x', runner_prefix: 'a/b'}]", "runner_prefix: want letters"},
+		{"missing scope", "targets: [{id: g, kind: gitea, url: 'http://x'}]", `targets[0].scope: want one of`},
+		{"org path", "targets: [{id: g, kind: gitea, scope: org, path: a/b, url: 'http://x'}]", "want the org's name for scope org"},
+		{"bad kind", "targets: [{id: g, kind: gitlab, scope: repo, path: a/b, url: 'http://x'}]", `kind: want github, gitea or forgejo, got "gitlab"`},
+		{"sim kind refused", "targets: [{id: g, kind: sim, scope: org, path: a, url: 'http://x'}]", "targets[0].kind: the simulated forge is gone from serve: for a local demo run `corral dev`"},
+		{"duplicate target", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x'}]\n  - {id: g, kind: gitea, scope: user, url: 'http://x'}", `targets[1].id: duplicate target id "g"`},
+		{"runner prefix", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x', runner_prefix: 'a/b'}]", "runner_prefix: want letters"},
 		{"pool of another tenant's target", "pools: [{id: p, labels: [x], provider: process, targets: [u]}]", `pools[0].targets[0]: target "u" belongs to tenant "other", not "default"`},
 		{"pool id slug", "pools: [{id: P_1, labels: [x], provider: process}]", "pools[0].id: want lowercase"},
 		{"flavor word", "pools: [{id: p, labels: [x], provider: process, flavor: big}]", `pools[0].flavor: want a capacity word like 4cpu8gb40gb, got "big"`},

@@ -9,7 +9,7 @@ import (
 // JobAction is what a workflow_job event says happened.
 type JobAction string
 
-// Job actions, GitHub's words (Gitea and the simulated forge use the same).
+// Job actions, GitHub's words (Gitea uses the same).
 const (
 	ActionQueued     JobAction = "queued"
 	ActionWaiting    JobAction = "waiting"

@@ -12,7 +12,6 @@ type TargetKind string
 
 // Forge families corral knows.
 const (
-	KindSim     TargetKind = "sim"    // the simulated forge (corral dev, tests)
 	KindGitHub  TargetKind = "github" // github.com, GHEC, GHES
 	KindGitea   TargetKind = "gitea"  // Gitea
 	KindForgejo TargetKind = "forgejo"
@@ -39,7 +38,7 @@ type Target struct {
 	Kind     TargetKind
 	Scope    Scope
 	Path     string
-	// URL is the forge's API base URL (sim: the simulated forge's URL).
+	// URL is the forge's API base URL.
 	URL string
 	// WebhookSecret verifies webhook signatures. Never logged.
 	WebhookSecret Secret

@@ -1,6 +1,6 @@
 // Package forge opens the forge client of each target and the webhook
 // parser of each forge family. Every forge quirk stays inside its own
-// subpackage (github, sim, ...); this file only picks one.
+// subpackage (github, gitea); this file only picks one.
 package forge
 
 import (
@@ -13,7 +13,6 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/gitea"
 	"github.com/corral-ci/corral/internal/forge/github"
-	"github.com/corral-ci/corral/internal/forge/sim"
 )
 
 // Registry implements corral.Forges. Clients are made once per target and
@@ -50,14 +49,12 @@ func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
 	var f corral.Forge
 	var err error
 	switch t.Kind {
-	case corral.KindSim:
-		f, err = sim.NewClient(t, r.hc)
 	case corral.KindGitHub:
 		f, err = github.NewClient(t, github.Options{HTTPClient: r.hc, Cache: r.gh, Logger: r.log})
 	case corral.KindGitea, corral.KindForgejo:
 		f, err = gitea.NewClient(t, gitea.Options{HTTPClient: r.hc, Logger: r.log})
 	default:
-		return nil, fmt.Errorf("target %s: forge kind %q is not known (corral serves: github, gitea, forgejo, sim)", t.ID, t.Kind)
+		return nil, fmt.Errorf("target %s: forge kind %q is not known (corral serves: github, gitea, forgejo)", t.ID, t.Kind)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", t.ID, err)
@@ -69,7 +66,7 @@ func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
 // Parser returns the webhook parser of a forge family.
 func (r *Registry) Parser(k corral.TargetKind) (corral.WebhookParser, error) {
 	switch k {
-	case corral.KindSim, corral.KindGitHub:
+	case corral.KindGitHub:
 		return github.Parser{}, nil
 	case corral.KindGitea, corral.KindForgejo:
 		return gitea.Parser{}, nil

@@ -12,7 +12,7 @@ import (
 	"github.com/corral-ci/corral/internal/store/sqlite"
 )
 
-var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindSim}
+var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindGitHub}
 
 func pools() []corral.Pool {
 	return []corral.Pool{{ID: "linux", TenantID: "default", Labels: []string{"corral"}, Provider: "process",

@@ -16,7 +16,7 @@ import (
 	"github.com/corral-ci/corral/internal/testutil/fake"
 )
 
-var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindSim, RunnerPrefix: "corral-acme"}
+var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, RunnerPrefix: "corral-acme"}
 
 var testPool = corral.Pool{ID: "onprem", TenantID: "default", Labels: []string{"corral"}, Provider: "fake",
 	Flavor: corral.Flavor{CPU: 2, MemoryMB: 4096, Arch: "x64"}, MaxInstances: 10,
@@ -182,7 +182,7 @@ func TestReconciler_ProviderSweep(t *testing.T) {
 	ctx := context.Background()
 	past := g.clk.Now().Add(-time.Minute)
 	for _, id := range []string{"orphan", "exited", "deleted"} {
-		if _, err := g.prov.Create(ctx, corral.InstanceSpec{InstanceID: id, PoolID: "onprem"}); err != nil {
+		if _, err := g.prov.Create(ctx, corral.InstanceSpec{InstanceID: id, PoolID: "onprem", ControllerID: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/corral-ci/corral/internal/testutil/fake"
 )
 
-var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindSim, RunnerPrefix: "corral-acme"}
+var target = corral.Target{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, RunnerPrefix: "corral-acme"}
 
 type rig struct {
 	t     *testing.T
@@ -330,7 +330,7 @@ func TestScheduler_Adopt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, _ = r.provs["onprem"].Create(context.Background(), corral.InstanceSpec{InstanceID: "made", PoolID: "onprem"})
+	_, _ = r.provs["onprem"].Create(context.Background(), corral.InstanceSpec{InstanceID: "made", PoolID: "onprem", ControllerID: "test"})
 	r.pass()
 	r.pass()
 	made := r.instances(corral.InstStarting)

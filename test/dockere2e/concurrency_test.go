@@ -1,58 +1,19 @@
 package dockere2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/testutil/dockertest"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
-
-// benchTmpl is configTmpl with room for slow starts: a boot timeout and a
-// job runtime that the largest level cannot reach.
-var benchTmpl = template.Must(template.New("b").Parse(`listen: {{.Listen}}
-data_dir: {{.DataDir}}
-store: sqlite
-controller_id: ` + controllerID + `
-reconcile_interval: 1s
-log: {level: warn, format: text}
-targets:
-  - id: e2e
-    kind: sim
-    scope: org
-    path: e2e
-    url: {{.ForgeURL}}
-    webhook_secret: env:E2E_WEBHOOK_SECRET
-    runner_prefix: corral-d
-pools:
-  - id: docker
-    labels: [corral]
-    provider: docker
-    image: {{.Image}}
-    flavor: 1cpu1gb1gb
-    max_instances: {{.PoolMax}}
-    boot_timeout: 3m
-    max_job_runtime: 5m
-    idle_timeout: 5s
-    max_lifetime: 10m
-providers:
-  docker:
-    network: host
-    endpoints:
-{{- range .Endpoints}}
-      - {name: {{.Name}}, host: "{{.Host}}"}
-{{- end}}
-`))
 
 // BenchmarkDocker_Concurrency: for each pool max N, N jobs that outlast the
 // ramp are queued at once for a docker pool on a fresh private daemon. It
@@ -107,25 +68,15 @@ func concurrencyLevel(b *testing.B, n int) levelResult {
 	d := dockertest.NewDaemon(b) // fresh engine per level, stopped (with its containers) at the end
 	img := runnerImage(b, d.Host())
 	eng := newEngine(b, "bench", d.Host())
-	f := newForge(b, sim.Options{Seed: int64(n)})
-	listen := freePort(b)
-	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
-	var cfg bytes.Buffer
-	if err := benchTmpl.Execute(&cfg, setup{Listen: listen, DataDir: filepath.Join(b.TempDir(), "data"), ForgeURL: f.URL,
-		Image: img, PoolMax: n, Endpoints: []endpoint{{Name: "bench", Host: d.Host()}}}); err != nil {
-		b.Fatal(err)
-	}
-	cfgPath := filepath.Join(b.TempDir(), "corral.yaml")
-	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	p := startCorral(b, cfgPath, f, listen)
-	b.Cleanup(p.kill) // before the daemon stops (cleanups run last first)
+	f := newRig(b, standin.Options{Seed: int64(n)}, setup{Image: img, PoolMax: n, Bench: true,
+		Endpoints: []e2etest.Endpoint{{Name: "bench", Host: d.Host()}}})
+	p := f.start(b)
+	b.Cleanup(p.Kill) // before the daemon stops (cleanups run last first)
 
 	probeCold := probeCreate(b, eng.c, img)
 	start := time.Now()
 	for i := range n {
-		f.QueueJob("e2e", simJob(i, 4*time.Minute))
+		f.queue(i, 4*time.Minute)
 	}
 	running := func() int {
 		k := 0
@@ -149,7 +100,7 @@ func concurrencyLevel(b *testing.B, n int) levelResult {
 		"probe create+start+remove on the fresh engine %v, under load %v",
 		n, n, allRunning.Round(time.Millisecond), r.firstCreate.Round(time.Millisecond), r.p50.Round(time.Millisecond),
 		r.p95.Round(time.Millisecond), len(engineLat), probeCold.Round(time.Millisecond), probeLoad.Round(time.Millisecond))
-	p.kill()
+	p.Kill()
 	return r
 }
 

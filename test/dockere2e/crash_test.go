@@ -1,12 +1,12 @@
 package dockere2e
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/testutil/dockertest"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // TestDocker_CrashRestart kills corral with SIGKILL while its containers
@@ -21,32 +21,29 @@ func TestDocker_CrashRestart(t *testing.T) {
 	host := dockertest.Socket(t)
 	img := runnerImage(t, host)
 	eng := newEngine(t, "local", host)
-	f := newForge(t, sim.Options{Seed: 2, HeartbeatTimeout: 3 * time.Second})
-	listen := freePort(t)
-	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
-	cfg := writeConfig(t, setup{Listen: listen, DataDir: filepath.Join(t.TempDir(), "data"), ForgeURL: f.URL,
-		Image: img, PoolMax: poolMax, Endpoints: []endpoint{{Name: "local", Host: host}}})
-	p := startCorral(t, cfg, f, listen)
+	f := newRig(t, standin.Options{Seed: 2, HeartbeatTimeout: 3 * time.Second},
+		setup{Image: img, PoolMax: poolMax, Endpoints: []e2etest.Endpoint{{Name: "local", Host: host}}})
+	p := f.start(t)
 
 	jobs := 0
 	for range 6 {
-		f.QueueJob("e2e", simJob(jobs, 2*time.Second))
+		f.queue(jobs, 2*time.Second)
 		jobs++
 	}
 	waitFor(t, 60*time.Second, "runners busy in containers", func() bool {
-		return f.Stats().JobsRunning >= 2 && eng.count(t) >= 2
+		return f.Count(standin.StatusInProgress) >= 2 && eng.count(t) >= 2
 	})
 	before, _ := eng.containers(t)
-	p.kill()
-	t.Logf("SIGKILL with %d jobs running, %d completed; containers %v", f.Stats().JobsRunning, f.Stats().JobsCompleted, before)
+	p.Kill()
+	t.Logf("SIGKILL with %d jobs running, %d completed; containers %v", f.Count(standin.StatusInProgress), f.Count(standin.StatusCompleted), before)
 
 	// While corral is down: the busy runners finish, their containers
 	// exit; new jobs queue and their webhooks fail.
 	for range 4 {
-		f.QueueJob("e2e", simJob(jobs, 300*time.Millisecond))
+		f.queue(jobs, 300*time.Millisecond)
 		jobs++
 	}
-	waitFor(t, 30*time.Second, "the runners that were busy to finish", func() bool { return f.Stats().JobsRunning == 0 })
+	waitFor(t, 30*time.Second, "the runners that were busy to finish", func() bool { return f.Count(standin.StatusInProgress) == 0 })
 	exited := 0
 	waitFor(t, 30*time.Second, "a container left behind, exited", func() bool {
 		cs, err := eng.containers(t)
@@ -66,14 +63,14 @@ func TestDocker_CrashRestart(t *testing.T) {
 	eng.orphan(t, img, "orphan-of-a-crashed-create")
 
 	restart := time.Now()
-	p = startCorral(t, cfg, f, listen)
+	p = f.start(t)
 	for range 2 {
-		f.QueueJob("e2e", simJob(jobs, 300*time.Millisecond))
+		f.queue(jobs, 300*time.Millisecond)
 		jobs++
 	}
-	waitFor(t, 120*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == jobs })
+	waitFor(t, 120*time.Second, "every job completed", func() bool { return f.Count(standin.StatusCompleted) == jobs })
 	checkClean(t, f, []*engine{eng}, jobs, nil, nil)
-	p.stop(t)
+	p.Stop(t)
 	if peak := f.Stats().PeakRunners; peak > poolMax {
 		t.Errorf("forge saw %d runners alive at once, pool max is %d", peak, poolMax)
 	}

@@ -2,12 +2,12 @@ package dockere2e
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/testutil/dockertest"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // TestDocker_EndpointLost runs a pool over two engines (two private
@@ -26,16 +26,14 @@ func TestDocker_EndpointLost(t *testing.T) {
 		t.Fatalf("images differ: %s, %s", imgA, imgB)
 	}
 	ea, eb := newEngine(t, "a", da.Host()), newEngine(t, "b", db.Host())
-	f := newForge(t, sim.Options{Seed: 3, HeartbeatTimeout: 3 * time.Second})
-	listen := freePort(t)
-	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
-	cfg := writeConfig(t, setup{Listen: listen, DataDir: filepath.Join(t.TempDir(), "data"), ForgeURL: f.URL,
-		Image: imgA, PoolMax: 4, Endpoints: []endpoint{{Name: "a", Host: da.Host(), Max: 2}, {Name: "b", Host: db.Host(), Max: 2}}})
-	p := startCorral(t, cfg, f, listen)
+	f := newRig(t, standin.Options{Seed: 3, HeartbeatTimeout: 3 * time.Second},
+		setup{Image: imgA, PoolMax: 4, Endpoints: []e2etest.Endpoint{{Name: "a", Host: da.Host(), Max: 2}, {Name: "b", Host: db.Host(), Max: 2}}})
+	p := f.start(t)
+	listen := f.listen
 
 	jobs := 0
 	for range 6 {
-		f.QueueJob("e2e", simJob(jobs, 4*time.Second))
+		f.queue(jobs, 4*time.Second)
 		jobs++
 	}
 	running := func(e *engine) bool {
@@ -49,7 +47,7 @@ func TestDocker_EndpointLost(t *testing.T) {
 	}
 	var onA map[string]string
 	waitFor(t, 60*time.Second, "runners busy on both engines", func() bool {
-		if !running(ea) || !running(eb) || f.Stats().JobsRunning < 3 {
+		if !running(ea) || !running(eb) || f.Count(standin.StatusInProgress) < 3 {
 			return false
 		}
 		var err error
@@ -62,10 +60,10 @@ func TestDocker_EndpointLost(t *testing.T) {
 	}
 	t.Logf("engine a stopped in %s; it had %v", time.Since(stopped).Round(time.Millisecond), onA)
 	for range 4 {
-		f.QueueJob("e2e", simJob(jobs, 300*time.Millisecond))
+		f.queue(jobs, 300*time.Millisecond)
 		jobs++
 	}
-	waitFor(t, 120*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == jobs })
+	waitFor(t, 120*time.Second, "every job completed", func() bool { return f.Count(standin.StatusCompleted) == jobs })
 
 	// Registrations of the lost engine's runners may stay: corral holds
 	// their instances (draining) as long as it cannot confirm them deleted,
@@ -88,7 +86,7 @@ func TestDocker_EndpointLost(t *testing.T) {
 	// Jobs running on a's runners when it went may fail; nothing else may.
 	// Asked once b is clean, when corral holds a's instances alone.
 	var final map[string]string
-	mayFail := func(j sim.JobInfo) bool {
+	mayFail := func(j standin.JobInfo) bool {
 		if final == nil {
 			final = lost()
 		}
@@ -110,10 +108,13 @@ func TestDocker_EndpointLost(t *testing.T) {
 		t.Errorf("%d jobs failed; the lost engine ran at most 2", failed)
 	}
 	var leftRegs []string
-	for _, r := range f.Runners("e2e") {
+	for _, r := range f.Runners() {
+		if !r.Registered {
+			continue
+		}
 		leftRegs = append(leftRegs, fmt.Sprintf("%s (online %v, busy %v)", r.Name, r.Online, r.Busy))
 	}
-	p.stop(t)
+	p.Stop(t)
 	t.Logf("%d jobs: %d failed with the lost engine, the rest served on b within %s of the loss; corral still holds %d instances of a (draining); registrations of a's runners left: %v",
 		jobs, failed, served.Round(time.Millisecond), len(held), leftRegs)
 }

@@ -1,12 +1,12 @@
 package dockere2e
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/testutil/dockertest"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // TestDocker_Flow queues jobs for a docker pool: each one is served by a
@@ -17,25 +17,21 @@ func TestDocker_Flow(t *testing.T) {
 	host := dockertest.Socket(t)
 	img := runnerImage(t, host)
 	eng := newEngine(t, "local", host)
-	f := newForge(t, sim.Options{Seed: 1})
-	listen := freePort(t)
-	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
-	cfg := writeConfig(t, setup{Listen: listen, DataDir: filepath.Join(t.TempDir(), "data"), ForgeURL: f.URL,
-		Image: img, PoolMax: poolMax, Endpoints: []endpoint{{Name: "local", Host: host}}})
-	p := startCorral(t, cfg, f, listen)
+	f := newRig(t, standin.Options{Seed: 1}, setup{Image: img, PoolMax: poolMax, Endpoints: []e2etest.Endpoint{{Name: "local", Host: host}}})
+	p := f.start(t)
 
 	start := time.Now()
 	for i := range jobs {
-		f.QueueJob("e2e", simJob(i, 300*time.Millisecond))
+		f.queue(i, 300*time.Millisecond)
 	}
 	seen := 0
 	waitFor(t, 120*time.Second, "every job completed", func() bool {
 		seen = max(seen, eng.count(t))
-		return f.Stats().JobsCompleted == jobs
+		return f.Count(standin.StatusCompleted) == jobs
 	})
 	done := time.Since(start)
 	checkClean(t, f, []*engine{eng}, jobs, nil, nil)
-	p.stop(t)
+	p.Stop(t)
 	if seen == 0 {
 		t.Error("never saw a container of corral's on the engine")
 	}

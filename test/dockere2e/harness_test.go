@@ -1,47 +1,43 @@
-// Package dockere2e runs `corral serve` as a process against the simulated
-// forge with a pool on the docker provider: every runner is a container on
-// a private Docker daemon (internal/testutil/dockertest), built FROM
-// scratch out of busybox-static and the static corral binary, whose
-// `sim-runner` command plays the forge's runner. The tests check DESIGN.md's
+// Package dockere2e runs `corral serve` as a process against the stand-in
+// GitHub (the real GitHub adapter) with a pool on the docker provider:
+// every runner is a container on a private Docker daemon
+// (internal/testutil/dockertest), built FROM scratch out of busybox-static
+// and the static corral binary, whose `github-sim-runner` command is the
+// stand-in's simulated actions runner. The tests check DESIGN.md's
 // invariants from the outside: no lost job, no job served twice, no
 // container and no registration left, across a SIGKILL of corral and the
-// loss of one of two Docker engines.
+// loss of one of two Docker engines. The harness is
+// internal/testutil/e2etest.
 //
 // Without dockerd (or not as root) the tests skip; with CI=true they fail.
 package dockere2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/corral-ci/corral/internal/corral"
-	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/testutil/dockertest"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
-// Paths in the runner image. The sim forge's bootstrap command is the bare
-// name `sim-runner`, which the provider's entry script looks up in PATH:
-// /bin/sim-runner is a two-line wrapper that execs `/corral sim-runner`.
+// Paths in the runner image. The GitHub adapter's bootstrap command is
+// the bare name `run.sh`, which the provider's entry script looks up in
+// PATH: /bin/run.sh is a two-line wrapper that execs
+// `/corral github-sim-runner`.
 const (
 	imageCorral  = "/corral"
-	imageWrapper = "/bin/sim-runner"
-	wrapper      = "#!/bin/sh\nexec /corral sim-runner \"$@\"\n"
+	imageWrapper = "/bin/run.sh"
 )
 
 // controllerID is the controller id of every corral these tests start; the
@@ -49,231 +45,77 @@ const (
 const controllerID = "dockere2e"
 
 var bin struct {
-	dir     string
 	corral  string // static corral binary, used both as `serve` and in the image
 	wrapper string
 }
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "corral-dockere2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	bin.dir = dir
-	bin.corral = filepath.Join(dir, "corral")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin.corral, "../../cmd/corral")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build corral:", err)
-		return 1
-	}
-	bin.wrapper = filepath.Join(dir, "sim-runner")
-	if err := os.WriteFile(bin.wrapper, []byte(wrapper), 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return dockertest.Main(m)
+func TestMain(m *testing.M) {
+	os.Exit(e2etest.Main(&bin.corral, e2etest.BuildOptions{Static: true}, func() int {
+		bin.wrapper = filepath.Join(filepath.Dir(bin.corral), "run.sh")
+		if err := os.WriteFile(bin.wrapper, []byte(e2etest.RunnerScript(imageCorral, "")), 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return dockertest.Main(m)
+	}))
 }
 
 // runnerImage builds (or finds) the runner image on the engine at host.
 func runnerImage(t testing.TB, host string) string {
 	t.Helper()
-	return dockertest.ImageOn(t, host, "corral-sim-runner", map[string]string{
+	return dockertest.ImageOn(t, host, "corral-gh-sim-runner", map[string]string{
 		imageCorral:  bin.corral,
 		imageWrapper: bin.wrapper,
 	})
 }
 
-// forge is the simulated forge, served on 127.0.0.1 by the test process so
-// that it outlives every corral process the test kills. Containers use the
-// host's network, so the runners reach it on 127.0.0.1 too.
-type forge struct {
-	*sim.Server
-	URL    string
-	secret corral.Secret
+// rig is the stand-in GitHub and one corral config: a docker pool over
+// the endpoints. Containers use the host's network, so the runners reach
+// the stand-in on 127.0.0.1 too.
+type rig struct {
+	*e2etest.GitHub
+	listen string
+	cfg    e2etest.Config
 }
 
-func newForge(t testing.TB, opt sim.Options) *forge {
-	t.Helper()
-	s := sim.NewServer(opt)
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() { ts.Close(); s.Close() })
-	return &forge{Server: s, URL: ts.URL, secret: corral.Secret("dockere2e-secret-" + t.Name())}
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// endpoint is one Docker engine in the config.
-type endpoint struct {
-	Name, Host string
-	Max        int
-}
-
-// setup holds what a corral config needs.
+// setup is what a test varies.
 type setup struct {
-	Listen, DataDir, ForgeURL, Image string
-	PoolMax, MinIdle                 int
-	Endpoints                        []endpoint
+	Image            string
+	PoolMax, MinIdle int
+	Endpoints        []e2etest.Endpoint
+	// Bench: room for slow starts (a boot timeout and a job runtime that
+	// the benchmark's largest level cannot reach) and quieter logs.
+	Bench bool
 }
 
-var configTmpl = template.Must(template.New("c").Parse(`listen: {{.Listen}}
-data_dir: {{.DataDir}}
-store: sqlite
-controller_id: ` + controllerID + `
-reconcile_interval: 1s
-log: {level: info, format: text}
-targets:
-  - id: e2e
-    kind: sim
-    scope: org
-    path: e2e
-    url: {{.ForgeURL}}
-    webhook_secret: env:E2E_WEBHOOK_SECRET
-    runner_prefix: corral-d
-pools:
-  - id: docker
-    labels: [corral]
-    provider: docker
-    image: {{.Image}}
-    flavor: 1cpu1gb1gb
-    max_instances: {{.PoolMax}}
-    min_idle: {{.MinIdle}}
-    boot_timeout: 30s
-    max_job_runtime: 2m
-    idle_timeout: 5s
-    max_lifetime: 10m
-providers:
-  docker:
-    network: host
-    endpoints:
-{{- range .Endpoints}}
-      - {name: {{.Name}}, host: "{{.Host}}", max_instances: {{.Max}}}
-{{- end}}
-`))
-
-func writeConfig(t testing.TB, s setup) string {
+func newRig(t testing.TB, opt standin.Options, s setup) *rig {
 	t.Helper()
-	var b bytes.Buffer
-	if err := configTmpl.Execute(&b, s); err != nil {
-		t.Fatal(err)
+	r := &rig{GitHub: e2etest.NewGitHub(t, opt), listen: e2etest.FreePort(t)}
+	r.Hook(r.listen, "e2e")
+	pool := e2etest.Pool{ID: "docker", Labels: []string{"corral"}, Provider: "docker", Image: s.Image, Flavor: "1cpu1gb1gb",
+		MaxInstances: s.PoolMax, MinIdle: s.MinIdle}
+	r.cfg = e2etest.Config{Listen: r.listen, DataDir: filepath.Join(t.TempDir(), "data"), ControllerID: controllerID,
+		Targets: []e2etest.Target{r.Target("e2e", "corral-d")}, Pools: []e2etest.Pool{pool},
+		Docker: &e2etest.Docker{Network: "host", Endpoints: s.Endpoints}}
+	if s.Bench {
+		r.cfg.LogLevel = "warn"
+		r.cfg.Pools[0].BootTimeout, r.cfg.Pools[0].MaxJobRuntime = "3m", "5m"
 	}
-	p := filepath.Join(t.TempDir(), "corral.yaml")
-	if err := os.WriteFile(p, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return r
 }
 
-// proc is one running `corral serve`.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-func startCorral(t testing.TB, cfg string, f *forge, listen string) *proc {
+func (r *rig) start(t testing.TB) *e2etest.Proc {
 	t.Helper()
-	logf, err := os.CreateTemp(t.TempDir(), "corral-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin.corral, "serve", "-config", cfg)
-	cmd.Env = append(os.Environ(), "E2E_WEBHOOK_SECRET="+f.secret.Reveal())
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: logf.Name()}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			dumpLog(t, p.log)
-		}
-	})
-	waitHTTP(t, "http://"+listen+"/healthz", p)
-	return p
+	return e2etest.Start(t, e2etest.Serve{Bin: bin.corral, Config: e2etest.WriteConfig(t, r.cfg), Listen: r.listen, Env: r.Env()})
 }
 
-// kill sends SIGKILL to this corral (by its pid) and waits for it.
-func (p *proc) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
+func (r *rig) queue(i int, d time.Duration) int64 {
+	return r.Queue(fmt.Sprint("job-", i), []string{"self-hosted", "corral", fmt.Sprint("run-", i)}, d)
 }
 
-func (p *proc) stop(t testing.TB) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Error("corral did not stop within 20s of SIGTERM")
-		p.kill()
-	}
-}
-
-func dumpLog(t testing.TB, path string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) > 80 {
-		lines = lines[len(lines)-80:]
-	}
-	t.Logf("last lines of %s:\n%s", path, strings.Join(lines, "\n"))
-}
-
-func waitHTTP(t testing.TB, url string, p *proc) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			dumpLog(t, p.log)
-			t.Fatal("corral exited during start-up")
-		default:
-		}
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("corral did not answer %s within 20s", url)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e2etest.WaitFor(t, within, what, cond)
 }
 
 // engine is a test-side client of one Docker engine.
@@ -349,7 +191,7 @@ func (e *engine) count(t testing.TB) int {
 // those of the runner names that lost returns, asked at each poll: the
 // runners of a lost engine), no container of corral's on any engine, every
 // job completed exactly once, with success unless allowed to fail.
-func checkClean(t *testing.T, f *forge, engines []*engine, jobs int, mayFail func(sim.JobInfo) bool, lost func() map[string]string) {
+func checkClean(t *testing.T, f *rig, engines []*engine, jobs int, mayFail func(standin.JobInfo) bool, lost func() map[string]string) {
 	t.Helper()
 	if lost == nil {
 		lost = func() map[string]string { return nil }
@@ -359,8 +201,8 @@ func checkClean(t *testing.T, f *forge, engines []*engine, jobs int, mayFail fun
 	for {
 		left = left[:0]
 		lost := lost()
-		for _, r := range f.Runners("e2e") {
-			if _, ok := lost[r.Name]; !ok {
+		for _, r := range f.Runners() {
+			if _, ok := lost[r.Name]; r.Registered && !ok {
 				left = append(left, "registration "+r.Name)
 			}
 		}
@@ -381,20 +223,7 @@ func checkClean(t *testing.T, f *forge, engines []*engine, jobs int, mayFail fun
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	st := f.Stats()
-	if st.JobsCompleted != jobs {
-		t.Errorf("forge completed %d jobs, want %d", st.JobsCompleted, jobs)
-	}
-	for id, n := range st.Completions {
-		if n != 1 {
-			t.Errorf("job %d completed %d times, want exactly once", id, n)
-		}
-	}
-	for _, j := range f.Jobs() {
-		if j.Conclusion != "success" && (mayFail == nil || !mayFail(j)) {
-			t.Errorf("job %d concluded %q on runner %q, want success", j.ID, j.Conclusion, j.RunnerName)
-		}
-	}
+	f.CheckJobs(t, jobs, mayFail)
 }
 
 // liveInstances asks corral's API for the instances it holds live (not
@@ -420,8 +249,4 @@ func liveInstances(t testing.TB, listen string) map[string]string {
 		m[in.Name] = in.State
 	}
 	return m
-}
-
-func simJob(i int, d time.Duration) sim.JobSpec {
-	return sim.JobSpec{Name: fmt.Sprint("job-", i), Labels: []string{"self-hosted", "corral", fmt.Sprint("run-", i)}, Duration: d}
 }

@@ -9,11 +9,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 )
 
-// TestDev runs `corral dev` with no configuration, lets jobs flow, stops it
-// with Ctrl-C (SIGINT) and checks that it printed each job's path and left
-// no process behind.
+// TestDev runs `corral dev` with no configuration (the GitHub adapter
+// against its in-process stand-in GitHub), lets jobs flow, stops it with
+// Ctrl-C (SIGINT) and checks that it printed each job's path and left no
+// process behind.
 func TestDev(t *testing.T) {
 	work := t.TempDir()
 	data := filepath.Join(work, "dev")
@@ -45,7 +48,7 @@ func TestDev(t *testing.T) {
 		t.Fatalf("corral dev did not stop within 40s of Ctrl-C:\n%s", out.String())
 	}
 	text := out.String()
-	for _, want := range []string{"queued", "routed", "running", "done", "success", "refused:", "stopped cleanly"} {
+	for _, want := range []string{"stand-in GitHub on http://127.0.0.1:", "queued", "routed", "running", "done", "success", "refused:", "stopped cleanly"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -58,24 +61,20 @@ func TestDev(t *testing.T) {
 // TestServeAdopts stops `corral serve` (SIGTERM) while runners are busy:
 // they keep running, and the next start adopts them and finishes the jobs.
 func TestServeAdopts(t *testing.T) {
-	f := newForge(t, newSimOptions(11))
-	listen := freePort(t)
-	dataDir := filepath.Join(t.TempDir(), "data")
-	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
-	cfg := writeConfig(t, setup{Listen: listen, DataDir: dataDir, ForgeURL: f.URL, PoolMax: 4})
-	p := startCorral(t, cfg, f, listen)
+	r := newRig(t, standin.Options{Seed: 11}, setup{PoolMax: 4})
+	p := r.start(t)
 	for i := 0; i < 3; i++ {
-		f.QueueJob("e2e", simJob(i, 15*time.Second)) // long enough to be busy through the stop
+		r.queue(i, simJob(i), 15*time.Second) // long enough to be busy through the stop
 	}
-	waitFor(t, 60*time.Second, "three runners busy", func() bool { return f.Stats().JobsRunning == 3 })
-	p.stop(t)
-	if n := len(runnerProcesses(dataDir)); n < 3 {
+	waitFor(t, 60*time.Second, "three runners busy", func() bool { return r.Count(standin.StatusInProgress) == 3 })
+	p.Stop(t)
+	if n := len(runnerProcesses(r.dataDir)); n < 3 {
 		t.Fatalf("stopping serve left %d runner processes, want the 3 busy ones kept", n)
 	}
-	p = startCorral(t, cfg, f, listen)
-	waitFor(t, 90*time.Second, "every job completed", func() bool { return f.Stats().JobsCompleted == 3 })
-	checkClean(t, f, dataDir, 3)
-	p.stop(t)
+	p = r.start(t)
+	waitFor(t, 90*time.Second, "every job completed", func() bool { return r.Count(standin.StatusCompleted) == 3 })
+	r.checkClean(t, 3)
+	p.Stop(t)
 }
 
 // syncBuffer is a bytes.Buffer safe for a process's output and a reader.

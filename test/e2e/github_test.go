@@ -15,6 +15,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // ghRig is corral serving two GitHub targets on the stand-in GitHub: a
@@ -47,7 +48,7 @@ func newGHRigWith(t *testing.T, opt standin.Options, poolMax int, runnerEnv stri
 	gh := standin.New(opt)
 	ts := httptest.NewServer(gh)
 	t.Cleanup(func() { ts.Close(); gh.Close() })
-	r := &ghRig{gh: gh, url: ts.URL, listen: freePort(t), dataDir: filepath.Join(t.TempDir(), "data")}
+	r := &ghRig{gh: gh, url: ts.URL, listen: e2etest.FreePort(t), dataDir: filepath.Join(t.TempDir(), "data")}
 	secretRepo, secretApp := corral.Secret("repo-hook-secret"), corral.Secret("app-hook-secret")
 	gh.AddRepo("alpha", "app")
 	gh.AddRepo("beta", "x")
@@ -66,59 +67,22 @@ func newGHRigWith(t *testing.T, opt standin.Options, poolMax int, runnerEnv stri
 	if err := os.WriteFile(keyFile, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The runner image: like actions/runner's directory, with a run.sh.
-	image := filepath.Join(dir, "actions-runner")
-	if err := os.MkdirAll(image, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	runSh := "#!/bin/sh\n" + runnerEnv + " exec " + corralBin + " github-sim-runner \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(image, "run.sh"), []byte(runSh), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`listen: %s
-data_dir: %s
-reconcile_interval: 2s
-log: {level: info}
-targets:
-  - id: alpha-app
-    kind: github
-    scope: repo
-    path: alpha/app
-    url: %s
-    webhook_secret: env:E2E_REPO_SECRET
-    token: env:E2E_PAT
-    runner_prefix: corral-alpha
-  - id: beta
-    kind: github
-    scope: org
-    path: beta
-    url: %s
-    webhook_secret: env:E2E_APP_SECRET
-    token: file:%s
-    runner_prefix: corral-beta
-    settings: {app_id: "%d"}
-pools:
-  - id: linux
-    labels: [corral]
-    provider: process
-    image: %s
-    max_instances: %d
-    boot_timeout: 30s
-    max_job_runtime: 2m
-    idle_timeout: 5s
-    max_lifetime: 10m
-`, r.listen, r.dataDir, ts.URL, ts.URL, keyFile, ghAppID, image, poolMax)
-	r.cfg = filepath.Join(dir, "corral.yaml")
-	if err := os.WriteFile(r.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	image := e2etest.RunnerImage(t, corralBin, runnerEnv)
+	r.cfg = e2etest.WriteConfig(t, e2etest.Config{Listen: r.listen, DataDir: r.dataDir, Reconcile: "2s",
+		Targets: []e2etest.Target{
+			{ID: "alpha-app", Kind: "github", Scope: "repo", Path: "alpha/app", URL: ts.URL, SecretEnv: "E2E_REPO_SECRET",
+				Token: "env:E2E_PAT", RunnerPrefix: "corral-alpha"},
+			{ID: "beta", Kind: "github", Scope: "org", Path: "beta", URL: ts.URL, SecretEnv: "E2E_APP_SECRET",
+				Token: "file:" + keyFile, RunnerPrefix: "corral-beta", AppID: ghAppID},
+		},
+		Pools: []e2etest.Pool{{ID: "linux", Labels: []string{"corral"}, Image: image, MaxInstances: poolMax}}})
 	r.env = []string{"E2E_REPO_SECRET=" + secretRepo.Reveal(), "E2E_APP_SECRET=" + secretApp.Reveal(), "E2E_PAT=" + ghPAT}
 	return r
 }
 
-func (r *ghRig) start(t *testing.T) *proc {
+func (r *ghRig) start(t *testing.T) *e2etest.Proc {
 	t.Helper()
-	return startCorralEnv(t, r.cfg, r.listen, r.env)
+	return e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: r.cfg, Listen: r.listen, Env: r.env})
 }
 
 func (r *ghRig) queue(n int, dur func(i int) time.Duration) {
@@ -190,7 +154,7 @@ func TestGitHub(t *testing.T) {
 			t.Errorf("target %s shows no remaining rate-limit budget: %+v", tg.ID, tg.RateLimit)
 		}
 	}
-	p.stop(t)
+	p.Stop(t)
 	st := r.gh.Stats()
 	if n := st.Calls["POST generate-jitconfig"]; n != jobs {
 		t.Errorf("generate-jitconfig calls = %d, want exactly one per job (%d)", n, jobs)
@@ -235,7 +199,7 @@ func TestGitHubFaults(t *testing.T) {
 		return n == jobs
 	})
 	r.checkClean(t, jobs)
-	p.stop(t)
+	p.Stop(t)
 	st := r.gh.Stats()
 	if st.Webhooks.FaultFailed > 0 && st.Webhooks.Redelivered == 0 {
 		t.Errorf("%d App deliveries failed and none was redelivered", st.Webhooks.FaultFailed)
@@ -262,5 +226,5 @@ func TestGitHubDeprecatedRunner(t *testing.T) {
 		getJSON(t, api, &out)
 		return len(out.Jobs) == 1 && out.Jobs[0].State == "routed" && strings.Contains(out.Jobs[0].Reason, "deprecated")
 	})
-	p.stop(t)
+	p.Stop(t)
 }

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/store/sqlite"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // BenchmarkServeRSS measures the resident memory of a real `corral serve`
@@ -79,21 +81,20 @@ func serveRSS(b *testing.B, n int) (rss, hwm float64) {
 			b.Fatal(err)
 		}
 	}
-	f := newForge(b, newSimOptions(1))
-	listen := freePort(b)
-	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
-	cfg := writeConfig(b, setup{Listen: listen, DataDir: dataDir, ForgeURL: f.URL, PoolMax: 0, Reconcile: "1s"})
-	p := startCorral(b, cfg, f, listen)
-	defer p.kill()
+	r := newRig(b, standin.Options{Seed: 1}, setup{PoolMax: 0, Reconcile: "1s"})
+	r.dataDir = dataDir
+	r.cfg.DataDir = dataDir
+	p := r.start(b)
+	defer p.Kill()
 	time.Sleep(8 * time.Second) // several reconcile and scheduler passes
-	if alive := state(strconv.Itoa(sleep.Process.Pid)); alive == "" || alive == "Z" {
+	if alive := e2etest.ProcState(strconv.Itoa(sleep.Process.Pid)); alive == "" || alive == "Z" {
 		b.Fatal("corral killed the process behind the instances: the fleet was not steady")
 	}
 	ents, _ := os.ReadDir(filepath.Join(dataDir, "instances"))
 	if len(ents) != n {
 		b.Fatalf("%d instances left at the provider, want %d", len(ents), n)
 	}
-	return statusMB(b, p.cmd.Process.Pid, "VmRSS"), statusMB(b, p.cmd.Process.Pid, "VmHWM")
+	return statusMB(b, p.Pid(), "VmRSS"), statusMB(b, p.Pid(), "VmHWM")
 }
 
 func startTicks(b *testing.B, pid int) uint64 {

@@ -59,5 +59,5 @@ func BenchmarkGitea_QueuedToStarted(b *testing.B) {
 	b.ReportMetric(float64(p95.Milliseconds()), "ms-p95")
 	b.Logf("%d jobs, queued→started: median %v, p95 %v, all %v; harness: %v", len(lat), med, p95, lat, startTimes)
 	r.checkClean(b)
-	p.stop(b)
+	p.Stop(b)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/corral-ci/corral/internal/testutil/dockertest"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // containerStep proves that a step ran inside the runner's container and
@@ -40,39 +41,9 @@ func newDockerRig(t testing.TB, poolMax int) *dockerRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	cfg := fmt.Sprintf(`listen: %[1]s
-data_dir: %[2]s
-reconcile_interval: 2s
-log: {level: info}
-targets:
-  - id: %[3]s
-    kind: gitea
-    scope: repo
-    path: %[4]s
-    url: %[5]s
-    webhook_secret: env:E2E_HOOK_SECRET
-    token: env:E2E_GITEA_TOKEN
-    runner_prefix: corral-%[3]s
-pools:
-  - id: box
-    labels: [corral-c]
-    provider: docker
-    image: %[6]s
-    flavor: 1cpu1gb1gb
-    max_instances: %[7]d
-    boot_timeout: 60s
-    max_job_runtime: 5m
-    idle_timeout: 10s
-    max_lifetime: 10m
-providers:
-  docker:
-    network: host
-    endpoints:
-      - {name: private, host: "%[8]s"}
-`, r.listen, r.dataDir, r.id, r.repo, r.g.URL, img, poolMax, d.Host())
-	if err := os.WriteFile(r.conf, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	r.cfg.Pools = []e2etest.Pool{{ID: "box", Labels: []string{"corral-c"}, Provider: "docker", Image: img, Flavor: "1cpu1gb1gb",
+		MaxInstances: poolMax, BootTimeout: "60s", MaxJobRuntime: "5m", IdleTimeout: "10s"}}
+	r.cfg.Docker = &e2etest.Docker{Network: "host", Endpoints: []e2etest.Endpoint{{Name: "private", Host: d.Host()}}}
 	return &dockerRig{rig: r, host: d.Host(), c: c}
 }
 
@@ -161,5 +132,5 @@ func TestGitea_Containers(t *testing.T) {
 	})
 	t.Logf("%d jobs in containers in %s (clean after %s): %d distinct runners, up to %d containers at once",
 		jobs, elapsed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), len(runners), seen)
-	p.stop(t)
+	p.Stop(t)
 }

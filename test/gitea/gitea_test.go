@@ -72,7 +72,7 @@ func TestGitea_TenJobsTwoPools(t *testing.T) {
 		return done == 10
 	})
 	t.Logf("routed: %v; runners: %d distinct", pools, len(runners))
-	p.stop(t)
+	p.Stop(t)
 	// One registration token for the whole run, and no secret in the log.
 	var reg struct {
 		Token string `json:"token"`
@@ -80,7 +80,7 @@ func TestGitea_TenJobsTwoPools(t *testing.T) {
 	if err := r.g.call(http.MethodPost, "/repos/"+r.repo+"/actions/runners/registration-token", nil, &reg); err != nil {
 		t.Fatal(err)
 	}
-	log, err := os.ReadFile(p.log)
+	log, err := os.ReadFile(p.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestGitea_Sweep(t *testing.T) {
 		t.Errorf("first stamp %+v, want queued via the sweep", one.Timeline)
 	}
 	r.checkClean(t)
-	p.stop(t)
+	p.Stop(t)
 }
 
 // TestGitea_Refusals: a webhook with a wrong signature is refused with 401
@@ -179,5 +179,5 @@ func TestGitea_Refusals(t *testing.T) {
 			t.Errorf("runners %v (%v) for an unroutable job", rs, err)
 		}
 	})
-	p.stop(t)
+	p.Stop(t)
 }

@@ -28,6 +28,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 var (
@@ -51,16 +53,12 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	t0 := time.Now()
-	corralBin = filepath.Join(dir, "corral")
-	args := []string{"build", "-o", corralBin}
-	if ov := os.Getenv("CORRAL_GITEA_OVERLAY"); ov != "" {
-		args = append(args, "-overlay", ov)
-	}
-	build := exec.Command("go", append(args, "../../cmd/corral")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build corral:", err)
+	if corralBin, err = e2etest.Build(dir, e2etest.BuildOptions{Overlay: os.Getenv("CORRAL_GITEA_OVERLAY")}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if v := os.Getenv("CORRAL_GITEA_KEEP_LOGS"); v != "" && os.Getenv(e2etest.EnvKeepLogs) == "" {
+		_ = os.Setenv(e2etest.EnvKeepLogs, v) // the harness keeps the logs
 	}
 	startTimes = append(startTimes, fmt.Sprintf("corral build %v", time.Since(t0).Round(time.Millisecond)))
 	t1 := time.Now()

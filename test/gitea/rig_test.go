@@ -1,8 +1,6 @@
 package gitea
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,15 +13,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // rig is one corral serving one repository target of the shared Gitea,
 // with two process pools: "small" (label corral-a) and "big" (label
 // corral-b, up to 4cpu8gb).
 type rig struct {
-	g                            *giteaServer
-	id, repo, secret             string
-	listen, dataDir, image, conf string
+	g                      *giteaServer
+	id, repo, secret       string
+	listen, dataDir, image string
+	cfg                    e2etest.Config
 }
 
 var rigs atomic.Int32
@@ -69,45 +70,14 @@ func newRig(t testing.TB) *rig {
 	if err := g.addHook(r.repo, "http://"+r.listen+"/webhooks/"+r.id, r.secret); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`listen: %[1]s
-data_dir: %[2]s
-reconcile_interval: 2s
-log: {level: info}
-targets:
-  - id: %[3]s
-    kind: gitea
-    scope: repo
-    path: %[4]s
-    url: %[5]s
-    webhook_secret: env:E2E_HOOK_SECRET
-    token: env:E2E_GITEA_TOKEN
-    runner_prefix: corral-%[3]s
-pools:
-  - id: small
-    labels: [corral-a]
-    provider: process
-    image: %[6]s
-    max_instances: 6
-    boot_timeout: 60s
-    max_job_runtime: 5m
-    idle_timeout: 10s
-    max_lifetime: 10m
-  - id: big
-    labels: [corral-b]
-    provider: process
-    image: %[6]s
-    flavor: 2cpu4gb10gb
-    max_flavor: 4cpu8gb50gb
-    max_instances: 6
-    boot_timeout: 60s
-    max_job_runtime: 5m
-    idle_timeout: 10s
-    max_lifetime: 10m
-`, r.listen, r.dataDir, r.id, r.repo, g.URL, r.image)
-	r.conf = filepath.Join(dir, "corral.yaml")
-	if err := os.WriteFile(r.conf, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+	pool := func(id, label, flavor, maxFlavor string) e2etest.Pool {
+		return e2etest.Pool{ID: id, Labels: []string{label}, Image: r.image, Flavor: flavor, MaxFlavor: maxFlavor, MaxInstances: 6,
+			BootTimeout: "60s", MaxJobRuntime: "5m", IdleTimeout: "10s"}
 	}
+	r.cfg = e2etest.Config{Listen: r.listen, DataDir: r.dataDir, Reconcile: "2s",
+		Targets: []e2etest.Target{{ID: r.id, Kind: "gitea", Scope: "repo", Path: r.repo, URL: g.URL,
+			SecretEnv: "E2E_HOOK_SECRET", Token: "env:E2E_GITEA_TOKEN", RunnerPrefix: "corral-" + r.id}},
+		Pools: []e2etest.Pool{pool("small", "corral-a", "", ""), pool("big", "corral-b", "2cpu4gb10gb", "4cpu8gb50gb")}}
 	return r
 }
 
@@ -133,105 +103,17 @@ func (r *rig) push(t testing.TB, name string, jobs [][]string) {
 	}
 }
 
-// proc is one running `corral serve`.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-func (r *rig) start(t testing.TB) *proc {
+// start starts corral serve with the rig's config.
+func (r *rig) start(t testing.TB) *e2etest.Proc {
 	t.Helper()
-	logf, err := os.CreateTemp(t.TempDir(), "corral-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(corralBin, "serve", "-config", r.conf)
-	cmd.Env = append(os.Environ(), "E2E_HOOK_SECRET="+r.secret, "E2E_GITEA_TOKEN="+r.g.token)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: logf.Name()}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		keepLog(p.log)
-		if t.Failed() {
-			dumpLog(t, p.log)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-p.done:
-			dumpLog(t, p.log)
-			t.Fatal("corral exited during start-up")
-		default:
-		}
-		resp, err := http.Get("http://" + r.listen + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("corral did not answer /healthz within 20s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (p *proc) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// stop ends corral with SIGTERM, by its pid.
-func (p *proc) stop(t testing.TB) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Error("corral did not stop within 20s of SIGTERM")
-		p.kill()
-	}
-}
-
-// keepLog copies a corral log into $CORRAL_GITEA_KEEP_LOGS, when set.
-func keepLog(path string) {
-	if dir := os.Getenv("CORRAL_GITEA_KEEP_LOGS"); dir != "" {
-		if b, err := os.ReadFile(path); err == nil {
-			_ = os.WriteFile(filepath.Join(dir, filepath.Base(path)), b, 0o644)
-		}
-	}
-}
-
-func dumpLog(t testing.TB, path string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	t.Logf("last lines of %s:\n%s", path, lastLines(string(b), 60))
+	return e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: e2etest.WriteConfig(t, r.cfg), Listen: r.listen,
+		Env: []string{"E2E_HOOK_SECRET=" + r.secret, "E2E_GITEA_TOKEN=" + r.g.token}})
 }
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e2etest.WaitFor(t, within, what, cond)
 }
 
 // giteaJobs lists the repository's jobs at Gitea, failing the test on error.
@@ -283,40 +165,8 @@ func (r *rig) corralJobs(t testing.TB) []corralJob {
 }
 
 // leftovers lists live processes whose command line names this rig's data
-// or image directory: shims, scripts and runners. Zombies are dead.
-func (r *rig) leftovers() []string {
-	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid := e.Name()
-		if pid[0] < '0' || pid[0] > '9' {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
-		if err != nil || (!bytes.Contains(cmdline, []byte(r.dataDir)) && !bytes.Contains(cmdline, []byte(r.image))) {
-			continue
-		}
-		if procState(pid) == "Z" {
-			continue
-		}
-		out = append(out, pid+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
-	}
-	return out
-}
-
-func procState(pid string) string {
-	f, err := os.Open("/proc/" + pid + "/stat")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	line, _ := bufio.NewReader(f).ReadString('\n')
-	i := strings.LastIndexByte(line, ')')
-	if i < 0 || i+2 >= len(line) {
-		return ""
-	}
-	return line[i+2 : i+3]
-}
+// or image directory: shims, scripts and runners.
+func (r *rig) leftovers() []string { return e2etest.Processes(r.dataDir, r.image) }
 
 // checkClean waits until Gitea lists no runner of the repository and no
 // process of the rig is alive.

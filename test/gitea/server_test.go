@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // giteaServer is a real Gitea on 127.0.0.1 with SQLite in a temporary
@@ -188,7 +190,7 @@ func (g *giteaServer) cli(args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("gitea %s: %w: %s", args[0], err, lastLines(errb.String()+out.String(), 15))
+		return "", fmt.Errorf("gitea %s: %w: %s", args[0], err, e2etest.LastLines(errb.String()+out.String(), 15))
 	}
 	return out.String(), nil
 }
@@ -212,15 +214,7 @@ func (g *giteaServer) stop() {
 func (g *giteaServer) tail() string {
 	b, _ := os.ReadFile(g.log)
 	l, _ := os.ReadFile(filepath.Join(g.dir, "log", "gitea.log"))
-	return lastLines(string(b)+string(l), 30)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return e2etest.LastLines(string(b)+string(l), 30)
 }
 
 // apiError is a Gitea answer with an unexpected status.

@@ -37,7 +37,7 @@ type Parser struct {
 var _ corral.WebhookParser = Parser{}
 
 // Sign returns the X-Hub-Signature-256 value for body: "sha256=" and the
-// lowercase hex HMAC-SHA256 of the exact bytes. The simulated forge and tests
+// lowercase hex HMAC-SHA256 of the exact bytes. The stand-in GitHub and tests
 // use it to sign what they send.
 func Sign(secret corral.Secret, body []byte) string {
 	return signaturePrefix + hmacsig.Sum(secret, body)

@@ -1,14 +1,18 @@
 // Package fake has hand-written, in-memory stand-ins of a forge and a
 // provider for unit tests and benchmarks of the core. They record calls and
-// can be told to fail. End-to-end tests use the simulated forge and real
-// providers instead.
+// can be told to fail. End-to-end tests use the stand-in GitHub (or a real
+// Gitea) and real providers instead. The fake provider passes
+// providertest's suite (fake_test.go).
 package fake
 
 import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github"
@@ -149,24 +153,42 @@ func (f *Forge) Count(op string) int {
 	return f.Calls[op]
 }
 
-// Provider is an in-memory provider: instances are map entries.
+// Provider is an in-memory provider: instances are map entries. Each
+// instance plays providertest's test runner without a process: it "prints"
+// the lines the runner prints for its bootstrap, stops after
+// CORRAL_TEST_RUN_FOR or at its deadline, and its "processes" (the
+// grandchild marker) live until it is deleted. Reopen gives a second
+// Provider on the same state, as a restarted corral would see it.
 type Provider struct {
-	mu        sync.Mutex
+	mu        *sync.Mutex
 	Instances map[string]corral.ProviderInstance
 	Specs     map[string]corral.InstanceSpec
 	Calls     map[string]int
 	CreateErr error
 	DeleteErr error
 	Peak      int
+	// Images, when set, are the only images Create accepts; another one
+	// fails with ErrNotFound, as a missing image does.
+	Images []string
 	// OnCreate, if set, is called at the start of each Create.
 	OnCreate func(corral.InstanceSpec)
+	now      func() time.Time
 }
 
 var _ corral.Provider = (*Provider)(nil)
 
 // NewProvider returns an empty provider.
 func NewProvider() *Provider {
-	return &Provider{Instances: map[string]corral.ProviderInstance{}, Specs: map[string]corral.InstanceSpec{}, Calls: map[string]int{}}
+	return &Provider{mu: &sync.Mutex{}, Instances: map[string]corral.ProviderInstance{}, Specs: map[string]corral.InstanceSpec{},
+		Calls: map[string]int{}, now: time.Now}
+}
+
+// Reopen returns another Provider on p's instances (a corral restart):
+// what one creates, the other lists and deletes.
+func (p *Provider) Reopen() *Provider {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return &Provider{mu: p.mu, Instances: p.Instances, Specs: p.Specs, Calls: p.Calls, Images: p.Images, now: p.now}
 }
 
 // Create records an instance.
@@ -180,10 +202,14 @@ func (p *Provider) Create(_ context.Context, spec corral.InstanceSpec) (corral.P
 	if p.CreateErr != nil {
 		return corral.ProviderInstance{}, p.CreateErr
 	}
+	if len(p.Images) > 0 && !slices.Contains(p.Images, spec.Image) {
+		return corral.ProviderInstance{}, fmt.Errorf("image %q: %w", spec.Image, corral.ErrNotFound)
+	}
 	if _, ok := p.Instances[spec.InstanceID]; ok {
 		return corral.ProviderInstance{}, fmt.Errorf("instance %s exists: %w", spec.InstanceID, corral.ErrConflict)
 	}
-	pi := corral.ProviderInstance{ProviderID: "p-" + spec.InstanceID, InstanceID: spec.InstanceID, PoolID: spec.PoolID, Running: true}
+	pi := corral.ProviderInstance{ProviderID: "p-" + spec.InstanceID, InstanceID: spec.InstanceID, PoolID: spec.PoolID,
+		Running: true, CreatedAt: p.now()}
 	p.Instances[spec.InstanceID] = pi
 	p.Specs[spec.InstanceID] = spec
 	if len(p.Instances) > p.Peak {
@@ -201,19 +227,86 @@ func (p *Provider) Delete(_ context.Context, pi corral.ProviderInstance) error {
 		return p.DeleteErr
 	}
 	delete(p.Instances, pi.InstanceID)
+	delete(p.Specs, pi.InstanceID)
 	return nil
 }
 
-// List returns every instance (the fake serves one controller).
-func (p *Provider) List(context.Context, string) ([]corral.ProviderInstance, error) {
+// List returns the instances created for controllerID.
+func (p *Provider) List(_ context.Context, controllerID string) ([]corral.ProviderInstance, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.Calls["list"]++
 	out := make([]corral.ProviderInstance, 0, len(p.Instances))
-	for _, pi := range p.Instances {
+	for id, pi := range p.Instances {
+		if p.Specs[id].ControllerID != controllerID {
+			continue
+		}
+		pi.Running = pi.Running && p.runningLocked(id)
 		out = append(out, pi)
 	}
 	return out, nil
+}
+
+// runningLocked: the simulated runner has not stopped by itself (its run
+// time or the instance's deadline passed).
+func (p *Provider) runningLocked(id string) bool {
+	spec, pi, now := p.Specs[id], p.Instances[id], p.now()
+	if !spec.Deadline.IsZero() && !now.Before(spec.Deadline) {
+		return false
+	}
+	if d, err := time.ParseDuration(spec.Bootstrap.Env[envRunFor].Reveal()); err == nil && !now.Before(pi.CreatedAt.Add(d)) {
+		return false
+	}
+	return true
+}
+
+// The providertest runner's variables (see providertest.RunTestRunner;
+// spelled out here so the core's tests do not import the suite).
+const (
+	envRunFor     = "CORRAL_TEST_RUN_FOR"
+	envEcho       = "CORRAL_TEST_ECHO"
+	envReadFile   = "CORRAL_TEST_READ_FILE"
+	envGrandchild = "CORRAL_TEST_GRANDCHILD"
+)
+
+// Output is what the instance's simulated test runner printed so far.
+func (p *Provider) Output(instanceID string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	spec, ok := p.Specs[instanceID]
+	if !ok {
+		return ""
+	}
+	env := spec.Bootstrap.Env
+	var b strings.Builder
+	fmt.Fprintf(&b, "corral-test-runner: pid=0 instance=%s\n", spec.InstanceID)
+	if v, ok := env[envEcho]; ok {
+		fmt.Fprintf(&b, "echo=%s\n", v.Reveal())
+	}
+	if v, ok := env[envReadFile]; ok {
+		fmt.Fprintf(&b, "file=%s\n", spec.Bootstrap.Files[v.Reveal()].Reveal())
+	}
+	if v, ok := env[envGrandchild]; ok {
+		fmt.Fprintf(&b, "grandchild=%s\n", v.Reveal())
+	}
+	if !p.Instances[instanceID].Running || !p.runningLocked(instanceID) {
+		b.WriteString("corral-test-runner: done\n")
+	}
+	return b.String()
+}
+
+// Processes counts the live instances whose simulated runner started a
+// grandchild with marker.
+func (p *Provider) Processes(marker string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, spec := range p.Specs {
+		if spec.Bootstrap.Env[envGrandchild].Reveal() == marker {
+			n++
+		}
+	}
+	return n
 }
 
 // Exit marks an instance's runner as exited.

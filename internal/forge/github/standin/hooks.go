@@ -223,7 +223,7 @@ func (s *Server) sendLocked(t hookTarget, event, action string, p map[string]any
 		s.out.bump(func(w *WebhookStats) { w.Duplicated++ })
 	}
 	for i, d := range copies {
-		s.out.push(d, hold && i == 0)
+		s.pushLocked(d, hold && i == 0, f.MaxDelay)
 	}
 }
 

@@ -91,12 +91,15 @@ type Faults struct {
 	// same GUID), reordered (held back until after a later one), and
 	// failed (listed as failed by the deliveries API, not sent).
 	DropRate, DuplicateRate, ReorderRate, FailDeliveryRate float64
+	// MaxDelay holds each webhook back a random time up to it (delay.go).
+	MaxDelay time.Duration
 }
 
 // WebhookStats counts webhook deliveries. Sent counts successful HTTP
 // attempts, Failed failed ones plus FaultFailed (recorded failed, not sent).
 type WebhookStats struct {
 	Sent, Dropped, Duplicated, Reordered, Failed, FaultFailed, Redelivered, Pending int
+	Delayed                                                                         int // held back by Faults.MaxDelay
 }
 
 // Stats is a snapshot of the stand-in's counters.

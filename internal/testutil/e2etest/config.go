@@ -1,0 +1,152 @@
+package e2etest
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"text/template"
+)
+
+// Config is what an end-to-end test says about corral's configuration.
+// WriteConfig turns it into a config file with the one template below:
+// when the config file's shape changes, this file is the only one of the
+// end-to-end suites to change.
+type Config struct {
+	Listen, DataDir string
+	Store           string // "sqlite" (default) or a PostgreSQL DSN
+	ControllerID    string // default "e2e"
+	Reconcile       string // reconcile_interval, default "1s"
+	LogLevel        string // default "info"
+	Targets         []Target
+	Pools           []Pool
+	Docker          *Docker // the docker provider's settings, if any pool uses it
+}
+
+// Target is one forge target. Secrets are named by environment variable.
+type Target struct {
+	ID, Kind, Scope, Path, URL string
+	SecretEnv                  string // webhook secret: env:SecretEnv
+	Token                      string // a reference: "env:X" or "file:/path"
+	RunnerPrefix               string
+	AppID                      int64 // GitHub App id (settings.app_id), 0 for none
+}
+
+// Pool is one pool. Empty durations get the defaults in WriteConfig.
+type Pool struct {
+	ID                                                   string
+	Labels                                               []string
+	Provider                                             string // default "process"
+	Image, Flavor, MaxFlavor                             string
+	MaxInstances, MinIdle                                int
+	BootTimeout, MaxJobRuntime, IdleTimeout, MaxLifetime string
+}
+
+// Docker is the docker provider's section.
+type Docker struct {
+	Network   string
+	Endpoints []Endpoint
+}
+
+// Endpoint is one Docker engine; Max 0 means no per-engine limit.
+type Endpoint struct {
+	Name, Host string
+	Max        int
+}
+
+var configTmpl = template.Must(template.New("corral.yaml").Parse(`listen: {{.Listen}}
+data_dir: {{.DataDir}}
+store: {{.Store}}
+controller_id: {{.ControllerID}}
+reconcile_interval: {{.Reconcile}}
+log: {level: {{.LogLevel}}, format: text}
+targets:
+{{- range .Targets}}
+  - id: {{.ID}}
+    kind: {{.Kind}}
+    scope: {{.Scope}}
+    path: {{.Path}}
+    url: {{.URL}}
+    webhook_secret: env:{{.SecretEnv}}
+    token: {{.Token}}
+    runner_prefix: {{.RunnerPrefix}}
+{{- if .AppID}}
+    settings: {app_id: "{{.AppID}}"}
+{{- end}}
+{{- end}}
+pools:
+{{- range .Pools}}
+  - id: {{.ID}}
+    labels: [{{range $i, $l := .Labels}}{{if $i}}, {{end}}{{$l}}{{end}}]
+    provider: {{.Provider}}
+{{- if .Image}}
+    image: {{.Image}}
+{{- end}}
+{{- if .Flavor}}
+    flavor: {{.Flavor}}
+{{- end}}
+{{- if .MaxFlavor}}
+    max_flavor: {{.MaxFlavor}}
+{{- end}}
+    max_instances: {{.MaxInstances}}
+    min_idle: {{.MinIdle}}
+    boot_timeout: {{.BootTimeout}}
+    max_job_runtime: {{.MaxJobRuntime}}
+    idle_timeout: {{.IdleTimeout}}
+    max_lifetime: {{.MaxLifetime}}
+{{- end}}
+{{- with .Docker}}
+providers:
+  docker:
+    network: {{.Network}}
+    endpoints:
+{{- range .Endpoints}}
+      - {name: {{.Name}}, host: "{{.Host}}"{{if .Max}}, max_instances: {{.Max}}{{end}}}
+{{- end}}
+{{- end}}
+`))
+
+func (c *Config) defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Store, "sqlite")
+	def(&c.ControllerID, "e2e")
+	def(&c.Reconcile, "1s")
+	def(&c.LogLevel, "info")
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		def(&p.Provider, "process")
+		def(&p.BootTimeout, "30s")
+		def(&p.MaxJobRuntime, "2m")
+		def(&p.IdleTimeout, "5s")
+		def(&p.MaxLifetime, "10m")
+	}
+}
+
+// Render returns the config file's text.
+func (c Config) Render() ([]byte, error) {
+	c.Targets = append([]Target(nil), c.Targets...)
+	c.Pools = append([]Pool(nil), c.Pools...)
+	c.defaults()
+	var b bytes.Buffer
+	err := configTmpl.Execute(&b, c)
+	return b.Bytes(), err
+}
+
+// WriteConfig writes c to a new file in a temporary directory and returns
+// its path.
+func WriteConfig(t testing.TB, c Config) string {
+	t.Helper()
+	b, err := c.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "corral.yaml")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

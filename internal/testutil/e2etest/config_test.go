@@ -1,0 +1,45 @@
+package e2etest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/corral-ci/corral/internal/config"
+)
+
+// TestConfig_Render: every shape the suites write is a config that corral
+// accepts, so a change of the config file's shape fails here first, not in
+// the middle of an end-to-end run.
+func TestConfig_Render(t *testing.T) {
+	c := Config{Listen: "127.0.0.1:1", DataDir: "/tmp/e2etest-data",
+		Targets: []Target{
+			{ID: "gh", Kind: "github", Scope: "org", Path: "e2e", URL: "http://127.0.0.1:2", SecretEnv: "S", Token: "env:T", RunnerPrefix: "corral-gh"},
+			{ID: "app", Kind: "github", Scope: "org", Path: "beta", URL: "http://127.0.0.1:2", SecretEnv: "S", Token: "env:T", RunnerPrefix: "corral-app", AppID: 7},
+			{ID: "gt", Kind: "gitea", Scope: "repo", Path: "o/r", URL: "http://127.0.0.1:3", SecretEnv: "S", Token: "env:T", RunnerPrefix: "corral-gt"},
+		},
+		Pools: []Pool{
+			{ID: "linux", Labels: []string{"corral"}, Image: "/opt/runner", Flavor: "2cpu4gb10gb", MaxFlavor: "8cpu16gb50gb", MaxInstances: 4, MinIdle: 1},
+			{ID: "box", Labels: []string{"corral-c", "x"}, Provider: "docker", Image: "runner:1", MaxInstances: 2, BootTimeout: "60s"},
+		},
+		Docker: &Docker{Network: "host", Endpoints: []Endpoint{{Name: "a", Host: "unix:///run/a.sock", Max: 2}, {Name: "b", Host: "unix:///run/b.sock"}}},
+	}
+	b, err := c.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string { return map[string]string{"S": "secret", "T": "token"}[k] }
+	cfg, err := config.Parse("e2e.yaml", b, getenv)
+	if err != nil {
+		t.Fatalf("corral refuses the harness's config: %v\n%s", err, b)
+	}
+	d, err := cfg.Domain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Targets) != 3 || len(d.Pools) != 2 || d.Targets[1].Settings["app_id"] != "7" || d.Pools[0].MinIdle != 1 || d.Pools[1].Provider != "docker" {
+		t.Errorf("config read back: targets %+v pools %+v", d.Targets, d.Pools)
+	}
+	if !strings.Contains(string(b), "controller_id: e2e") {
+		t.Errorf("default controller id missing:\n%s", b)
+	}
+}
