@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
-	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/store/sqlite"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // TestReload changes a pool's max_instances and labels in a running
@@ -25,40 +26,33 @@ import (
 // lost, and the process never restarts.
 func TestReload(t *testing.T) {
 	const jobs, before, after = 40, 6, 2
-	f := newForge(t, sim.Options{Seed: 11})
-	listen := freePort(t)
-	dataDir := filepath.Join(t.TempDir(), "data")
-	f.AddTarget("e2e", "http://"+listen+"/webhooks/e2e", f.secret)
-	cfg := writeConfig(t, setup{Listen: listen, DataDir: dataDir, ForgeURL: f.URL, PoolMax: before})
-	p := startCorral(t, cfg, f, listen)
-	pid := p.cmd.Process.Pid
+	r := newRig(t, standin.Options{Seed: 11}, setup{PoolMax: before})
+	cfg := e2etest.WriteConfig(t, r.cfg)
+	p := e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: cfg, Listen: r.listen, Env: r.Env()})
+	pid := p.Pid()
+	dataDir, listen := r.dataDir, r.listen
 
 	for i := 0; i < jobs; i++ {
-		f.QueueJob("e2e", sim.JobSpec{Name: fmt.Sprint("job-", i), Labels: []string{"corral", "batch", fmt.Sprint("run-", i)},
-			Duration: 400 * time.Millisecond})
+		r.queue(i, []string{"corral", "batch", fmt.Sprint("run-", i)}, 400*time.Millisecond)
 	}
-	waitFor(t, 60*time.Second, "the pool to fill up to its first limit", func() bool { return f.Stats().PeakRunners >= before })
+	waitFor(t, 60*time.Second, "the pool to fill up to its first limit", func() bool { return r.Stats().PeakRunners >= before })
 
 	// Rewrite the file: max 2, and pool labels [corral, batch].
-	b, err := os.ReadFile(cfg)
+	edit := r.cfg
+	edit.Pools = append([]e2etest.Pool(nil), r.cfg.Pools...)
+	edit.Pools[0].MaxInstances = after
+	edit.Pools[0].Labels = []string{"corral", "batch"}
+	b, err := os.ReadFile(e2etest.WriteConfig(t, edit))
 	if err != nil {
 		t.Fatal(err)
 	}
-	edited := strings.Replace(string(b), fmt.Sprintf("max_instances: %d", before), fmt.Sprintf("max_instances: %d", after), 1)
-	edited = strings.Replace(edited, "labels: [corral]", "labels: [corral, batch]", 1)
-	if edited == string(b) {
-		t.Fatal("config edit changed nothing")
-	}
-	if err := os.WriteFile(cfg, []byte(edited), 0o600); err != nil {
+	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the reload in the log", func() bool {
-		l, _ := os.ReadFile(p.log)
-		return strings.Contains(string(l), "catalog changed")
-	})
+	waitFor(t, 10*time.Second, "the reload in the log", func() bool { return strings.Contains(p.Output(), "catalog changed") })
 
 	// Watch the store: once the pool is down to the new limit, it must
 	// stay within it (the next reservation obeys the new max).
@@ -90,8 +84,8 @@ func TestReload(t *testing.T) {
 		}
 	}()
 	// A job without the new label is refused with the reason.
-	f.QueueJob("e2e", sim.JobSpec{Name: "unlabelled", Labels: []string{"corral", "run-x"}, Duration: time.Millisecond})
-	waitFor(t, 180*time.Second, "every labelled job completed", func() bool { return f.Stats().JobsCompleted >= jobs })
+	r.Queue("unlabelled", []string{"corral", "run-x"}, time.Millisecond)
+	waitFor(t, 180*time.Second, "every labelled job completed", func() bool { return r.Count(standin.StatusCompleted) >= jobs })
 	cancel()
 	<-watched
 	if !reached.Load() {
@@ -105,19 +99,21 @@ func TestReload(t *testing.T) {
 		t.Errorf("unlabelled job after the reload: %d %s", code, body)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 		t.Fatal("corral exited")
 	default:
 	}
-	if p.cmd.Process.Pid != pid {
+	if p.Pid() != pid {
 		t.Fatal("corral restarted")
 	}
-	l, _ := os.ReadFile(p.log)
-	if n := strings.Count(string(l), "corral serving"); n != 1 {
+	if n := strings.Count(p.Output(), "corral serving"); n != 1 {
 		t.Errorf("corral started %d times, want once (a reload restarts nothing)", n)
 	}
-	p.stop(t)
-	t.Logf("%d jobs; limit %d -> %d by SIGHUP; peak at the forge %d", jobs, before, after, f.Stats().PeakRunners)
+	waitFor(t, 60*time.Second, "every registration removed and every runner process gone", func() bool {
+		return r.Stats().Registered == 0 && len(runnerProcesses(dataDir)) == 0
+	})
+	p.Stop(t)
+	t.Logf("%d jobs; limit %d -> %d by SIGHUP; peak at the forge %d", jobs, before, after, r.Stats().PeakRunners)
 }
 
 func httpGet(t *testing.T, url string) (int, string) {
