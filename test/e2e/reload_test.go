@@ -33,9 +33,10 @@ func TestReload(t *testing.T) {
 	dataDir, listen := r.dataDir, r.listen
 
 	for i := 0; i < jobs; i++ {
-		r.queue(i, []string{"corral", "batch", fmt.Sprint("run-", i)}, 400*time.Millisecond)
+		r.queue(i, []string{"corral", "batch", fmt.Sprint("run-", i)}, time.Second)
 	}
-	waitFor(t, 60*time.Second, "the pool to fill up to its first limit", func() bool { return r.Stats().PeakRunners >= before })
+	// Jobs flow above the limit to come before it changes.
+	waitFor(t, 120*time.Second, "more runners than the new limit", func() bool { return r.Stats().PeakRunners > after+1 })
 
 	// Rewrite the file: max 2, and pool labels [corral, batch].
 	edit := r.cfg
