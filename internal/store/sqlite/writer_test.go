@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/store"
 )
 
 func openTest(t *testing.T, path string) *Store {
@@ -230,8 +231,12 @@ func TestOpen_migrationsIdempotent(t *testing.T) {
 	if err := db.QueryRow("SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &maxv); err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 || maxv != 1 {
-		t.Errorf("schema_migrations: %d rows, max version %d; want 1, 1", n, maxv)
+	ms, err := store.LoadMigrations(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ms[len(ms)-1].Version; n != len(ms) || maxv != want {
+		t.Errorf("schema_migrations: %d rows, max version %d; want %d, %d", n, maxv, len(ms), want)
 	}
 	var mode string
 	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
