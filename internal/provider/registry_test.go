@@ -179,5 +179,7 @@ func TestRegister_Twice(t *testing.T) {
 		}
 	}()
 	provider.Register(provider.Type{Name: "toy", NewSettings: func() provider.Settings { return &toySettings{} },
-		Open: func(context.Context, string, provider.Settings, provider.Env) (corral.Provider, error) { return nil, nil }})
+		Open: func(context.Context, string, provider.Settings, provider.Env) (corral.Provider, error) {
+			return nil, nil
+		}})
 }
