@@ -8,7 +8,7 @@ import (
 
 // The pools of issue 18 item 4: arch-less jobs must not overflow to arm.
 const archConfig = `targets:
-  - {id: acme, kind: sim, scope: org, path: acme, url: "http://127.0.0.1:9"}
+  - {id: acme, kind: gitea, scope: org, path: acme, url: "http://127.0.0.1:9", webhook_secret: w, token: k}
 pools:
   - {id: small-docker, labels: [corral], provider: process, flavor: 2cpu4gb20gb, max_flavor: 8cpu16gb100gb}
   - {id: arm, labels: [corral], provider: process, arch: arm64, flavor: 2cpu4gb20gb}

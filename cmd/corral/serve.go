@@ -21,8 +21,6 @@ import (
 	"github.com/corral-ci/corral/internal/config"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
-	"github.com/corral-ci/corral/internal/provider/docker"
-	"github.com/corral-ci/corral/internal/provider/process"
 	"github.com/corral-ci/corral/internal/runners"
 	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/store/sqlite"
@@ -66,10 +64,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	providers, err := openProviders(cfg, dom.Pools, log)
+	providers, err := openProviders(ctx, cfg, dom, store, log)
 	if err != nil {
 		return err
 	}
+	go forgetRetired(ctx, store, dom.Providers, cfg.ReconcileInterval, log)
 	cache, runnerDir, err := openRunners(cfg, log)
 	if err != nil {
 		return err
@@ -221,55 +220,6 @@ func defaultImages(pools []corral.Pool) {
 			pools[i].Image = exe
 		}
 	}
-}
-
-// openProviders makes the providers the pools name. A process pool without
-// an image runs corral's own simulated runner.
-func openProviders(cfg *config.Config, pools []corral.Pool, log *slog.Logger) (map[string]corral.Provider, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]corral.Provider{}
-	for i := range pools {
-		p := &pools[i]
-		if out[p.Provider] != nil {
-			if p.Provider == "process" && p.Image == "" {
-				p.Image = exe
-			}
-			continue
-		}
-		var prov corral.Provider
-		switch p.Provider {
-		case "process":
-			if p.Image == "" {
-				p.Image = exe
-			}
-			prov, err = process.New(process.Config{Dir: filepath.Join(cfg.DataDir, "instances"), Shim: []string{exe, "shim"}, Logger: log})
-		case "docker":
-			prov, err = docker.New(dockerConfig(cfg.Providers.Docker, log))
-		default:
-			return nil, fmt.Errorf("pool %s: provider %q is not available (corral has: process, docker)", p.ID, p.Provider)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("provider %s: %w", p.Provider, err)
-		}
-		out[p.Provider] = prov
-	}
-	return out, nil
-}
-
-func dockerConfig(c config.Docker, log *slog.Logger) docker.Config {
-	dc := docker.Config{Network: c.Network, ReadOnlyRoot: c.ReadOnlyRoot, LogDriver: c.LogDriver, Logger: log,
-		DindImage: c.DindImage, DindCapabilities: c.DindCapabilities}
-	for _, e := range c.Endpoints {
-		dc.Endpoints = append(dc.Endpoints, docker.Endpoint{Name: e.Name, Host: e.Host, TLSCA: e.TLSCA,
-			TLSCert: e.TLSCert, TLSKey: e.TLSKey, MaxInstances: e.MaxInstances})
-	}
-	if len(dc.Endpoints) == 0 {
-		dc.Endpoints = []docker.Endpoint{{Name: "local", Host: "unix:///var/run/docker.sock"}}
-	}
-	return dc
 }
 
 // openRunners makes the runner-release cache when the config names runner

@@ -15,7 +15,10 @@ import (
 
 	_ "time/tzdata" // schedules load their time zone even on a bare image
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/provider"
 	"github.com/corral-ci/corral/internal/secretbox"
 )
 
@@ -55,8 +58,9 @@ type Config struct {
 	// Sizes overrides or adds size words (word: capacity word).
 	Sizes map[string]string `yaml:"sizes"`
 	Pools []Pool            `yaml:"pools"`
-	// Providers configures the providers pools name.
-	Providers Providers `yaml:"providers"`
+	// Providers declares the named provider instances pools name (see
+	// Provider; package provider holds the types).
+	Providers []Provider `yaml:"providers"`
 	// Runners configures corral's cache of runner releases.
 	Runners Runners `yaml:"runners"`
 	// DefaultArch is the arch of jobs that name none (default x64): only
@@ -82,34 +86,6 @@ type Runners struct {
 	Keep            int           `yaml:"keep"`             // versions kept per platform (default 3)
 	RefreshInterval time.Duration `yaml:"refresh_interval"` // default 6h
 	PublicURL       string        `yaml:"public_url"`       // where machines download releases, e.g. http://corral:8080/runners/
-}
-
-// Providers holds each provider's settings.
-type Providers struct {
-	Docker Docker `yaml:"docker"`
-}
-
-// Docker configures the docker provider: the engines it places
-// instances on (the one with the most free room first).
-type Docker struct {
-	Endpoints    []DockerEndpoint `yaml:"endpoints"`
-	Network      string           `yaml:"network"`        // host (default) or none
-	ReadOnlyRoot bool             `yaml:"read_only_root"` // the runner's root file system read-only
-	LogDriver    string           `yaml:"log_driver"`     // "none" keeps runner output off the engine's disk
-	// DindImage runs the per-instance Docker daemon of pools with
-	// docker_in_docker (privileged: see the README).
-	DindImage        string   `yaml:"dind_image"`
-	DindCapabilities []string `yaml:"dind_capabilities"` // instead of privileged, where the host refuses it
-}
-
-// DockerEndpoint is one Docker engine.
-type DockerEndpoint struct {
-	Name         string `yaml:"name"`
-	Host         string `yaml:"host"` // unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host
-	TLSCA        string `yaml:"tls_ca"`
-	TLSCert      string `yaml:"tls_cert"`
-	TLSKey       string `yaml:"tls_key"`
-	MaxInstances int    `yaml:"max_instances"`
 }
 
 // Log configures logging.
@@ -161,8 +137,12 @@ type Pool struct {
 	MaxLifetime   time.Duration     `yaml:"max_lifetime"`
 	// Runner "managed": instances get their runner from corral's cache.
 	Runner string `yaml:"runner"`
-	// DockerInDocker: each instance gets a private Docker daemon (docker
-	// provider only; providers.docker.dind_image must be set).
+	// Options are options for the pool's provider type, decoded by the
+	// type's pool-options struct into ProviderOptions.
+	Options         *yaml.Node           `yaml:"options"`
+	ProviderOptions provider.PoolOptions `yaml:"-"`
+	// DockerInDocker is the deprecated spelling of options:
+	// {docker_in_docker: true}.
 	DockerInDocker bool `yaml:"docker_in_docker"`
 	// AcceptAnyArch: the pool also takes jobs that name no arch when its
 	// arch is not default_arch.
@@ -199,6 +179,7 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 	c := &Config{file: name, src: newSources(name)}
 	d := &decoder{file: name, src: c.src, getenv: getenv, warn: &c.Warnings}
 	d.decodeFile(data, c)
+	c.decodeProviders(d)
 	c.applyEnv(d)
 	c.applyDefaults()
 	c.resolveSealed(d)

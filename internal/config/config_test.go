@@ -377,7 +377,7 @@ pools:
   - {id: q, labels: [other], provider: process, docker_in_docker: true}
 `
 	_, err := Parse("c.yaml", []byte(cfg), func(string) string { return "" })
-	for _, want := range []string{"c.yaml:4: pools[0].docker_in_docker: needs providers.docker.dind_image", "c.yaml:5: pools[1].docker_in_docker: only the docker provider"} {
+	for _, want := range []string{"c.yaml:4: pools[0].docker_in_docker: needs dind_image", "c.yaml:5: pools[1].docker_in_docker: only the docker provider"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
@@ -389,7 +389,10 @@ pools:
 		t.Fatal(err)
 	}
 	d, err := c.Domain()
-	if err != nil || !d.Pools[0].DockerInDocker {
+	if err != nil || string(d.Pools[0].ProviderOptions) != `{"docker_in_docker":true}` {
 		t.Fatalf("pool = %+v, %v", d.Pools, err)
+	}
+	if len(c.Warnings) == 0 || !strings.Contains(strings.Join(c.Warnings, "\n"), "c.yaml:4: pools[0].docker_in_docker: deprecated; write options: {docker_in_docker: true}") {
+		t.Errorf("no deprecation warning for the pool-level docker_in_docker: %q", c.Warnings)
 	}
 }

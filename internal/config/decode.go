@@ -100,6 +100,12 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 		return // "key:" with nothing: the zero value
 	}
 	switch {
+	case v.Type() == providersType:
+		v.Set(reflect.ValueOf(d.providerList(n, key)))
+		return
+	case v.Type() == nodeType:
+		v.Set(reflect.ValueOf(n)) // decoded once its type is known
+		return
 	case v.Type() == secretType:
 		if n.Kind != yaml.ScalarNode {
 			d.problem(n.Line, key, "want a string") // never echo a secret

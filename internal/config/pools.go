@@ -70,7 +70,7 @@ func (b *builder) buildPools() []corral.Pool {
 		}
 		cp := corral.Pool{
 			ID: p.ID, TenantID: p.Tenant, Targets: slices.Clone(p.Targets), Labels: slices.Clone(p.Labels),
-			Provider: p.Provider, Image: p.Image, Priority: p.Priority, ManagedRunner: p.Runner == "managed", DockerInDocker: p.DockerInDocker,
+			Provider: p.Provider, Image: p.Image, Priority: p.Priority, ManagedRunner: p.Runner == "managed", ProviderOptions: poolOptions(p.ProviderOptions),
 			AcceptAnyArch: p.AcceptAnyArch,
 			MaxInstances:  p.MaxInstances, MinIdle: p.MinIdle,
 			BootTimeout: p.BootTimeout, MaxJobRuntime: p.MaxJobRuntime, IdleTimeout: p.IdleTimeout, MaxLifetime: p.MaxLifetime,

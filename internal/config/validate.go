@@ -58,6 +58,9 @@ type Domain struct {
 	Tenants []corral.Tenant
 	Targets []corral.Target
 	Pools   []corral.Pool
+	// Providers are the provider instances declared (or implied by pools
+	// that name a type), with their settings as JSON.
+	Providers []corral.ProviderDef
 	// Sizes is the full size-word table: route's defaults with the
 	// config's sizes over them (pass it as route.Options.Sizes).
 	Sizes map[string]corral.Flavor
@@ -123,7 +126,8 @@ func (c *Config) build() (Domain, []Problem) {
 	if _, err := route.New(d.Pools, route.Options{Sizes: d.Sizes, DefaultArch: d.DefaultArch}); err != nil {
 		b.routeProblems(err)
 	}
-	b.providers()
+	b.runners()
+	d.Providers = b.buildProviders()
 	slices.SortStableFunc(b.problems, func(x, y Problem) int {
 		return cmp.Or(cmp.Compare(x.File, y.File), cmp.Compare(x.Line, y.Line))
 	})
@@ -138,16 +142,7 @@ var (
 
 const slugMsg = "want lowercase letters, digits and dashes (at most 63)"
 
-// knownProviders are the providers corral has.
-var knownProviders = []string{"process", "docker"}
-
-func (b *builder) providers() {
-	for i, p := range b.c.Pools {
-		// An empty provider is reported with the pool's other problems.
-		if p.Provider != "" && !slices.Contains(knownProviders, p.Provider) {
-			b.bad(fmt.Sprintf("pools[%d].provider", i), "want one of %v, got %q", knownProviders, p.Provider)
-		}
-	}
+func (b *builder) runners() {
 	managed := false
 	for i, p := range b.c.Pools {
 		switch p.Runner {
@@ -156,16 +151,6 @@ func (b *builder) providers() {
 			managed = true
 		default:
 			b.bad(fmt.Sprintf("pools[%d].runner", i), "want \"managed\" or nothing, got %q", p.Runner)
-		}
-	}
-	for i, p := range b.c.Pools {
-		if !p.DockerInDocker {
-			continue
-		}
-		if p.Provider != "docker" {
-			b.bad(fmt.Sprintf("pools[%d].docker_in_docker", i), "only the docker provider runs a per-instance Docker daemon")
-		} else if b.c.Providers.Docker.DindImage == "" {
-			b.bad(fmt.Sprintf("pools[%d].docker_in_docker", i), "needs providers.docker.dind_image")
 		}
 	}
 	rn := b.c.Runners
@@ -182,28 +167,6 @@ func (b *builder) providers() {
 	}
 	if rn.MirrorURL != "" {
 		b.checkURL("runners.mirror_url", rn.MirrorURL)
-	}
-	dk := b.c.Providers.Docker
-	switch dk.Network {
-	case "", "host", "none":
-	default:
-		b.bad("providers.docker.network", "want host or none, got %q", dk.Network)
-	}
-	names := map[string]bool{}
-	for i, e := range dk.Endpoints {
-		k := fmt.Sprintf("providers.docker.endpoints[%d]", i)
-		if e.Host == "" {
-			b.bad(k+".host", "required: unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST")
-		} else if u, err := url.Parse(e.Host); err != nil || !slices.Contains([]string{"unix", "tcp", "ssh"}, u.Scheme) {
-			b.bad(k+".host", "want a unix://, tcp:// or ssh:// address, got %q", e.Host)
-		}
-		if names[e.Name] {
-			b.bad(k+".name", "duplicate endpoint name %q", e.Name)
-		}
-		names[e.Name] = true
-		if e.MaxInstances < 0 {
-			b.bad(k+".max_instances", "want 0 (no cap) or more")
-		}
 	}
 }
 

@@ -80,6 +80,9 @@ type Instance struct {
 	// once busy; 0 for a warm runner not bound to a job.
 	JobID int64
 
+	// Provider names the provider instance that makes and deletes it,
+	// recorded when it is reserved ("" in rows older than that record).
+	Provider   string
 	ProviderID string // the provider's handle, once created
 	RunnerID   int64  // the forge's runner id, once known
 

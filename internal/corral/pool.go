@@ -1,6 +1,9 @@
 package corral
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Flavor is the size of an instance: CPU count, memory and disk in MiB, and
 // the CPU architecture ("x64" or "arm64").
@@ -20,7 +23,8 @@ type Pool struct {
 	Targets []string
 	// Labels the pool requires on a job (all of them), e.g. ["corral"].
 	Labels []string
-	// Provider names the provider (e.g. "process", "docker"); Image is
+	// Provider names the provider instance (e.g. "local", "rack1"; "process"
+	// or "docker" for the implicit instances of those types); Image is
 	// what the provider starts (image name, runner path, VM disk).
 	Provider string
 	Image    string
@@ -28,9 +32,9 @@ type Pool struct {
 	// accepts from corral's own cache (package runners), instead of one
 	// baked into the image.
 	ManagedRunner bool
-	// DockerInDocker gives each instance a private Docker daemon (docker
-	// provider), destroyed with it; the host's socket is never shared.
-	DockerInDocker bool
+	// ProviderOptions are options for the pool's provider type (JSON of
+	// its pool-options struct, e.g. docker_in_docker), opaque here.
+	ProviderOptions json.RawMessage
 	// Flavor is the default size; Max is the largest a job may ask for.
 	Flavor Flavor
 	Max    Flavor

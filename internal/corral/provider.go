@@ -2,6 +2,7 @@ package corral
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -23,9 +24,10 @@ type InstanceSpec struct {
 	// share a host directory give it to the instance read-only, at
 	// RunnerMount inside containers.
 	RunnerDir string
-	// DockerInDocker asks for a private Docker daemon for this instance
-	// only (providers that support it), destroyed with the instance.
-	DockerInDocker bool
+	// Options are the pool's options for its provider type (JSON of the
+	// type's pool-options struct, e.g. Docker-in-Docker); the provider
+	// decodes them. Empty: none.
+	Options json.RawMessage
 }
 
 // RunnerMount is where containers see InstanceSpec.RunnerDir.
@@ -40,6 +42,18 @@ type ProviderInstance struct {
 	// or machine stopped) but the instance is not deleted yet.
 	Running   bool
 	CreatedAt time.Time
+}
+
+// ProviderDef is a named provider instance as declared in the config and
+// kept in the store: its type and its settings (JSON of the type's
+// settings struct; secrets by reference only). The store keeps it so that
+// a provider removed from the config can still be opened to delete the
+// instances it made.
+type ProviderDef struct {
+	Name      string
+	Type      string
+	Settings  json.RawMessage
+	UpdatedAt time.Time
 }
 
 // Provider creates, deletes and lists instances.

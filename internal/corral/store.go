@@ -46,6 +46,8 @@ type ReadTx interface {
 	Tenants(ctx context.Context) ([]Tenant, error)
 	Targets(ctx context.Context) ([]Target, error)
 	Pools(ctx context.Context) ([]Pool, error)
+	// ProviderDefs lists the provider instances recorded, by name.
+	ProviderDefs(ctx context.Context) ([]ProviderDef, error)
 
 	Job(ctx context.Context, id int64) (Job, error)
 	JobByForgeID(ctx context.Context, targetID string, forgeJobID int64) (Job, error)
@@ -84,6 +86,10 @@ type Tx interface {
 	DeletePool(ctx context.Context, id string) error
 	// BumpCatalogVersion increments the catalog version and returns it.
 	BumpCatalogVersion(ctx context.Context) (int64, error)
+	// PutProviderDef inserts or replaces a provider instance's definition
+	// by name; DeleteProviderDef forgets one (nil if it is unknown).
+	PutProviderDef(ctx context.Context, d ProviderDef) error
+	DeleteProviderDef(ctx context.Context, name string) error
 
 	// InsertDelivery records a webhook delivery id for a target. It
 	// returns false if the id was recorded before (a duplicate).

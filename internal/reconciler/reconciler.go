@@ -301,11 +301,7 @@ func (r *Reconciler) diagnose(ctx context.Context, f corral.Forge, in corral.Ins
 	if !ok {
 		return nil
 	}
-	pool, ok := r.v().pools[in.PoolID]
-	if !ok {
-		return nil
-	}
-	lr, ok := r.cfg.Providers[pool.Provider].(corral.LogReader)
+	lr, ok := r.cfg.Providers[r.providerName(in)].(corral.LogReader)
 	if !ok {
 		return nil
 	}

@@ -271,8 +271,7 @@ func (r *Reconciler) providerAgainst(ctx context.Context, name string, p corral.
 		}
 	}
 	for _, in := range ins {
-		pool, ok := r.v().pools[in.PoolID]
-		if !ok || pool.Provider != name || listed[in.ID] {
+		if r.providerName(in) != name || listed[in.ID] {
 			continue
 		}
 		switch in.State {
@@ -330,4 +329,14 @@ func (r *Reconciler) timeouts(ctx context.Context, ins []corral.Instance) error 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// providerName is the provider instance that makes and deletes in: the one
+// recorded on it or, for rows older than that record, its pool's ("" when
+// the pool is gone too).
+func (r *Reconciler) providerName(in corral.Instance) string {
+	if in.Provider != "" {
+		return in.Provider
+	}
+	return r.v().pools[in.PoolID].Provider
 }

@@ -56,7 +56,13 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 	spec := corral.InstanceSpec{
 		InstanceID: in.ID, Name: in.Name, ControllerID: s.cfg.ControllerID, PoolID: pool.ID,
 		Image: pool.Image, Flavor: in.Flavor, Labels: in.Labels, Deadline: in.ExpiresAt,
-		DockerInDocker: pool.DockerInDocker,
+		Options: pool.ProviderOptions,
+	}
+	provName := s.providerName(in)
+	prov, ok := s.cfg.Providers[provName]
+	if !ok {
+		s.fail(ctx, in, fmt.Errorf("provider %q is not open", provName))
+		return
 	}
 	if pool.ManagedRunner {
 		if s.cfg.RunnerDir == nil {
@@ -96,9 +102,9 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 		return
 	}
 	spec.Bootstrap = boot
-	pi, err := s.cfg.Providers[pool.Provider].Create(ctx, spec)
+	pi, err := prov.Create(ctx, spec)
 	if err != nil {
-		s.fail(ctx, in, fmt.Errorf("provider %s create: %w", pool.Provider, err))
+		s.fail(ctx, in, fmt.Errorf("provider %s create: %w", provName, err))
 		return
 	}
 	s.back.ok(pool.ID)
@@ -106,6 +112,16 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 }
 
 var errSkip = errors.New("skip")
+
+// providerName is the provider instance that makes and deletes in: the one
+// recorded on it or, for rows older than that record, its pool's ("" when
+// the pool is gone too).
+func (s *Scheduler) providerName(in corral.Instance) string {
+	if in.Provider != "" {
+		return in.Provider
+	}
+	return s.v().pools[in.PoolID].Provider
+}
 
 // lostAfter: an instance whose provider has refused to delete it as
 // unreachable for this long is written off as lost.
@@ -191,12 +207,19 @@ func (s *Scheduler) fail(ctx context.Context, in corral.Instance, cause error) {
 // registration and marks it deleted.
 func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 	provs := s.cfg.Providers
-	if pool, ok := s.v().pools[in.PoolID]; ok {
-		provs = map[string]corral.Provider{pool.Provider: s.cfg.Providers[pool.Provider]}
+	if name := s.providerName(in); name != "" {
+		p, ok := s.cfg.Providers[name]
+		if !ok {
+			// Its provider is neither configured nor retired (its stored
+			// definition could not be opened): report, never forget it.
+			s.log.Debug("instance left: its provider is not open", "provider", name, "instance", in.ID)
+			return
+		}
+		provs = map[string]corral.Provider{name: p}
 	}
-	// A pool gone from the config: its provider is unknown, so ask every
-	// provider to delete the instance (deleting what one does not hold is
-	// a no-op).
+	// An instance from before instances recorded their provider, of a
+	// pool gone from the config: ask every provider to delete it
+	// (deleting what one does not hold is a no-op).
 	lost := false
 	for name, prov := range provs {
 		err := prov.Delete(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID})
@@ -316,14 +339,18 @@ func (s *Scheduler) retryInterrupted(ctx context.Context, ins []corral.Instance)
 		if busy {
 			continue
 		}
-		pool, ok := s.v().pools[in.PoolID]
+		if _, ok := s.v().pools[in.PoolID]; !ok {
+			continue
+		}
+		name := s.providerName(in)
+		byProv[name] = append(byProv[name], in)
+	}
+	for name, list := range byProv {
+		prov, ok := s.cfg.Providers[name]
 		if !ok {
 			continue
 		}
-		byProv[pool.Provider] = append(byProv[pool.Provider], in)
-	}
-	for name, list := range byProv {
-		have, err := s.cfg.Providers[name].List(ctx, s.cfg.ControllerID)
+		have, err := prov.List(ctx, s.cfg.ControllerID)
 		if err != nil {
 			s.log.Warn("provider list for adoption failed", "provider", name, "err", err)
 			continue
@@ -339,7 +366,7 @@ func (s *Scheduler) retryInterrupted(ctx context.Context, ins []corral.Instance)
 			}
 			if _, ok := found[in.ID]; ok {
 				// Made but not running: delete the remains, then retry.
-				_ = s.cfg.Providers[name].Delete(ctx, found[in.ID])
+				_ = prov.Delete(ctx, found[in.ID])
 			}
 			s.goCall(ctx, in, s.create)
 		}

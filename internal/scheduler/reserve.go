@@ -202,7 +202,7 @@ func (s *Scheduler) newInstance(pool corral.Pool, rt corral.Route, r request, no
 	}
 	in := corral.Instance{
 		ID: id, Name: prefix + "-" + id[:12], PoolID: pool.ID, TenantID: r.tenantID, TargetID: r.targetID,
-		State: corral.InstPending, Flavor: rt.Flavor, CreatedAt: now, UpdatedAt: now,
+		Provider: pool.Provider, State: corral.InstPending, Flavor: rt.Flavor, CreatedAt: now, UpdatedAt: now,
 		// The reserving scheduler creates it at once: the attempt is
 		// recorded with the reservation, in the same commit.
 		Attempts: 1,

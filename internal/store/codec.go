@@ -155,6 +155,9 @@ func DecodePool(data string) (corral.Pool, error) {
 		return corral.Pool{}, fmt.Errorf("decode pool: %w", err)
 	}
 	p := r.Pool
+	if string(p.ProviderOptions) == "null" {
+		p.ProviderOptions = nil
+	}
 	for _, sr := range r.Schedules {
 		s := corral.IdleSchedule{Days: sr.Days, From: sr.From, To: sr.To, MinIdle: sr.MinIdle}
 		if sr.Location != "" {

@@ -33,10 +33,14 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 	if err := checkSpec(spec); err != nil {
 		return corral.ProviderInstance{}, createError(spec, err)
 	}
-	if spec.DockerInDocker && p.cfg.DindImage == "" {
+	opts, err := poolOptions(spec)
+	if err != nil {
+		return corral.ProviderInstance{}, createError(spec, err)
+	}
+	if opts.DockerInDocker && p.cfg.DindImage == "" {
 		return corral.ProviderInstance{}, createError(spec, fmt.Errorf("%w: Docker in the instance asked for, but no dind image is configured", corral.ErrBadInput))
 	}
-	if _, ok := spec.Bootstrap.Env[envDockerHst]; ok && spec.DockerInDocker {
+	if _, ok := spec.Bootstrap.Env[envDockerHst]; ok && opts.DockerInDocker {
 		return corral.ProviderInstance{}, createError(spec, fmt.Errorf("%w: environment variable %s is reserved with Docker in the instance", corral.ErrBadInput, envDockerHst))
 	}
 	env, err := p.environ(spec)
@@ -185,7 +189,7 @@ func (p *Provider) createOn(ctx context.Context, ep *endpoint, spec corral.Insta
 		}
 	}
 	cfg, host := p.containerConfig(spec, env, files != nil)
-	if spec.DockerInDocker {
+	if opts, _ := poolOptions(spec); opts.DockerInDocker { // checked by Create
 		var err error
 		if made, err = p.createDind(ctx, ep, spec, p.dindEnviron(spec)); err != nil {
 			cleanup("")

@@ -1,6 +1,6 @@
 package docker
 
-// Docker inside jobs (InstanceSpec.DockerInDocker).
+// Docker inside jobs (PoolOptions.DockerInDocker in InstanceSpec.Options).
 //
 // The host's Docker socket is never given to an instance. An instance that
 // asks for Docker gets its own daemon instead, in a sidecar container
@@ -31,7 +31,7 @@ package docker
 // data root and socket), but a privileged sidecar is NOT a security
 // boundary against a hostile job: code that controls the nested daemon can
 // start privileged containers in the sidecar and from there reach the
-// host's kernel, devices and file systems. Use DockerInDocker for trusted
+// host's kernel, devices and file systems. Use Docker-in-Docker for trusted
 // jobs, or on hosts (or VMs) dedicated to one trust domain.
 
 import (

@@ -3,6 +3,7 @@ package docker
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -143,7 +144,7 @@ docker info --format 'daemon={{.ID}}' 2>&1
 for s in `+hostSock+` /var/run/docker.sock /run/docker.sock; do test -e $s && echo "sees $s"; done
 echo done; sleep 600`)
 	spec.Image = h.cfg.DindImage
-	spec.DockerInDocker = true
+	spec.Options = json.RawMessage(`{"docker_in_docker":true}`)
 	inst := create(t, p, spec)
 
 	var out string
@@ -196,7 +197,7 @@ func TestProvider_List_orphanSidecar(t *testing.T) {
 	ctl := providertest.Unique("ctl-")
 	spec := shSpec(t, h.host, ctl, "sleep 600")
 	spec.Image = h.cfg.DindImage
-	spec.DockerInDocker = true
+	spec.Options = json.RawMessage(`{"docker_in_docker":true}`)
 	inst := create(t, p, spec)
 	_, id, _ := splitID(inst.ProviderID)
 	if _, err := h.cli.ContainerRemove(tctx(t), id, client.ContainerRemoveOptions{Force: true}); err != nil {
@@ -221,7 +222,7 @@ func TestProvider_Create_dockerInDockerRefused(t *testing.T) {
 	h := newHarness(t, dockertest.Socket(t))
 	p := h.provider(t) // no DindImage
 	spec := shSpec(t, h.host, providertest.Unique("ctl-"), "true")
-	spec.DockerInDocker = true
+	spec.Options = json.RawMessage(`{"docker_in_docker":true}`)
 	if _, err := p.Create(tctx(t), spec); !errors.Is(err, corral.ErrBadInput) {
 		t.Errorf("Create without a dind image = %v; want ErrBadInput", err)
 	}

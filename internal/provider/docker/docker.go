@@ -25,7 +25,7 @@
 //   - gets credentials only through its environment, never in its command
 //     line or labels; bootstrap files go through the container's stdin.
 //
-// Docker inside jobs (InstanceSpec.DockerInDocker, Config.DindImage): a
+// Docker inside jobs (PoolOptions.DockerInDocker in InstanceSpec.Options, Config.DindImage): a
 // per-instance daemon in a privileged sidecar container, reached through a
 // socket volume shared only by the two containers and removed with them.
 // The job's containers are isolated from the host's daemon and from other

@@ -246,7 +246,7 @@ func (t *tx) Timeline(ctx context.Context, jobID int64) ([]corral.Event, error) 
 }
 
 const instanceCols = `id, COALESCE(name, ''), pool_id, tenant_id, target_id, state, labels,
-	cpu, memory_mb, disk_mb, arch, job_id, provider_id, runner_id, attempts, last_error, reason,
+	cpu, memory_mb, disk_mb, arch, job_id, provider, provider_id, runner_id, attempts, last_error, reason,
 	created_at, started_at, online_at, busy_at, drain_at, deleted_at, expires_at, updated_at`
 
 func scanInstance(r pgx.Rows) (corral.Instance, error) {
@@ -254,7 +254,7 @@ func scanInstance(r pgx.Rows) (corral.Instance, error) {
 	var labels string
 	err := r.Scan(&in.ID, &in.Name, &in.PoolID, &in.TenantID, &in.TargetID, (*string)(&in.State), &labels,
 		&in.Flavor.CPU, &in.Flavor.MemoryMB, &in.Flavor.DiskMB, &in.Flavor.Arch,
-		&in.JobID, &in.ProviderID, &in.RunnerID, &in.Attempts, &in.LastError, &in.Reason,
+		&in.JobID, &in.Provider, &in.ProviderID, &in.RunnerID, &in.Attempts, &in.LastError, &in.Reason,
 		ts{&in.CreatedAt}, ts{&in.StartedAt}, ts{&in.OnlineAt}, ts{&in.BusyAt},
 		ts{&in.DrainAt}, ts{&in.DeletedAt}, ts{&in.ExpiresAt}, ts{&in.UpdatedAt})
 	if err != nil {

@@ -180,22 +180,22 @@ func (t *tx) PutInstance(ctx context.Context, in *corral.Instance) error {
 		}
 	}
 	_, err = t.exec(ctx, `INSERT INTO instances (id, name, pool_id, tenant_id, target_id, state, labels,
-		cpu, memory_mb, disk_mb, arch, job_id, provider_id, runner_id, attempts, last_error, reason,
+		cpu, memory_mb, disk_mb, arch, job_id, provider, provider_id, runner_id, attempts, last_error, reason,
 		created_at, started_at, online_at, busy_at, drain_at, deleted_at, expires_at, updated_at)
 		VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-		$18, $19, $20, $21, $22, $23, $24, $25)
+		$18, $19, $20, $21, $22, $23, $24, $25, $26)
 		ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, pool_id = EXCLUDED.pool_id,
 		tenant_id = EXCLUDED.tenant_id, target_id = EXCLUDED.target_id, state = EXCLUDED.state,
 		labels = EXCLUDED.labels, cpu = EXCLUDED.cpu, memory_mb = EXCLUDED.memory_mb,
 		disk_mb = EXCLUDED.disk_mb, arch = EXCLUDED.arch, job_id = EXCLUDED.job_id,
-		provider_id = EXCLUDED.provider_id, runner_id = EXCLUDED.runner_id, attempts = EXCLUDED.attempts,
+		provider = EXCLUDED.provider, provider_id = EXCLUDED.provider_id, runner_id = EXCLUDED.runner_id, attempts = EXCLUDED.attempts,
 		last_error = EXCLUDED.last_error, reason = EXCLUDED.reason, created_at = EXCLUDED.created_at,
 		started_at = EXCLUDED.started_at, online_at = EXCLUDED.online_at, busy_at = EXCLUDED.busy_at,
 		drain_at = EXCLUDED.drain_at, deleted_at = EXCLUDED.deleted_at, expires_at = EXCLUDED.expires_at,
 		updated_at = EXCLUDED.updated_at`,
 		in.ID, in.Name, in.PoolID, in.TenantID, in.TargetID, string(in.State), labels,
 		in.Flavor.CPU, in.Flavor.MemoryMB, in.Flavor.DiskMB, in.Flavor.Arch,
-		in.JobID, in.ProviderID, in.RunnerID, in.Attempts, in.LastError, in.Reason,
+		in.JobID, in.Provider, in.ProviderID, in.RunnerID, in.Attempts, in.LastError, in.Reason,
 		tv(in.CreatedAt), tv(in.StartedAt), tv(in.OnlineAt), tv(in.BusyAt),
 		tv(in.DrainAt), tv(in.DeletedAt), tv(in.ExpiresAt), tv(in.UpdatedAt))
 	if pgCode(err) == "23505" {

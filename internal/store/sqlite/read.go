@@ -254,7 +254,7 @@ func (t *tx) Timeline(ctx context.Context, jobID int64) ([]corral.Event, error) 
 }
 
 const instanceCols = `id, COALESCE(name, ''), pool_id, tenant_id, target_id, state, labels,
-	cpu, memory_mb, disk_mb, arch, job_id, provider_id, runner_id, attempts, last_error, reason,
+	cpu, memory_mb, disk_mb, arch, job_id, provider, provider_id, runner_id, attempts, last_error, reason,
 	created_at, started_at, online_at, busy_at, drain_at, deleted_at, expires_at, updated_at`
 
 func scanInstance(sc scanner) (corral.Instance, error) {
@@ -262,7 +262,7 @@ func scanInstance(sc scanner) (corral.Instance, error) {
 	var labels string
 	err := sc.Scan(&in.ID, &in.Name, &in.PoolID, &in.TenantID, &in.TargetID, (*string)(&in.State), &labels,
 		&in.Flavor.CPU, &in.Flavor.MemoryMB, &in.Flavor.DiskMB, &in.Flavor.Arch,
-		&in.JobID, &in.ProviderID, &in.RunnerID, &in.Attempts, &in.LastError, &in.Reason,
+		&in.JobID, &in.Provider, &in.ProviderID, &in.RunnerID, &in.Attempts, &in.LastError, &in.Reason,
 		micros{&in.CreatedAt}, micros{&in.StartedAt}, micros{&in.OnlineAt}, micros{&in.BusyAt},
 		micros{&in.DrainAt}, micros{&in.DeletedAt}, micros{&in.ExpiresAt}, micros{&in.UpdatedAt})
 	if err != nil {

@@ -131,21 +131,21 @@ func (t *tx) PutInstance(ctx context.Context, in *corral.Instance) error {
 	labels, err := store.EncodeStrings(in.Labels)
 	if err == nil {
 		_, err = t.exec(ctx, `INSERT INTO instances (id, name, pool_id, tenant_id, target_id, state, labels,
-			cpu, memory_mb, disk_mb, arch, job_id, provider_id, runner_id, attempts, last_error, reason,
+			cpu, memory_mb, disk_mb, arch, job_id, provider, provider_id, runner_id, attempts, last_error, reason,
 			created_at, started_at, online_at, busy_at, drain_at, deleted_at, expires_at, updated_at)
-			VALUES (?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			VALUES (?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, pool_id = excluded.pool_id,
 			tenant_id = excluded.tenant_id, target_id = excluded.target_id, state = excluded.state,
 			labels = excluded.labels, cpu = excluded.cpu, memory_mb = excluded.memory_mb,
 			disk_mb = excluded.disk_mb, arch = excluded.arch, job_id = excluded.job_id,
-			provider_id = excluded.provider_id, runner_id = excluded.runner_id, attempts = excluded.attempts,
+			provider = excluded.provider, provider_id = excluded.provider_id, runner_id = excluded.runner_id, attempts = excluded.attempts,
 			last_error = excluded.last_error, reason = excluded.reason, created_at = excluded.created_at,
 			started_at = excluded.started_at, online_at = excluded.online_at, busy_at = excluded.busy_at,
 			drain_at = excluded.drain_at, deleted_at = excluded.deleted_at, expires_at = excluded.expires_at,
 			updated_at = excluded.updated_at`,
 			in.ID, in.Name, in.PoolID, in.TenantID, in.TargetID, string(in.State), labels,
 			in.Flavor.CPU, in.Flavor.MemoryMB, in.Flavor.DiskMB, in.Flavor.Arch,
-			in.JobID, in.ProviderID, in.RunnerID, in.Attempts, in.LastError, in.Reason,
+			in.JobID, in.Provider, in.ProviderID, in.RunnerID, in.Attempts, in.LastError, in.Reason,
 			tv(in.CreatedAt), tv(in.StartedAt), tv(in.OnlineAt), tv(in.BusyAt),
 			tv(in.DrainAt), tv(in.DeletedAt), tv(in.ExpiresAt), tv(in.UpdatedAt))
 	}

@@ -5,13 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/corral-ci/corral/internal/store"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/store"
 )
 
 func openTest(t *testing.T, path string) *Store {

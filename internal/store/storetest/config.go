@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -20,8 +21,10 @@ func samplePool(id string) corral.Pool {
 		Labels:   []string{"corral", "gpu"},
 		Provider: "docker",
 		Image:    "ghcr.io/acme/runner:2",
-		Flavor:   corral.Flavor{CPU: 2, MemoryMB: 4096, DiskMB: 20480, Arch: "x64"},
-		Max:      corral.Flavor{CPU: 16, MemoryMB: 65536, DiskMB: 204800, Arch: "x64"},
+		// Options for the pool's provider type travel as opaque JSON.
+		ProviderOptions: json.RawMessage(`{"docker_in_docker":true}`),
+		Flavor:          corral.Flavor{CPU: 2, MemoryMB: 4096, DiskMB: 20480, Arch: "x64"},
+		Max:             corral.Flavor{CPU: 16, MemoryMB: 65536, DiskMB: 204800, Arch: "x64"},
 		Sizes: map[string]corral.Flavor{
 			"small": {CPU: 1, MemoryMB: 2048},
 			"large": {CPU: 8, MemoryMB: 16384, DiskMB: 102400},

@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 	}{
 		{"Config/RoundTrip", testConfigRoundTrip},
 		{"Config/Replace", testConfigReplace},
+		{"Providers/RoundTripReplaceDelete", testProviderDefs},
 		{"Job/RoundTrip", testJobRoundTrip},
 		{"Job/Conflict", testJobConflict},
 		{"Job/NotFound", testJobNotFound},
@@ -161,6 +162,7 @@ func SampleInstance(id, pool string, state corral.InstanceState) corral.Instance
 		Labels:     []string{"self-hosted", "linux", "corral"},
 		Flavor:     corral.Flavor{CPU: 2, MemoryMB: 4096, DiskMB: 20480, Arch: "arm64"},
 		JobID:      BigForgeID,
+		Provider:   "rack1",
 		ProviderID: "docker-" + id,
 		RunnerID:   BigRunID,
 		Attempts:   3,

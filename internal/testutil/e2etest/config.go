@@ -20,7 +20,18 @@ type Config struct {
 	LogLevel        string // default "info"
 	Targets         []Target
 	Pools           []Pool
-	Docker          *Docker // the docker provider's settings, if any pool uses it
+	// Docker is the settings of a docker provider instance named "docker"
+	// (pools say provider: docker), if any pool uses it.
+	Docker *Docker
+	// Providers are further named provider instances.
+	Providers []Provider
+}
+
+// Provider is a named provider instance of a type; Docker holds a docker
+// instance's settings.
+type Provider struct {
+	Name, Type string
+	Docker     *Docker
 }
 
 // Target is one forge target. Secrets are named by environment variable.
@@ -36,7 +47,7 @@ type Target struct {
 type Pool struct {
 	ID                                                   string
 	Labels                                               []string
-	Provider                                             string // default "process"
+	Provider                                             string // a provider instance's name; default "process"
 	Image, Flavor, MaxFlavor                             string
 	MaxInstances, MinIdle                                int
 	BootTimeout, MaxJobRuntime, IdleTimeout, MaxLifetime string
@@ -95,13 +106,27 @@ pools:
     idle_timeout: {{.IdleTimeout}}
     max_lifetime: {{.MaxLifetime}}
 {{- end}}
-{{- with .Docker}}
+{{- if or .Docker .Providers}}
 providers:
-  docker:
+{{- with .Docker}}
+  - name: docker
+    type: docker
     network: {{.Network}}
     endpoints:
 {{- range .Endpoints}}
       - {name: {{.Name}}, host: "{{.Host}}"{{if .Max}}, max_instances: {{.Max}}{{end}}}
+{{- end}}
+{{- end}}
+{{- range .Providers}}
+  - name: {{.Name}}
+    type: {{.Type}}
+{{- with .Docker}}
+    network: {{.Network}}
+    endpoints:
+{{- range .Endpoints}}
+      - {name: {{.Name}}, host: "{{.Host}}"{{if .Max}}, max_instances: {{.Max}}{{end}}}
+{{- end}}
+{{- end}}
 {{- end}}
 {{- end}}
 `))

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/corral-ci/corral/internal/config"
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/provider"
+	_ "github.com/corral-ci/corral/internal/provider/builtin" // the provider types corral has
+)
+
+// openProviders opens every provider instance the config declares (or its
+// pools imply) through the provider registry, records them in the store,
+// and opens the retired ones: gone from the config, with live instances
+// left to delete. A pool without an image gets its provider type's
+// default image (the process provider: corral's own simulated runner).
+func openProviders(ctx context.Context, cfg *config.Config, dom config.Domain, st corral.Store, log *slog.Logger) (map[string]corral.Provider, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	env := provider.Env{DataDir: cfg.DataDir, Executable: exe, Logger: log}
+	out := map[string]corral.Provider{}
+	types := map[string]string{}
+	for _, def := range dom.Providers {
+		p, err := provider.Open(ctx, def, env)
+		if err != nil {
+			return nil, err
+		}
+		out[def.Name], types[def.Name] = p, def.Type
+	}
+	for i := range dom.Pools {
+		p := &dom.Pools[i]
+		if t, ok := provider.Lookup(types[p.Provider]); ok && p.Image == "" && t.PoolImage != nil {
+			p.Image = t.PoolImage(env)
+		}
+	}
+	retired, err := provider.OpenRetired(ctx, st, dom.Providers, env, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	for name, p := range retired {
+		out[name] = p
+	}
+	return out, nil
+}
+
+// forgetRetired forgets, every interval until ctx ends, the retired
+// provider instances that have no instance left.
+func forgetRetired(ctx context.Context, st corral.Store, configured []corral.ProviderDef, every time.Duration, log *slog.Logger) {
+	names := map[string]bool{}
+	for _, d := range configured {
+		names[d.Name] = true
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := provider.ForgetRetired(ctx, st, names, log); err != nil && ctx.Err() == nil {
+				log.Warn("forget retired providers", "err", err)
+			}
+		}
+	}
+}
