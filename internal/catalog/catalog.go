@@ -299,7 +299,9 @@ func (c *Catalog) load(ctx context.Context) error {
 		if version, err = tx.CatalogVersion(ctx); err != nil {
 			return err
 		}
-		if version == cur.Version && cur.Version != 0 {
+		if version == cur.Version || version == 0 {
+			// Unchanged, or nothing was ever applied to this store: the
+			// components keep the configuration they were built with.
 			stale = true
 			return nil
 		}
@@ -330,9 +332,7 @@ func (c *Catalog) load(ctx context.Context) error {
 		return fmt.Errorf("catalog version %d: %w", version, err)
 	}
 	c.cur.Store(snap)
-	if cur.Version != 0 || version != 0 {
-		c.log.Info("catalog loaded", "version", version, "tenants", len(tenants), "targets", len(targets), "pools", len(pools))
-	}
+	c.log.Info("catalog loaded", "version", version, "tenants", len(tenants), "targets", len(targets), "pools", len(pools))
 	for _, fn := range c.subs {
 		fn(snap)
 	}
