@@ -99,6 +99,8 @@ func (h *harness) provider(t testing.TB) *Provider {
 		Dir:        h.dir,
 		Shim:       []string{h.exe, shimArg},
 		Namespaces: h.ns,
+		Hide:       h.hide,
+		DiskMB:     h.diskMB,
 		Logger:     slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Clock:      h.clock,
 	})
