@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +51,8 @@ func runHostile() int {
 		hostileTmp()
 	case "fill":
 		hostileFill()
+	case "cgroup":
+		hostileCgroup()
 	default:
 		hostileAttack()
 	}
@@ -242,6 +245,38 @@ func hostileFill() {
 		}
 	}
 	fmt.Printf("fill: wrote %d MiB without error\n", limit)
+}
+
+// hostileCgroup prints the limits of its own cgroups, as /proc/self/cgroup
+// names them, then allocates more memory than its flavor gives.
+func hostileCgroup() {
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		files := map[string][]string{
+			"memory": {"/sys/fs/cgroup/memory", "memory.limit_in_bytes"},
+			"cpu":    {"/sys/fs/cgroup/cpu", "cpu.cfs_quota_us"},
+			"pids":   {"/sys/fs/cgroup/pids", "pids.max"},
+			"":       {"/sys/fs/cgroup", "memory.max", "cpu.max", "pids.max"},
+		}
+		for k := range strings.SplitSeq(parts[1], ",") {
+			f, ok := files[k]
+			for i := 1; ok && i < len(f); i++ {
+				v, err := os.ReadFile(filepath.Join(f[0], parts[2], f[i]))
+				fmt.Printf("cgroup %s %s=%s err=%v\n", parts[2], f[i], strings.TrimSpace(string(v)), err)
+			}
+		}
+	}
+	mb, _ := strconv.Atoi(os.Getenv(envHostileFillMB))
+	fmt.Println("alloc: start")
+	mem := make([]byte, mb<<20)
+	for i := 0; i < len(mem); i += 4096 {
+		mem[i] = 1
+	}
+	fmt.Printf("alloc: survived %d MiB\n", mb)
 }
 
 // hostileEnv is a hostile job's bootstrap environment.
@@ -439,4 +474,59 @@ func commitStore(ctx context.Context, path string) error {
 	return st.Update(ctx, func(tx corral.Tx) error {
 		return tx.PutTenant(ctx, corral.Tenant{ID: "t-disk-full", MaxInstances: 1})
 	})
+}
+
+func TestProvider_CgroupLimits(t *testing.T) {
+	h, _ := hostileHarness(t)
+	p := h.provider(t)
+	if enforced := p.iso().cg.enforced(); !slices.Contains(enforced, "memory") {
+		_, degraded := p.Isolation()
+		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
+			t.Fatalf("no memory cgroup as root in CI: %v", degraded)
+		}
+		t.Skipf("no memory cgroup here: %v", degraded)
+	}
+	ctl := providertest.Unique("ctl-")
+	spec := hostileSpec(t, h, ctl, map[string]string{envHostileMode: "cgroup", envHostileFillMB: "256"})
+	spec.Flavor = corral.Flavor{CPU: 1, MemoryMB: 64}
+	inst := providertest.Create(t, p, spec)
+	var out string
+	providertest.Eventually(t, "the allocating job to end", func() bool {
+		got, ok := providertest.Find(t, p, ctl, inst.InstanceID)
+		out = h.Output(t, inst)
+		return ok && !got.Running || strings.Contains(out, "hostile: done")
+	})
+	t.Logf("job:\n%s", out)
+	// What the job reads from its own cgroups: the flavor's limits.
+	want := []string{"memory.max=67108864 ", "cpu.max=100000 100000", "pids.max=4096 "}
+	if cg := p.iso().cg; cg.v2 == "" {
+		want = nil
+		for k, w := range map[string]string{"memory": "memory.limit_in_bytes=67108864 ", "cpu": "cpu.cfs_quota_us=100000 ", "pids": "pids.max=4096 "} {
+			if cg.v1[k] != "" {
+				want = append(want, w)
+			}
+		}
+	}
+	for _, w := range append(want, "alloc: start") {
+		if !strings.Contains(out, w) {
+			t.Errorf("job output lacks %q", w)
+		}
+	}
+	if strings.Contains(out, "alloc: survived") {
+		t.Errorf("a 64 MiB job allocated 256 MiB")
+	}
+	dirs := p.iso().cg.dirs(inst.InstanceID)
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("cgroup %s of the running instance: %v", d, err)
+		}
+	}
+	if err := p.Delete(t.Context(), inst); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("cgroup %s left after Delete: %v", d, err)
+		}
+	}
 }
