@@ -47,6 +47,9 @@ const secretPrefix = "hostile-secret-"
 
 func runHostile() int {
 	switch os.Getenv(envHostileMode) {
+	case "userns":
+		hostileUserns()
+		return 0
 	case "tmp":
 		hostileTmp()
 	case "fill":
@@ -121,12 +124,52 @@ func hostileAttack() {
 	} else {
 		report("kill_other_runner", errors.New("no signal delivered"), "")
 	}
-	// 8. Steal the webhook secret from corral's environment, command line
+	// 8. In a user namespace of its own, where it is root, unmount what
+	// covers the host's view.
+	cmd := exec.Command("/proc/self/exe", hostileArg)
+	cmd.Env = append(os.Environ(), envHostileMode+"=userns")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	if err := cmd.Run(); err != nil {
+		report("userns_unmount", fmt.Errorf("start in a new user namespace: %w", err), "")
+	}
+	// 9. Steal the webhook secret from corral's environment, command line
 	// or files.
 	if found := huntSecret(true); found != "" {
 		report("steal_webhook_secret", nil, found)
 	} else {
 		report("steal_webhook_secret", errors.New("secret not found"), "")
+	}
+}
+
+// hostileUserns runs as root of a user namespace of its own: it unmounts
+// /proc and whatever covers the data directory, then looks again.
+func hostileUserns() {
+	data := os.Getenv(envHostileDataDir)
+	var errs []string
+	for _, m := range []string{"/proc", data, filepath.Dir(data), "/tmp"} {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Sprintf("umount %s: %v", m, err))
+		}
+	}
+	var got []string
+	if pid := findProc(func(pid int) bool { return procHas(pid, "cmdline", os.Getenv(envHostileHostMarker)) }); pid > 0 {
+		got = append(got, fmt.Sprintf("host process %d visible", pid))
+	}
+	if b, err := os.ReadFile(filepath.Join(data, "secret.key")); err == nil {
+		got = append(got, fmt.Sprintf("read secret.key (%d bytes)", len(b)))
+	}
+	if f := huntSecret(true); f != "" {
+		got = append(got, "found "+f)
+	}
+	if len(got) > 0 {
+		report("userns_unmount", nil, strings.Join(got, "; "))
+	} else {
+		report("userns_unmount", errors.New(strings.Join(errs, "; ")), "")
 	}
 }
 
@@ -304,7 +347,11 @@ func waitOutput(t *testing.T, h *harness, inst corral.ProviderInstance, want str
 // hostileHarness is a harness whose instances live in the data directory
 // of a corral-like setup: a database file and a secret key next to them.
 func hostileHarness(t *testing.T) (*harness, string) {
-	data := t.TempDir()
+	return hostileHarnessIn(t, t.TempDir())
+}
+
+// hostileHarnessIn is hostileHarness with the data directory data.
+func hostileHarnessIn(t *testing.T, data string) (*harness, string) {
 	h := newHarness(t, NamespacesAuto)
 	h.dir = filepath.Join(data, "instances")
 	h.hide = []string{data}
@@ -317,7 +364,21 @@ func hostileHarness(t *testing.T) (*harness, string) {
 }
 
 func TestProvider_HostileJob(t *testing.T) {
-	h, data := hostileHarness(t)
+	// Under /tmp, the data directory is hidden by the private /tmp; out of
+	// it, by a mask.
+	t.Run("data_dir_in_tmp", func(t *testing.T) { testHostileJob(t, t.TempDir()) })
+	t.Run("data_dir_out_of_tmp", func(t *testing.T) {
+		data, err := os.MkdirTemp("/var/lib", "corral-hostile-")
+		if err != nil {
+			t.Skipf("no data directory out of /tmp: %v", err)
+		}
+		t.Cleanup(func() { _ = removeAll(data) })
+		testHostileJob(t, data)
+	})
+}
+
+func testHostileJob(t *testing.T, data string) {
+	h, data := hostileHarnessIn(t, data)
 	p := h.provider(t)
 	ctl := providertest.Unique("ctl-")
 
@@ -356,7 +417,7 @@ func TestProvider_HostileJob(t *testing.T) {
 	t.Logf("hostile job:\n%s", out)
 
 	for _, name := range []string{"umount_proc_list_host", "read_corral_environ", "list_other_instance",
-		"write_other_instance", "write_database", "read_secret_key", "kill_other_runner", "steal_webhook_secret"} {
+		"write_other_instance", "write_database", "read_secret_key", "kill_other_runner", "userns_unmount", "steal_webhook_secret"} {
 		t.Run(name, func(t *testing.T) {
 			line := attemptLine(out, name)
 			if line == "" {
@@ -366,7 +427,7 @@ func TestProvider_HostileJob(t *testing.T) {
 				t.Errorf("%s", line)
 			}
 			switch name {
-			case "read_corral_environ", "steal_webhook_secret":
+			case "read_corral_environ", "steal_webhook_secret", "userns_unmount":
 				if strings.Contains(out, secret) {
 					t.Errorf("the job printed corral's webhook secret")
 				}
