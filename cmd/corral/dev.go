@@ -21,7 +21,6 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
 	"github.com/corral-ci/corral/internal/forge/sim"
-	"github.com/corral-ci/corral/internal/provider/process"
 	"github.com/corral-ci/corral/internal/store/sqlite"
 )
 
@@ -119,7 +118,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	target := corral.Target{ID: "dev", TenantID: "default", Kind: corral.KindSim, Scope: corral.ScopeOrg,
 		Path: "dev", URL: "http://" + simLn.Addr().String(), WebhookSecret: secret, RunnerPrefix: "corral-dev"}
 
-	prov, err := process.New(process.Config{Dir: filepath.Join(*dataDir, "instances"), Shim: []string{exe, "shim"}, Logger: log})
+	prov, err := newProcessProvider(*dataDir, "", 0, log)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
 	"github.com/corral-ci/corral/internal/provider/docker"
-	"github.com/corral-ci/corral/internal/provider/process"
 	"github.com/corral-ci/corral/internal/runners"
 	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/store/sqlite"
@@ -184,7 +183,7 @@ func openProviders(cfg *config.Config, pools []corral.Pool, log *slog.Logger) (m
 			if p.Image == "" {
 				p.Image = exe
 			}
-			prov, err = process.New(process.Config{Dir: filepath.Join(cfg.DataDir, "instances"), Shim: []string{exe, "shim"}, Logger: log})
+			prov, err = newProcessProvider(cfg.DataDir, cfg.InstancesDir, cfg.InstanceDiskMB, log)
 		case "docker":
 			prov, err = docker.New(dockerConfig(cfg.Providers.Docker, log))
 		default:
