@@ -54,7 +54,7 @@ func newProcessProvider(dataDir, instancesDir string, diskMB int, log *slog.Logg
 		instancesDir = filepath.Join(dataDir, "instances")
 	}
 	p, err := process.New(process.Config{Dir: instancesDir, Shim: []string{exe, "shim"}, Hide: []string{dataDir},
-		DiskMB: diskMB, Logger: log})
+		Keep: []string{exe}, DiskMB: diskMB, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -236,8 +237,10 @@ func (p *Provider) isolationArgs(spec corral.InstanceSpec, dir string, uid int, 
 	for _, h := range p.cfg.Hide {
 		args = append(args, "--mask", h)
 	}
-	for _, k := range image {
-		args = append(args, "--keep-ro", k)
+	for _, k := range append(image, p.cfg.Keep...) {
+		if _, err := os.Stat(k); err == nil && !slices.Contains(args, k) {
+			args = append(args, "--keep-ro", k)
+		}
 	}
 	args = append(args, "--keep-rw", filepath.Join(dir, workDir))
 	return args, nil

@@ -75,6 +75,10 @@ type Config struct {
 	// mount namespace. Dir is always hidden, but for the instance's own
 	// work directory.
 	Hide []string
+	// Keep lists host paths that runners see read-only even under Hide or
+	// the private /tmp (corral's binary, which the simulated runners and
+	// runner scripts run).
+	Keep []string
 	// DiskMB caps the size of each instance's tmpfs (the flavor's disk,
 	// or DefaultDiskMB when the flavor names none); 0: no cap.
 	DiskMB int
@@ -103,6 +107,11 @@ func (c Config) Validate() error {
 	for _, h := range c.Hide {
 		if !filepath.IsAbs(h) || filepath.Clean(h) == "/" {
 			errs = append(errs, fmt.Errorf("process provider: hidden path %q must be an absolute path other than /", h))
+		}
+	}
+	for _, k := range c.Keep {
+		if !filepath.IsAbs(k) {
+			errs = append(errs, fmt.Errorf("process provider: kept path %q must be absolute", k))
 		}
 	}
 	if c.DiskMB < 0 || c.UIDBase < 0 || c.PidsMax < 0 {
@@ -155,6 +164,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	cfg.Shim = slices.Clone(cfg.Shim)
 	cfg.Hide = slices.Clone(cfg.Hide)
+	cfg.Keep = slices.Clone(cfg.Keep)
 	if cfg.UIDBase == 0 {
 		cfg.UIDBase = DefaultUIDBase
 	}
