@@ -41,8 +41,8 @@ func TestMain(m *testing.M) {
 			// at exit, which would slow every -race test down; the
 			// runner is a fixture, not code under test.
 			syscall.Exit(providertest.RunTestRunner())
-		case hostileArg:
-			syscall.Exit(runHostile())
+		case providertest.HostileArg:
+			syscall.Exit(providertest.RunHostile())
 		case providertest.GrandchildArg:
 			syscall.Exit(providertest.RunGrandchild())
 		}
