@@ -111,6 +111,12 @@ pools:
 
 func writeConfig(t testing.TB, s setup) string {
 	t.Helper()
+	if s.DataDir != "" {
+		// Instances that corral left when it stopped (it adopts them at
+		// its next start) are tmpfs mounts: unmount them before the test's
+		// directories are removed.
+		t.Cleanup(func() { unmountUnder(s.DataDir) })
+	}
 	if s.Reconcile == "" {
 		s.Reconcile = "1s"
 	}
@@ -286,4 +292,21 @@ func newSimOptions(seed int64) sim.Options { return sim.Options{Seed: seed} }
 
 func simJob(i int, d time.Duration) sim.JobSpec {
 	return sim.JobSpec{Name: fmt.Sprint("job-", i), Labels: []string{"corral", fmt.Sprint("run-", i)}, Duration: d}
+}
+
+// unmountUnder lazily unmounts every mount below dir.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
 }
