@@ -57,7 +57,10 @@ func (p *Provider) Isolation() (summary string, degraded []string) {
 	}
 	if iso.namespaces && iso.root {
 		on = append(on, "per-instance unprivileged uid without capabilities (no_new_privs)",
-			"private /tmp, /var/tmp and /dev/shm", "instances and corral's data directory hidden")
+			"private /tmp, /var/tmp and /dev/shm", "other instances hidden")
+		if len(p.cfg.Hide) > 0 {
+			on = append(on, "hidden: "+strings.Join(p.cfg.Hide, ", "))
+		}
 	}
 	if iso.disk {
 		on = append(on, "a size-limited tmpfs per instance")
