@@ -113,6 +113,18 @@ func testHostileJob(t *testing.T, data string) {
 	out := waitOutput(t, h, inst, "hostile: done")
 	t.Logf("hostile job:\n%s", out)
 
+	t.Run("unprivileged", func(t *testing.T) {
+		_, after, _ := strings.Cut(out, "hostile: uid=")
+		if uid, err := strconv.Atoi(strings.Fields(after + " x")[0]); err != nil || uid < DefaultUIDBase {
+			t.Errorf("the job runs as uid %q, want one from %d", strings.Fields(after + " x")[0], DefaultUIDBase)
+		}
+		for _, want := range []string{"CapEff=0000000000000000", "CapPrm=0000000000000000",
+			"CapBnd=0000000000000000", "CapAmb=0000000000000000", "NoNewPrivs=1"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the job is not unprivileged: want %s", want)
+			}
+		}
+	})
 	for _, name := range providertest.HostileAttempts {
 		t.Run(name, func(t *testing.T) {
 			line := providertest.AttemptLine(out, name)

@@ -72,6 +72,15 @@ func report(name string, err error, detail string) {
 
 func hostileAttack() {
 	fmt.Printf("hostile: uid=%d euid=%d pid=%d\n", os.Getuid(), os.Geteuid(), os.Getpid())
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		var caps []string
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && (strings.HasPrefix(k, "Cap") || k == "NoNewPrivs") {
+				caps = append(caps, k+"="+strings.TrimSpace(v))
+			}
+		}
+		fmt.Printf("hostile: privileges %s\n", strings.Join(caps, " "))
+	}
 	marker := os.Getenv(EnvHostileHostMarker)
 	// 1. Unmount the private /proc and look for host processes.
 	uerr := unix.Unmount("/proc", unix.MNT_DETACH)
