@@ -92,7 +92,9 @@ func TestProvider_HostileJob(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(data, "corral.db")); string(b) != providertest.SecretPrefix+"in-corral.db" {
 		t.Errorf("the database file changed: %q", b)
 	}
-	if providertest.FindProc(func(pid int) bool { return pid == otherPid && providertest.ProcHas(pid, "cmdline", providertest.RunnerArg) }) == 0 {
+	if providertest.FindProc(func(pid int) bool {
+		return pid == otherPid && providertest.ProcHas(pid, "cmdline", providertest.RunnerArg)
+	}) == 0 {
 		t.Errorf("the other instance's runner %d died", otherPid)
 	}
 }
