@@ -1,12 +1,18 @@
 // Package process is the provider whose instances are child processes of
 // the host: each runner runs under a small shim (`corral shim`) in a fresh
-// working directory, in new mount and PID namespaces where the kernel
-// allows it.
+// working directory, in new mount, PID, UTS and IPC namespaces where the
+// kernel allows it. Run as root, the runner is a per-instance unprivileged
+// uid without capabilities, with private /tmp, /var/tmp and /dev/shm, other
+// instances and the Hide paths out of sight, a tmpfs of its own and the
+// flavor's cgroup limits (isolation.go, isolate.go, cgroup.go). It is for
+// trusted jobs: the network and the rest of the file system are the host's.
 //
-// An instance lives in Dir/<instance id>/:
+// An instance lives in Dir/<instance id>/ (a 64 MiB tmpfs when root):
 //
-//	instance.json   state: ids, shim pid and start time (written atomically)
-//	work/           the runner's working directory, HOME and TMPDIR
+//	instance.json   state: ids, uid, shim pid and start time (written atomically)
+//	work/           the runner's working directory, HOME and TMPDIR (a tmpfs
+//	                of the flavor's disk when root; .corral/ holds the
+//	                private /tmp, /var/tmp and /dev/shm)
 //	runner.log      the shim's and the runner's stdout and stderr
 //
 // The shim enforces the deadline itself, so an instance dies even while

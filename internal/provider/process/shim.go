@@ -86,7 +86,13 @@ func parseShimArgs(args []string) (shimArgs, error) {
 
 // RunShim is the body of the hidden `corral shim` subcommand:
 //
-//	corral shim [--deadline RFC3339] [--grace D] --dir WORK -- RUNNER ARGS...
+//	corral shim [--deadline RFC3339] [--grace D] [--cgroup DIR]... [isolation flags] --dir WORK -- RUNNER ARGS...
+//	corral shim --probe
+//
+// The isolation flags (--uid, --gid, --private, --hostname, --mask,
+// --keep-ro, --keep-rw; see isolate) apply only in new namespaces, where
+// the shim is PID 1: elsewhere they are refused. --probe exits at once (the
+// provider's test that the kernel gives namespaces).
 //
 // It starts the runner in its own process group with WORK as its working
 // directory, forwards SIGTERM and SIGINT to that group, stops it at the
