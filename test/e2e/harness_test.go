@@ -22,6 +22,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/sim"
+	"github.com/corral-ci/corral/internal/provider/process"
 	"github.com/corral-ci/corral/internal/testutil/pgtest"
 )
 
@@ -294,19 +295,9 @@ func simJob(i int, d time.Duration) sim.JobSpec {
 	return sim.JobSpec{Name: fmt.Sprint("job-", i), Labels: []string{"corral", fmt.Sprint("run-", i)}, Duration: d}
 }
 
-// unmountUnder lazily unmounts every mount below dir.
+// unmountUnder removes what instances of the process provider that a
+// stopped corral left under the data directory dir hold on the host (tmpfs
+// mounts, cgroups), so that the test's directories can go.
 func unmountUnder(dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var points []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			points = append(points, f[4])
-		}
-	}
-	for i := len(points) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
-	}
+	_ = process.RemoveLeftovers(filepath.Join(dir, "instances"))
 }

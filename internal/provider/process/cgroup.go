@@ -266,17 +266,22 @@ func (c cgroups) create(id string, f corral.Flavor, pidsMax int) ([]string, erro
 
 // remove deletes the instance's cgroups; their processes are gone by then,
 // though the kernel may take a moment to notice.
-func (c cgroups) remove(id string) error {
+func (c cgroups) remove(id string) error { return c.removeTries(id, 100) }
+
+// removeTries is remove with at most tries attempts per cgroup.
+func (c cgroups) removeTries(id string, tries int) error {
 	var errs []error
 	for _, d := range c.dirs(id) {
 		var err error
-		for range 100 {
+		for i := range tries {
+			if i > 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
 			err = os.Remove(d)
 			if err == nil || errors.Is(err, fs.ErrNotExist) {
 				err = nil
 				break
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))

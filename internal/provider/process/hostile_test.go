@@ -307,3 +307,40 @@ func requireIsolation(t *testing.T, p *Provider) {
 	}
 	t.Skipf("this host does not allow isolation (run as root): %q", degraded)
 }
+
+// An instance that a stopped corral left (its runner since gone) holds
+// mounts and cgroups; RemoveLeftovers frees them, so its directory can go.
+func TestRemoveLeftovers(t *testing.T) {
+	h, _ := hostileHarness(t)
+	p := h.provider(t)
+	requireIsolation(t, p)
+	inst, err := p.Create(t.Context(), providertest.Spec(t, h, providertest.Unique("ctl-"), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(h.dir, inst.ProviderID)
+	st, err := readState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.killTree(t.Context(), inst.InstanceID, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err == nil {
+		t.Fatalf("the instance directory went without unmounting: no tmpfs?")
+	}
+	if err := RemoveLeftovers(h.dir); err != nil {
+		t.Fatalf("RemoveLeftovers: %v", err)
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(inst.InstanceID)) {
+		t.Errorf("a mount of the instance is left")
+	}
+	for _, d := range p.iso().cg.dirs(inst.InstanceID) {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("cgroup %s left: %v", d, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Errorf("remove the directory after RemoveLeftovers: %v", err)
+	}
+}

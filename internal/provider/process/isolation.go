@@ -3,6 +3,7 @@ package process
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -273,4 +274,34 @@ func imagePaths(spec corral.InstanceSpec, argv []string) []string {
 		out = append(out, spec.RunnerDir)
 	}
 	return out
+}
+
+// RemoveLeftovers removes what instances under dir left on the host
+// besides their directories: the tmpfs mounts and the cgroups of every
+// instance directory found there. It kills nothing: call it when no
+// instance runs any more (tests, uninstalling). corral itself needs it not:
+// the next start adopts and deletes what a stopped corral left.
+func RemoveLeftovers(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	cg, _ := detectCgroups()
+	var errs []error
+	for _, e := range entries {
+		if checkID(e.Name()) != nil {
+			continue
+		}
+		d := filepath.Join(dir, e.Name())
+		if err := unmountInstance(d); err != nil {
+			errs = append(errs, err)
+		}
+		if err := cg.removeTries(e.Name(), 1); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
