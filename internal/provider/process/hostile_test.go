@@ -344,3 +344,32 @@ func TestRemoveLeftovers(t *testing.T) {
 		t.Errorf("remove the directory after RemoveLeftovers: %v", err)
 	}
 }
+
+// A runner program below a directory that others may not search (such as
+// /root) is still reachable to the runner's uid, through a mask.
+func TestProvider_ImageInClosedDirectory(t *testing.T) {
+	h, _ := hostileHarness(t)
+	p := h.provider(t)
+	requireIsolation(t, p)
+	closed, err := os.MkdirTemp("/var/lib", "corral-closed-")
+	if err != nil {
+		t.Skipf("no directory out of /tmp: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(closed) })
+	img := filepath.Join(closed, "image")
+	if err := os.Mkdir(img, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog := filepath.Join(closed, "runner")
+	if err := os.Link(h.exe, prog); err != nil {
+		t.Skipf("cannot link the test binary into %s: %v", closed, err)
+	}
+	if err := os.Symlink(prog, filepath.Join(img, "runner")); err != nil {
+		t.Fatal(err)
+	}
+	spec := providertest.Spec(t, h, providertest.Unique("ctl-"), nil)
+	spec.Image = img
+	spec.Bootstrap.Command = []string{"runner", providertest.RunnerArg}
+	inst := providertest.Create(t, p, spec)
+	waitOutput(t, h, inst, "corral-test-runner: pid=")
+}

@@ -244,6 +244,12 @@ func (p *Provider) isolationArgs(spec corral.InstanceSpec, dir string, uid int, 
 	for _, k := range append(image, p.cfg.Keep...) {
 		if _, err := os.Stat(k); err == nil && !slices.Contains(args, k) {
 			args = append(args, "--keep-ro", k)
+			// The runner's uid could not pass a directory that others
+			// may not search (such as /root): cover the first one with
+			// a mask, in which the kept path is bound again.
+			if d := closedAncestor(k); d != "" && !slices.Contains(args, d) {
+				args = append(args, "--mask", d)
+			}
 		}
 	}
 	args = append(args, "--keep-rw", filepath.Join(dir, workDir))
@@ -259,6 +265,23 @@ func chownTree(root string, uid int) error {
 	})
 }
 
+// closedAncestor returns the first directory above path that others may
+// not search, or "".
+func closedAncestor(path string) string {
+	dir := filepath.Dir(filepath.Clean(path))
+	var chain []string
+	for ; dir != "/" && dir != "."; dir = filepath.Dir(dir) {
+		chain = append(chain, dir)
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		fi, err := os.Stat(chain[i])
+		if err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return chain[i]
+		}
+	}
+	return ""
+}
+
 // imagePaths are the paths the runner needs to see read-only: its program
 // (and where a symlink leads), a directory image, a managed runner.
 func imagePaths(spec corral.InstanceSpec, argv []string) []string {
@@ -269,6 +292,16 @@ func imagePaths(spec corral.InstanceSpec, argv []string) []string {
 	out := []string{prog}
 	if fi, err := os.Stat(spec.Image); err == nil && fi.IsDir() {
 		out = append(out, spec.Image)
+		// Links in a directory image lead to programs elsewhere.
+		entries, _ := os.ReadDir(spec.Image)
+		for _, e := range entries {
+			if e.Type()&fs.ModeSymlink == 0 {
+				continue
+			}
+			if r, err := filepath.EvalSymlinks(filepath.Join(spec.Image, e.Name())); err == nil && !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
 	}
 	if spec.RunnerDir != "" && filepath.IsAbs(spec.RunnerDir) {
 		out = append(out, spec.RunnerDir)
