@@ -27,6 +27,7 @@ func (p *Provider) Delete(ctx context.Context, inst corral.ProviderInstance) err
 	}
 	dir := filepath.Join(p.cfg.Dir, id)
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		_ = p.iso().cg.removeTries(id, 1) // a directory removed by hand
 		return nil
 	}
 	p.mu.Lock()
