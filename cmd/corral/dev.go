@@ -25,7 +25,6 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
-	"github.com/corral-ci/corral/internal/provider/process"
 	"github.com/corral-ci/corral/internal/store/sqlite"
 )
 
@@ -138,7 +137,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	prov, err := process.New(process.Config{Dir: filepath.Join(*dataDir, "instances"), Shim: []string{exe, "shim"}, Logger: log})
+	prov, err := newProcessProvider(*dataDir, "", 0, log)
 	if err != nil {
 		return err
 	}

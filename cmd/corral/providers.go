@@ -22,7 +22,7 @@ func openProviders(ctx context.Context, cfg *config.Config, dom config.Domain, s
 	if err != nil {
 		return nil, err
 	}
-	env := provider.Env{DataDir: cfg.DataDir, Executable: exe, Logger: log}
+	env := provider.Env{DataDir: cfg.DataDir, Executable: exe, InstancesDir: cfg.InstancesDir, InstanceDiskMB: cfg.InstanceDiskMB, Logger: log}
 	out := map[string]corral.Provider{}
 	types := map[string]string{}
 	for _, def := range dom.Providers {

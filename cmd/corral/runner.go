@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/provider/process"
@@ -26,4 +28,32 @@ func runShim(ctx context.Context, args []string) error {
 		return exitError(ee.ExitCode())
 	}
 	return err
+}
+
+// newProcessProvider makes the process provider: instances under
+// instancesDir (empty: dataDir/instances), corral's data directory hidden
+// from runners. It probes and logs the isolation the host allows (a WARN
+// for each part it cannot give).
+func newProcessProvider(dataDir, instancesDir string, diskMB int, log *slog.Logger) (*process.Provider, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	if dataDir, err = filepath.Abs(dataDir); err != nil {
+		return nil, err
+	}
+	if instancesDir == "" {
+		instancesDir = filepath.Join(dataDir, "instances")
+	}
+	p, err := process.New(process.Config{Dir: instancesDir, Shim: []string{exe, "shim"}, Hide: []string{dataDir},
+		Keep: []string{exe}, DiskMB: diskMB, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	summary, degraded := p.Isolation()
+	log.Info("process provider isolation", "summary", summary)
+	for _, d := range degraded {
+		log.Warn("process provider isolation degraded", "reason", d)
+	}
+	return p, nil
 }

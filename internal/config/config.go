@@ -46,6 +46,13 @@ const (
 type Config struct {
 	Listen  string `yaml:"listen"`
 	DataDir string `yaml:"data_dir"`
+	// InstancesDir holds the process provider's instances; empty:
+	// data_dir/instances. Each instance is a tmpfs of its own there
+	// (when corral runs as root), so a job never fills data_dir's disk.
+	InstancesDir string `yaml:"instances_dir"`
+	// InstanceDiskMB caps the tmpfs of each process instance (the pool's
+	// disk, or 4096 MiB when it names none); 0: no cap.
+	InstanceDiskMB int `yaml:"instance_disk_mb"`
 	// Store is "sqlite" or a postgres:// DSN. It may hold a password, so
 	// it is a Secret (and may be given as env:NAME or file:PATH).
 	Store             corral.Secret `yaml:"store"`

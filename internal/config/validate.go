@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -177,6 +178,12 @@ func (b *builder) top() {
 	}
 	if c.DataDir == "" {
 		b.bad("data_dir", "required")
+	}
+	if c.InstancesDir != "" && !filepath.IsAbs(c.InstancesDir) {
+		b.bad("instances_dir", "want an absolute path, got %q", c.InstancesDir)
+	}
+	if c.InstanceDiskMB < 0 {
+		b.bad("instance_disk_mb", "want 0 (no cap) or a positive size in MiB, got %d", c.InstanceDiskMB)
 	}
 	// Never echo the store: a DSN may carry a password.
 	if s := c.Store.Reveal(); s != "sqlite" && !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {

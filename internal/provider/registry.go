@@ -48,7 +48,11 @@ type PoolOptions interface {
 type Env struct {
 	DataDir    string // corral's data directory (absolute)
 	Executable string // corral's own binary
-	Logger     *slog.Logger
+	// InstancesDir and InstanceDiskMB are the top-level instances_dir and
+	// instance_disk_mb keys: defaults of the process type.
+	InstancesDir   string
+	InstanceDiskMB int
+	Logger         *slog.Logger
 }
 
 // Type is one kind of provider.

@@ -49,6 +49,7 @@ func newGHRigWith(t *testing.T, opt standin.Options, poolMax int, runnerEnv stri
 	ts := httptest.NewServer(gh)
 	t.Cleanup(func() { ts.Close(); gh.Close() })
 	r := &ghRig{gh: gh, url: ts.URL, listen: e2etest.FreePort(t), dataDir: filepath.Join(t.TempDir(), "data")}
+	t.Cleanup(func() { _ = process.RemoveLeftovers(filepath.Join(r.dataDir, "instances")) }) // instances left at stop are tmpfs mounts
 	secretRepo, secretApp := corral.Secret("repo-hook-secret"), corral.Secret("app-hook-secret")
 	gh.AddRepo("alpha", "app")
 	gh.AddRepo("beta", "x")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/testutil/e2etest"
+	"github.com/corral-ci/corral/internal/provider/process"
 )
 
 // rig is one corral serving one repository target of the shared Gitea,
@@ -52,6 +53,8 @@ func newRig(t testing.TB) *rig {
 				_ = syscall.Kill(n, syscall.SIGKILL)
 			}
 		}
+		// Then the tmpfs mounts and cgroups of instances left behind.
+		_ = process.RemoveLeftovers(filepath.Join(r.dataDir, "instances"))
 	})
 	// The runner image for the process provider: gitea-runner and sh
 	// (BootstrapScript runs as image/sh and finds gitea-runner beside it).

@@ -27,6 +27,7 @@ func (p *Provider) Delete(ctx context.Context, inst corral.ProviderInstance) err
 	}
 	dir := filepath.Join(p.cfg.Dir, id)
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		_ = p.iso().cg.removeTries(id, 1) // a directory removed by hand
 		return nil
 	}
 	p.mu.Lock()
@@ -46,6 +47,12 @@ func (p *Provider) Delete(ctx context.Context, inst corral.ProviderInstance) err
 	}
 	if err := p.killTree(ctx, id, st); err != nil {
 		return &corral.CallError{Op: "process delete", Target: inst.PoolID, Err: err}
+	}
+	if err := p.iso().cg.remove(id); err != nil {
+		return &corral.CallError{Op: "process delete", Target: inst.PoolID, Err: fmt.Errorf("%w: %w", corral.ErrUnavailable, err)}
+	}
+	if err := unmountInstance(dir); err != nil {
+		return &corral.CallError{Op: "process delete", Target: inst.PoolID, Err: fmt.Errorf("%w: %w", corral.ErrUnavailable, err)}
 	}
 	if err := removeAll(dir); err != nil {
 		return &corral.CallError{Op: "process delete", Target: inst.PoolID, Err: fmt.Errorf("%w: %w", corral.ErrUnavailable, err)}

@@ -41,6 +41,8 @@ func TestMain(m *testing.M) {
 			// at exit, which would slow every -race test down; the
 			// runner is a fixture, not code under test.
 			syscall.Exit(providertest.RunTestRunner())
+		case providertest.HostileArg:
+			syscall.Exit(providertest.RunHostile())
 		case providertest.GrandchildArg:
 			syscall.Exit(providertest.RunGrandchild())
 		}
@@ -78,11 +80,13 @@ func (s *syncBuffer) String() string {
 
 // harness runs the providertest suite against the process provider.
 type harness struct {
-	dir   string
-	ns    string
-	exe   string
-	logs  *syncBuffer
-	clock corral.Clock
+	dir    string
+	ns     string
+	exe    string
+	logs   *syncBuffer
+	clock  corral.Clock
+	hide   []string // Config.Hide
+	diskMB int      // Config.DiskMB
 }
 
 func newHarness(t testing.TB, ns string) *harness {
@@ -95,6 +99,8 @@ func (h *harness) provider(t testing.TB) *Provider {
 		Dir:        h.dir,
 		Shim:       []string{h.exe, shimArg},
 		Namespaces: h.ns,
+		Hide:       h.hide,
+		DiskMB:     h.diskMB,
 		Logger:     slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Clock:      h.clock,
 	})

@@ -1,12 +1,18 @@
 // Package process is the provider whose instances are child processes of
 // the host: each runner runs under a small shim (`corral shim`) in a fresh
-// working directory, in new mount and PID namespaces where the kernel
-// allows it.
+// working directory, in new mount, PID, UTS and IPC namespaces where the
+// kernel allows it. Run as root, the runner is a per-instance unprivileged
+// uid without capabilities, with private /tmp, /var/tmp and /dev/shm, other
+// instances and the Hide paths out of sight, a tmpfs of its own and the
+// flavor's cgroup limits (isolation.go, isolate.go, cgroup.go). It is for
+// trusted jobs: the network and the rest of the file system are the host's.
 //
-// An instance lives in Dir/<instance id>/:
+// An instance lives in Dir/<instance id>/ (a 64 MiB tmpfs when root):
 //
-//	instance.json   state: ids, shim pid and start time (written atomically)
-//	work/           the runner's working directory, HOME and TMPDIR
+//	instance.json   state: ids, uid, shim pid and start time (written atomically)
+//	work/           the runner's working directory, HOME and TMPDIR (a tmpfs
+//	                of the flavor's disk when root; .corral/ holds the
+//	                private /tmp, /var/tmp and /dev/shm)
 //	runner.log      the shim's and the runner's stdout and stderr
 //
 // The shim enforces the deadline itself, so an instance dies even while
@@ -69,9 +75,25 @@ type Config struct {
 	Namespaces string   // "auto" (default), "on" or "off"
 	// Grace is how long the shim waits between SIGTERM and SIGKILL at the
 	// deadline; 0 means the shim's default (10s).
-	Grace  time.Duration
-	Logger *slog.Logger
-	Clock  corral.Clock
+	Grace time.Duration
+	// Hide lists host paths that runners must not see (corral's data
+	// directory): an empty read-only tmpfs covers each in the instance's
+	// mount namespace. Dir is always hidden, but for the instance's own
+	// work directory.
+	Hide []string
+	// Keep lists host paths that runners see read-only even under Hide or
+	// the private /tmp (corral's binary, which the simulated runners and
+	// runner scripts run).
+	Keep []string
+	// DiskMB caps the size of each instance's tmpfs (the flavor's disk,
+	// or DefaultDiskMB when the flavor names none); 0: no cap.
+	DiskMB int
+	// UIDBase is the first host uid and gid of instances; 0: DefaultUIDBase.
+	UIDBase int
+	// PidsMax caps the processes of one instance; 0: DefaultPidsMax.
+	PidsMax int
+	Logger  *slog.Logger
+	Clock   corral.Clock
 }
 
 // Validate reports every problem of the configuration at once.
@@ -87,6 +109,22 @@ func (c Config) Validate() error {
 	case "", NamespacesAuto, NamespacesOn, NamespacesOff:
 	default:
 		errs = append(errs, fmt.Errorf("process provider: namespaces %q is not auto, on or off", c.Namespaces))
+	}
+	for _, h := range c.Hide {
+		if !filepath.IsAbs(h) || filepath.Clean(h) == "/" {
+			errs = append(errs, fmt.Errorf("process provider: hidden path %q must be an absolute path other than /", h))
+		}
+	}
+	for _, k := range c.Keep {
+		if !filepath.IsAbs(k) {
+			errs = append(errs, fmt.Errorf("process provider: kept path %q must be absolute", k))
+		}
+	}
+	if c.DiskMB < 0 || c.UIDBase < 0 || c.PidsMax < 0 {
+		errs = append(errs, errors.New("process provider: negative disk, uid base or pids limit"))
+	}
+	if c.UIDBase > 0 && c.UIDBase < 1000 {
+		errs = append(errs, fmt.Errorf("process provider: uid base %d would give instances system uids", c.UIDBase))
 	}
 	if c.Grace < 0 {
 		errs = append(errs, fmt.Errorf("process provider: negative grace %v", c.Grace))
@@ -107,8 +145,13 @@ type Provider struct {
 	// later creates do not try again.
 	noNS atomic.Bool
 
+	isoOnce sync.Once
+	isoVal  *isolation
+	logOnce sync.Once
+
 	mu       sync.Mutex
 	deleting map[string]bool // instance ids whose exit is not news
+	reserved map[int]bool    // uids of instances being created
 }
 
 var (
@@ -126,12 +169,21 @@ func New(cfg Config) (*Provider, error) {
 		cfg.Namespaces = NamespacesAuto
 	}
 	cfg.Shim = slices.Clone(cfg.Shim)
+	cfg.Hide = slices.Clone(cfg.Hide)
+	cfg.Keep = slices.Clone(cfg.Keep)
+	if cfg.UIDBase == 0 {
+		cfg.UIDBase = DefaultUIDBase
+	}
+	if cfg.PidsMax == 0 {
+		cfg.PidsMax = DefaultPidsMax
+	}
 	p := &Provider{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		clock:    cfg.Clock,
 		exited:   make(chan string, exitedBuffer),
 		deleting: map[string]bool{},
+		reserved: map[int]bool{},
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -187,6 +239,8 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 	if err := os.MkdirAll(p.cfg.Dir, 0o700); err != nil {
 		return corral.ProviderInstance{}, createError(spec, fmt.Errorf("%w: %w", corral.ErrUnavailable, err))
 	}
+	p.logIsolation()
+	iso := p.iso()
 	dir := filepath.Join(p.cfg.Dir, spec.InstanceID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -194,19 +248,42 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 		}
 		return corral.ProviderInstance{}, createError(spec, fmt.Errorf("%w: %w", corral.ErrUnavailable, err))
 	}
-	inst, err := p.start(spec, dir, argv, env)
-	if err != nil {
+	var err2 error
+	if iso.disk {
+		err2 = mountInstance(dir, p.diskMB(spec.Flavor))
+	}
+	var inst corral.ProviderInstance
+	if err2 == nil {
+		inst, err2 = p.start(spec, dir, argv, env, iso)
+	}
+	if err2 != nil {
+		if rerr := iso.cg.remove(spec.InstanceID); rerr != nil {
+			p.log.Warn("remove cgroups of failed create", keyInstance, spec.InstanceID, keyErr, rerr)
+		}
+		if rerr := unmountInstance(dir); rerr != nil {
+			p.log.Warn("unmount directory of failed create", keyInstance, spec.InstanceID, keyErr, rerr)
+		}
 		if rerr := removeAll(dir); rerr != nil {
 			p.log.Warn("remove directory of failed create", keyInstance, spec.InstanceID, keyErr, rerr)
 		}
-		return corral.ProviderInstance{}, createError(spec, err)
+		return corral.ProviderInstance{}, createError(spec, err2)
 	}
 	return inst, nil
 }
 
 // start fills the fresh instance directory dir and starts the shim.
-func (p *Provider) start(spec corral.InstanceSpec, dir string, argv, env []string) (corral.ProviderInstance, error) {
+func (p *Provider) start(spec corral.InstanceSpec, dir string, argv, env []string, iso *isolation) (corral.ProviderInstance, error) {
+	isolated := iso.namespaces && iso.root
+	uid := 0
+	if isolated {
+		var err error
+		if uid, err = p.allocUID(); err != nil {
+			return corral.ProviderInstance{}, err
+		}
+		defer p.releaseUID(uid)
+	}
 	st := state{
+		UID:          uid,
 		Version:      stateVersion,
 		InstanceID:   spec.InstanceID,
 		Name:         spec.Name,
@@ -220,7 +297,7 @@ func (p *Provider) start(spec corral.InstanceSpec, dir string, argv, env []strin
 		return corral.ProviderInstance{}, err
 	}
 	work := filepath.Join(dir, workDir)
-	if err := os.Mkdir(work, 0o700); err != nil {
+	if err := os.Mkdir(work, 0o700); err != nil && !(iso.disk && errors.Is(err, fs.ErrExist)) {
 		return corral.ProviderInstance{}, err
 	}
 	if err := os.Mkdir(filepath.Join(work, "tmp"), 0o700); err != nil {
@@ -235,17 +312,39 @@ func (p *Provider) start(spec corral.InstanceSpec, dir string, argv, env []strin
 	}
 	defer logf.Close() // the child has its own descriptor
 
+	var cgDirs []string
+	if len(iso.cg.enforced()) > 0 {
+		if cgDirs, err = iso.cg.create(spec.InstanceID, spec.Flavor, p.cfg.PidsMax); err != nil {
+			return corral.ProviderInstance{}, fmt.Errorf("%w: %w", corral.ErrUnavailable, err)
+		}
+	}
+	var isoArgs []string
+	if isolated {
+		if isoArgs, err = p.isolationArgs(spec, dir, uid, imagePaths(spec, argv)); err != nil {
+			return corral.ProviderInstance{}, err
+		}
+	}
 	args := slices.Clone(p.cfg.Shim[1:])
+	for _, c := range cgDirs {
+		args = append(args, "--cgroup", c)
+	}
 	if !spec.Deadline.IsZero() {
 		args = append(args, "--deadline", spec.Deadline.UTC().Format(time.RFC3339Nano))
 	}
 	if p.cfg.Grace > 0 {
 		args = append(args, "--grace", p.cfg.Grace.String())
 	}
-	args = append(args, "--dir", work, "--")
-	args = append(args, argv...)
+	args = append(args, "--dir", work)
+	// The isolation flags apply only in new namespaces.
+	shimArgs := func(ns bool) []string {
+		a := slices.Clone(args)
+		if ns {
+			a = append(a, isoArgs...)
+		}
+		return append(append(a, "--"), argv...)
+	}
 
-	cmd, namespaced, err := p.startShim(args, work, env, logf)
+	cmd, namespaced, err := p.startShim(shimArgs, work, env, logf)
 	if err != nil {
 		return corral.ProviderInstance{}, err
 	}
@@ -273,16 +372,16 @@ func (p *Provider) start(spec corral.InstanceSpec, dir string, argv, env []strin
 }
 
 // startShim starts the shim, in new namespaces when configured and allowed.
-func (p *Provider) startShim(args []string, work string, env []string, logf *os.File) (*exec.Cmd, bool, error) {
+func (p *Provider) startShim(args func(ns bool) []string, work string, env []string, logf *os.File) (*exec.Cmd, bool, error) {
 	tryNS := p.cfg.Namespaces == NamespacesOn || (p.cfg.Namespaces == NamespacesAuto && !p.noNS.Load())
 	for {
-		cmd := exec.Command(p.cfg.Shim[0], args...)
+		cmd := exec.Command(p.cfg.Shim[0], args(tryNS)...)
 		cmd.Dir = work
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if tryNS {
-			cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID
+			cmd.SysProcAttr.Cloneflags = cloneFlags
 		}
 		err := cmd.Start()
 		if err == nil {

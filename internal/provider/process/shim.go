@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,7 @@ type shimArgs struct {
 	grace    time.Duration
 	dir      string
 	argv     []string
+	iso      isolateArgs
 }
 
 func parseShimArgs(args []string) (shimArgs, error) {
@@ -47,10 +49,22 @@ func parseShimArgs(args []string) (shimArgs, error) {
 	deadline := fs.String("deadline", "", "RFC 3339 time at which the runner is stopped")
 	grace := fs.Duration("grace", DefaultGrace, "time between SIGTERM and SIGKILL")
 	dir := fs.String("dir", "", "working directory of the runner")
+	var iso isolateArgs
+	fs.IntVar(&iso.uid, "uid", 0, "run the runner as this uid")
+	fs.IntVar(&iso.gid, "gid", 0, "run the runner as this gid")
+	fs.StringVar(&iso.private, "private", "", "instance directory with the private tmp, var-tmp and shm")
+	fs.StringVar(&iso.hostname, "hostname", "", "host name in the instance's UTS namespace")
+	fs.Var(&iso.masks, "mask", "path covered by an empty read-only tmpfs (repeatable)")
+	fs.Var(&iso.keepRO, "keep-ro", "path visible read-only under the masks (repeatable)")
+	fs.Var(&iso.keepRW, "keep-rw", "path visible writable under the masks (repeatable)")
+	fs.Var(&iso.cgroups, "cgroup", "cgroup directory to join (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return shimArgs{}, fmt.Errorf("%w: shim: %w", corral.ErrBadInput, err)
 	}
-	a := shimArgs{grace: *grace, dir: *dir, argv: fs.Args()}
+	a := shimArgs{grace: *grace, dir: *dir, argv: fs.Args(), iso: iso}
+	if iso.uid < 0 || iso.gid < 0 || (iso.uid == 0) != (iso.gid == 0) {
+		return shimArgs{}, fmt.Errorf("%w: shim: --uid and --gid go together and are positive", corral.ErrBadInput)
+	}
 	if *deadline != "" {
 		t, err := time.Parse(time.RFC3339Nano, *deadline)
 		if err != nil {
@@ -72,7 +86,13 @@ func parseShimArgs(args []string) (shimArgs, error) {
 
 // RunShim is the body of the hidden `corral shim` subcommand:
 //
-//	corral shim [--deadline RFC3339] [--grace D] --dir WORK -- RUNNER ARGS...
+//	corral shim [--deadline RFC3339] [--grace D] [--cgroup DIR]... [isolation flags] --dir WORK -- RUNNER ARGS...
+//	corral shim --probe
+//
+// The isolation flags (--uid, --gid, --private, --hostname, --mask,
+// --keep-ro, --keep-rw; see isolate) apply only in new namespaces, where
+// the shim is PID 1: elsewhere they are refused. --probe exits at once (the
+// provider's test that the kernel gives namespaces).
 //
 // It starts the runner in its own process group with WORK as its working
 // directory, forwards SIGTERM and SIGINT to that group, stops it at the
@@ -81,20 +101,38 @@ func parseShimArgs(args []string) (shimArgs, error) {
 // runner left behind once it exits, and returns nil or an *ExitError with
 // the runner's exit code (128+signal when it was killed).
 func RunShim(ctx context.Context, args []string) error {
+	if len(args) == 1 && args[0] == "--probe" {
+		return nil // the provider checks that the shim starts in new namespaces
+	}
 	a, err := parseShimArgs(args)
 	if err != nil {
 		return err
 	}
+	// no_new_privs and the capability bounding set belong to a thread:
+	// the runner is forked from this one, which isolate prepares.
+	runtime.LockOSThread()
 	if sid, err := unix.Getsid(0); err == nil && sid != os.Getpid() {
 		// The provider starts the shim as a session leader; make sure
 		// of it, since cleanup finds leftovers by session.
 		_, _ = unix.Setsid()
 	}
+	if err := joinCgroups(a.iso.cgroups); err != nil {
+		return err
+	}
 	namespaced := os.Getpid() == 1 && newMountNamespace()
-	if namespaced {
+	switch {
+	case namespaced && a.iso.isolated():
+		if err := isolate(a.iso); err != nil {
+			return fmt.Errorf("shim: isolate the runner: %w", err)
+		}
+	case a.iso.isolated():
+		return fmt.Errorf("%w: shim: isolation asked for outside new namespaces", corral.ErrBadInput)
+	case namespaced:
 		setupMounts()
-	} else if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		shimLog("cannot become child subreaper: %v", err)
+	default:
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			shimLog("cannot become child subreaper: %v", err)
+		}
 	}
 
 	sigs := make(chan os.Signal, 16)
@@ -107,11 +145,15 @@ func RunShim(ctx context.Context, args []string) error {
 			return fmt.Errorf("%w: shim: %w", corral.ErrNotFound, err)
 		}
 	}
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	if a.iso.uid > 0 {
+		sys.Credential = &syscall.Credential{Uid: uint32(a.iso.uid), Gid: uint32(a.iso.gid), Groups: []uint32{}}
+	}
 	pid, err := syscall.ForkExec(path, a.argv, &syscall.ProcAttr{
 		Dir:   a.dir,
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		Sys:   sys,
 	})
 	if err != nil {
 		return fmt.Errorf("shim: start runner %q: %w", a.argv[0], err)

@@ -28,9 +28,10 @@ type state struct {
 	Name         string    `json:"name"`
 	PoolID       string    `json:"pool_id"`
 	ControllerID string    `json:"controller_id"`
-	Pid          int       `json:"pid"`         // 0 while Create has not started the shim yet
-	StartTicks   uint64    `json:"start_ticks"` // field 22 of /proc/<pid>/stat
-	Namespaced   bool      `json:"namespaced"`  // new mount and PID namespaces
+	Pid          int       `json:"pid"`           // 0 while Create has not started the shim yet
+	StartTicks   uint64    `json:"start_ticks"`   // field 22 of /proc/<pid>/stat
+	Namespaced   bool      `json:"namespaced"`    // new mount and PID namespaces
+	UID          int       `json:"uid,omitempty"` // host uid and gid of the runner; 0: corral's
 	CreatedAt    time.Time `json:"created_at"`
 }
 

@@ -16,6 +16,8 @@ func main() {
 			os.Exit(providertest.RunTestRunner())
 		case providertest.GrandchildArg:
 			os.Exit(providertest.RunGrandchild())
+		case providertest.HostileArg:
+			os.Exit(providertest.RunHostile())
 		}
 	}
 	os.Stderr.WriteString("usage: testrunner " + providertest.RunnerArg + "|" + providertest.GrandchildArg + "\n")
