@@ -15,6 +15,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
+	"github.com/corral-ci/corral/internal/provider/process"
 	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/corral-ci/corral/internal/testutil/e2etest"
 	"github.com/corral-ci/corral/internal/provider/process"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 // rig is one corral serving one repository target of the shared Gitea,

@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"bytes"
+	"github.com/corral-ci/corral/internal/provider/process"
 	"os"
 	"path/filepath"
 	"testing"
@@ -172,6 +173,13 @@ func WriteConfig(t testing.TB, c Config) string {
 	p := filepath.Join(t.TempDir(), "corral.yaml")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if c.DataDir != "" {
+		// Process instances a stopped corral left (it adopts them at its
+		// next start) are tmpfs mounts and cgroups: free them before the
+		// test's directories go. Runs after the corral processes started
+		// later are killed (cleanups run last first).
+		t.Cleanup(func() { _ = process.RemoveLeftovers(filepath.Join(c.DataDir, "instances")) })
 	}
 	return p
 }
