@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/corral-ci/corral/internal/config"
+	_ "github.com/corral-ci/corral/internal/provider/builtin" // the provider types the config names
 )
 
 // TestConfig_Render: every shape the suites write is a config that corral
