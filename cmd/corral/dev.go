@@ -237,13 +237,21 @@ const devRateLimit = 100_000
 // with a run.sh, like actions/runner's, that runs corral's own simulated
 // actions runner of the stand-in (`corral github-sim-runner`).
 func devRunnerImage(dataDir, exe string) (string, error) {
+	// Readable and executable by every user: runners run as unprivileged
+	// per-instance users (the process provider's isolation).
 	dir := filepath.Join(dataDir, "actions-runner")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", err
 	}
 	script := "#!/bin/sh\nexec '" + strings.ReplaceAll(exe, "'", `'\''`) + "' github-sim-runner \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o700); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(script), 0o755); err != nil {
 		return "", fmt.Errorf("write the runner image: %w", err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "run.sh"), 0o755); err != nil {
+		return "", err
 	}
 	return dir, nil
 }
