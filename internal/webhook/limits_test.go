@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -84,9 +85,9 @@ func TestHandler_BodiesInFlight(t *testing.T) {
 	ts, _ := twoTargets(t, nil)
 	addr := strings.TrimPrefix(ts.URL, "http://")
 	big := bytes.Repeat([]byte("x"), 1<<20)
-	// More slow senders on acme than its share (16 MiB) holds.
-	for i := range 20 {
-		slowSender(t, addr, "acme", i)
+	// Slow senders on acme fill its share (16 MiB): each one is held.
+	for i := range 16 {
+		heldSender(t, addr, "acme", i)
 	}
 	// A further bad delivery to acme is refused at once with 503 and
 	// Retry-After (the slow ones may still be arriving: bounded retries).
@@ -118,14 +119,36 @@ func TestHandler_BodiesInFlight(t *testing.T) {
 	}
 }
 
+// heldSender is a slowSender that the server did not refuse at once: a
+// sender refused for room (another delivery was in flight at that moment)
+// gets its 503 within moments, and is sent again.
+func heldSender(t *testing.T, addr, targetID string, i int) net.Conn {
+	t.Helper()
+	for range 50 {
+		c := slowSender(t, addr, targetID, i)
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		var b [1]byte
+		if _, err := c.Read(b[:]); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				_ = c.SetReadDeadline(time.Time{})
+				return c // no answer: its body is awaited, its room held
+			}
+		}
+		c.Close()
+	}
+	t.Fatalf("slow sender %d to %s was refused 50 times", i, targetID)
+	return nil
+}
+
 func TestHandler_BodiesInFlightTotal(t *testing.T) {
 	ts, _ := twoTargets(t, func(h *webhook.Handler) { h.SetLimits(4<<20, 5<<20) })
 	addr := strings.TrimPrefix(ts.URL, "http://")
 	conns := []net.Conn{}
 	for i := range 4 {
-		conns = append(conns, slowSender(t, addr, "acme", i))
+		conns = append(conns, heldSender(t, addr, "acme", i))
 	}
-	conns = append(conns, slowSender(t, addr, "other", 4))
+	conns = append(conns, heldSender(t, addr, "other", 4))
 	good := payload(8, "queued")
 	deadline := time.Now().Add(5 * time.Second)
 	code := 0
