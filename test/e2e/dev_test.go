@@ -30,9 +30,11 @@ func TestDev(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	waitFor(t, 90*time.Second, "jobs done and a job refused", func() bool {
+	// A job a warm runner took before its queued webhook came shows no
+	// "routed" stamp: wait for one that went the whole way too.
+	waitFor(t, 90*time.Second, "jobs routed and done, and a job refused", func() bool {
 		s := out.String()
-		return strings.Contains(s, "success") && strings.Contains(s, "refused:")
+		return strings.Contains(s, "success") && strings.Contains(s, "refused:") && strings.Contains(s, "routed")
 	})
 	if n := len(runnerProcesses(data)); n == 0 {
 		t.Log("no runner process alive at the moment of the stop (all idle between jobs)")
