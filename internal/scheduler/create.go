@@ -226,11 +226,14 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, corral.ErrUnavailable) && s.clock.Now().Sub(in.DrainAt) > lostAfter {
-			// Its engine or host has been unreachable for long: the
-			// instance is lost. It stops counting against the limits;
-			// if the engine comes back, the provider sweep finds the
-			// instance unknown and deletes it then.
+		if errors.Is(err, corral.ErrUnavailable) && (in.ProviderID == "" || s.clock.Now().Sub(in.DrainAt) > lostAfter) {
+			// Its engine or host has been unreachable for long, or the
+			// instance's create never succeeded (a create on an engine
+			// that had just gone): the instance is lost. It stops
+			// counting against the limits; if the engine comes back
+			// with something of it, the provider sweep finds it unknown
+			// and deletes it then, and the runner sweep its
+			// registration.
 			s.log.Warn("instance lost: its provider has been unreachable since it was to be deleted", "provider", name, "instance", in.ID, "err", err)
 			lost = true
 			continue

@@ -357,9 +357,12 @@ func TestScheduler_New(t *testing.T) {
 func TestScheduler_Lost(t *testing.T) {
 	r := newRig(t, 0, 0, pool("onprem", 10, 2))
 	now := r.clk.Now()
-	for id, drained := range map[string]time.Duration{"old": 6 * time.Minute, "new": time.Minute} {
+	for id, drained := range map[string]time.Duration{"old": 6 * time.Minute, "new": time.Minute, "never": time.Minute} {
 		in := corral.Instance{ID: id, Name: "corral-acme-" + id, PoolID: "onprem", TenantID: "default", TargetID: "acme",
-			State: corral.InstDraining, Reason: "job completed", DrainAt: now.Add(-drained), CreatedAt: now}
+			State: corral.InstDraining, Reason: "job completed", DrainAt: now.Add(-drained), CreatedAt: now, ProviderID: "p-" + id}
+		if id == "never" { // its create failed as the engine went: the provider never made it
+			in.ProviderID, in.Reason = "", "create failed"
+		}
 		if err := r.st.Update(context.Background(), func(tx corral.Tx) error { return tx.PutInstance(context.Background(), &in) }); err != nil {
 			t.Fatal(err)
 		}
@@ -375,6 +378,9 @@ func TestScheduler_Lost(t *testing.T) {
 	}
 	if in := got["new"]; in.State != corral.InstDraining {
 		t.Fatalf("new = %s, want still draining (its engine may come back)", in.State)
+	}
+	if in := got["never"]; in.State != corral.InstDeleted || !strings.HasPrefix(in.Reason, "lost") {
+		t.Fatalf("never = %s %q, want deleted as lost at once (nothing of it was made that a wait could save)", in.State, in.Reason)
 	}
 }
 
