@@ -3,6 +3,7 @@ package gitea
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -98,11 +99,40 @@ func TestGitea_TenJobsTwoPools(t *testing.T) {
 // is found by the forge sweep once corral starts, and served.
 func TestGitea_Sweep(t *testing.T) {
 	r := newRig(t)
+	// Until corral starts, its address refuses deliveries: a listener
+	// that closes every connection at once. Gitea sends its webhooks
+	// from a queue, sometimes seconds later; corral starts only once the
+	// job's queued webhook has been tried and failed, so that the job can
+	// come from the sweep alone.
+	down, err := net.Listen("tcp", r.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tried := make(chan struct{}, 64)
+	go func() {
+		for {
+			c, err := down.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			tried <- struct{}{}
+		}
+	}()
 	r.push(t, "missed", [][]string{{"self-hosted", "corral-a"}})
 	waitFor(t, 30*time.Second, "the job queued at Gitea", func() bool {
 		js := r.giteaJobs(t)
 		return len(js) == 1 && js[0].Status == "queued"
 	})
+	// Gitea sends workflow_run and workflow_job deliveries: wait for the
+	// first, then a moment for the rest of the queue.
+	select {
+	case <-tried:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Gitea never tried to deliver a webhook")
+	}
+	time.Sleep(2 * time.Second)
+	down.Close()
 	p := r.start(t)
 	waitFor(t, 2*time.Minute, "the missed job completed", func() bool {
 		js := r.giteaJobs(t)
