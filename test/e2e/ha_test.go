@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
+	"github.com/corral-ci/corral/internal/store/postgres"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
+	"github.com/corral-ci/corral/internal/testutil/pgtest"
+)
+
+// haLeaseTTL is the lease of the HA tests: short, so that a crashed
+// leader is replaced within the 5 s target.
+const haLeaseTTL = 3 * time.Second
+
+// replicas is a set of corral serve processes of one rig, by listen
+// address, that the test kills and restarts.
+type replicas struct {
+	r     *rig
+	addrs []string
+	procs map[string]*e2etest.Proc
+	args  map[string][]string
+}
+
+func (rs *replicas) start(t *testing.T, addr string) {
+	t.Helper()
+	rs.procs[addr] = rs.r.startOn(t, addr, rs.args[addr]...)
+}
+
+// leader waits until exactly one live replica says in /readyz that it
+// leads, other than not (when given), and returns it.
+func (rs *replicas) leader(t *testing.T, within time.Duration, not string) string {
+	t.Helper()
+	var got string
+	waitForFast(t, within, "a replica leads", func() bool {
+		var leads []string
+		for _, a := range rs.addrs {
+			if a != not && e2etest.Leads(a) {
+				leads = append(leads, a)
+			}
+		}
+		if len(leads) > 1 {
+			t.Errorf("%d replicas say they lead at once: %v", len(leads), leads)
+		}
+		if len(leads) == 1 {
+			got = leads[0]
+		}
+		return got != ""
+	})
+	return got
+}
+
+// waitForFast is WaitFor polling every 20 ms, for take-over times.
+func waitForFast(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// watchPeak records the most live instances of pool linux the store held
+// at once, until the returned stop is called.
+func watchPeak(t *testing.T, dsn string) (peak *atomic.Int64, stop func()) {
+	t.Helper()
+	st, err := postgres.Open(context.Background(), dsn, postgres.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak = new(atomic.Int64)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			_ = st.View(ctx, func(tx corral.ReadTx) error {
+				n, err := tx.CountInstances(ctx, corral.CountFilter{PoolID: "linux"})
+				if err == nil && int64(n) > peak.Load() {
+					peak.Store(int64(n))
+				}
+				return err
+			})
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return peak, func() { cancel(); <-done; st.Close() }
+}
+
+// TestHA_Failover runs three replicas on one PostgreSQL database behind a
+// round-robin load balancer that receives every webhook. While the jobs
+// flow, the leader is killed (SIGKILL) twice and restarted, then paused
+// (SIGSTOP) for longer than the lease and resumed. Every job must be
+// served exactly once, the pool max must hold at every instant, nothing
+// may be left, another replica must take over within 5 s each time, and
+// the resumed old leader must step down without acting on its old term.
+func TestHA_Failover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fail-over test is not short")
+	}
+	const jobs, poolMax = 500, 10
+	dsn := pgtest.DSN(t)
+	r := newRig(t, standin.Options{Seed: 16}, setup{Store: dsn, PoolMax: poolMax})
+	r.cfg.LeaseTTL = haLeaseTTL.String()
+	rs := &replicas{r: r, procs: map[string]*e2etest.Proc{}, args: map[string][]string{}}
+	for range 3 {
+		rs.addrs = append(rs.addrs, e2etest.FreePort(t))
+	}
+	lb := e2etest.NewRoundRobin(t, r.listen, rs.addrs...)
+	for _, a := range rs.addrs {
+		rs.start(t, a)
+	}
+	peak, stopWatch := watchPeak(t, dsn)
+
+	start := time.Now()
+	queued := make(chan struct{})
+	go func() {
+		defer close(queued)
+		for i := 0; i < jobs; i++ {
+			r.queue(i, simJob(i), 100*time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+
+	var takeovers []time.Duration
+	// Two crashes: SIGKILL the leader, time the take-over, restart it.
+	for k := 0; k < 2; k++ {
+		time.Sleep(4 * time.Second)
+		old := rs.leader(t, 10*time.Second, "")
+		rs.procs[old].Kill()
+		died := time.Now()
+		next := rs.leader(t, 15*time.Second, old)
+		took := time.Since(died)
+		takeovers = append(takeovers, took)
+		t.Logf("kill %d of leader %s at %s (%d/%d jobs done): %s took over in %s", k+1, old,
+			died.Sub(start).Round(time.Millisecond), r.Count(standin.StatusCompleted), jobs, next, took.Round(time.Millisecond))
+		rs.start(t, old)
+	}
+
+	// A pause longer than the lease: the paused leader must be replaced,
+	// and when it resumes it must step down without acting.
+	time.Sleep(4 * time.Second)
+	old := rs.leader(t, 10*time.Second, "")
+	paused := rs.procs[old]
+	if err := paused.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	next := rs.leader(t, 15*time.Second, old)
+	took := time.Since(stopped)
+	takeovers = append(takeovers, took)
+	t.Logf("pause of leader %s at %s: %s took over in %s", old, stopped.Sub(start).Round(time.Millisecond), next, took.Round(time.Millisecond))
+	time.Sleep(haLeaseTTL + 2*time.Second - time.Since(stopped))
+	before := len(paused.Output())
+	if err := paused.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	waitFor(t, 10*time.Second, "the resumed old leader steps down", func() bool {
+		return strings.Contains(paused.Output()[before:], "stepping down")
+	})
+	after := paused.Output()[before:]
+	t.Logf("resumed old leader stepped down within %s; its log after resume:\n%s",
+		time.Since(resumed).Round(time.Millisecond), e2etest.LastLines(after, 20))
+	checkNoStaleAction(t, after)
+	if e2etest.Leads(old) {
+		t.Errorf("the resumed old leader %s still says it leads", old)
+	}
+	if now := rs.leader(t, 5*time.Second, old); now != next {
+		t.Logf("lead moved on from %s to %s after the resume", next, now)
+	}
+
+	<-queued
+	waitFor(t, 120*time.Second, "every job completed", func() bool { return r.Count(standin.StatusCompleted) == jobs })
+	stopWatch()
+	r.checkClean(t, jobs)
+	for _, a := range rs.addrs {
+		rs.procs[a].Stop(t)
+	}
+	if p := r.Stats().PeakRunners; p > poolMax {
+		t.Errorf("forge saw %d runners alive at once, pool max is %d", p, poolMax)
+	}
+	if p := peak.Load(); p > poolMax {
+		t.Errorf("store held %d live instances at once, pool max is %d", p, poolMax)
+	}
+	slices.Sort(takeovers)
+	for _, d := range takeovers {
+		if d > 5*time.Second {
+			t.Errorf("a take-over took %s, target 5s (lease %s)", d.Round(time.Millisecond), haLeaseTTL)
+		}
+	}
+	t.Logf("%d jobs on 3 replicas (lease %s) in %s: take-overs %v; peak %d runners at the forge, %d live instances in the store; webhooks per replica %v, %d failed",
+		jobs, haLeaseTTL, time.Since(start).Round(time.Millisecond), roundAll(takeovers), r.Stats().PeakRunners, peak.Load(),
+		lb.Counts(), r.Stats().Webhooks.Failed)
+}
+
+// staleActions are the log messages of leader-only actions that succeeded.
+var staleActions = []string{
+	`msg=leading`, `msg="retiring instance"`, `msg="retired instance"`, `msg="deleted orphan instance"`,
+	`msg="removed ghost runner"`, `msg="asked the forge to redeliver failed webhooks"`,
+}
+
+// checkNoStaleAction fails if the log of a resumed old leader shows,
+// before it stepped down, a leader-only action that succeeded.
+func checkNoStaleAction(t *testing.T, log string) {
+	t.Helper()
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "stepping down") {
+			return
+		}
+		for _, a := range staleActions {
+			if strings.Contains(line, a) {
+				t.Errorf("the resumed old leader acted before it stepped down: %s", line)
+			}
+		}
+	}
+}
+
+func roundAll(ds []time.Duration) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond).String()
+	}
+	return out
+}
