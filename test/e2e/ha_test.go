@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -231,4 +233,113 @@ func roundAll(ds []time.Duration) []string {
 		out[i] = d.Round(time.Millisecond).String()
 	}
 	return out
+}
+
+// viaProxy returns dsn (a URL) with its host:port replaced by addr.
+func viaProxy(t *testing.T, dsn, addr string) (target, proxied string) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || u.Host == "" {
+		t.Fatalf("the PostgreSQL DSN is not a URL with a host; the proxy test needs one")
+	}
+	target = u.Host
+	u.Host = addr
+	return target, u.String()
+}
+
+// TestHA_ConnectionCut cuts the database connection of the leading
+// replica (a TCP proxy drops its connections and refuses new ones), then
+// restores it. Another replica must take over; the cut replica must step
+// down, never act on its stale term, and answer the webhooks it cannot
+// record with a 5xx, never a 202 (so the forge's delivery fails and is
+// redelivered); restored, it serves again. Every job is served once.
+func TestHA_ConnectionCut(t *testing.T) {
+	const jobs, poolMax = 60, 5
+	dsn := pgtest.DSN(t)
+	r := newRig(t, standin.Options{Seed: 17}, setup{Store: dsn, PoolMax: poolMax})
+	r.cfg.LeaseTTL = haLeaseTTL.String()
+	cutAddr, otherAddr := e2etest.FreePort(t), e2etest.FreePort(t)
+	// The cut replica gets every webhook: the test sees each answer.
+	lb := e2etest.NewRoundRobin(t, r.listen, cutAddr)
+
+	target, proxied := viaProxy(t, dsn, "")
+	px := e2etest.NewTCPProxy(t, target)
+	_, proxied = viaProxy(t, dsn, px.Addr)
+	cc := r.cfg
+	cc.Store = proxied
+	cc.Listen = cutAddr
+	cut := e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: e2etest.WriteConfig(t, cc), Listen: cutAddr, Env: r.Env()})
+	waitForFast(t, 10*time.Second, "the replica behind the proxy leads", func() bool { return e2etest.Leads(cutAddr) })
+	other := r.startOn(t, otherAddr)
+
+	for i := 0; i < jobs/3; i++ {
+		r.queue(i, simJob(i), 100*time.Millisecond)
+	}
+	waitFor(t, 60*time.Second, "the first jobs completed", func() bool { return r.Count(standin.StatusCompleted) == jobs/3 })
+
+	before := len(cut.Output())
+	px.Cut()
+	cutAt := time.Now()
+	waitForFast(t, 10*time.Second, "the other replica takes over", func() bool { return e2etest.Leads(otherAddr) })
+	t.Logf("connection cut: %s took over in %s", otherAddr, time.Since(cutAt).Round(time.Millisecond))
+	waitFor(t, 10*time.Second, "the cut replica steps down", func() bool {
+		return strings.Contains(cut.Output()[before:], "stepping down")
+	})
+	if e2etest.Leads(cutAddr) {
+		t.Errorf("the cut replica still says it leads")
+	}
+	// Jobs queued during the cut: their webhooks reach only the cut
+	// replica, which cannot record them.
+	for i := jobs / 3; i < 2*jobs/3; i++ {
+		r.queue(i, simJob(i), 100*time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	checkNoStaleAction(t, cut.Output()[before:])
+	restoreAt := time.Now()
+	px.Restore(t)
+	var during, accepted int
+	for _, a := range lb.Answers() {
+		if a.Sent.After(cutAt) && a.Sent.Before(restoreAt) {
+			during++
+			if a.Code < 500 {
+				t.Errorf("a webhook sent to the cut replica at %s got %d, want a 5xx", a.Sent.Sub(cutAt).Round(time.Millisecond), a.Code)
+			}
+		}
+	}
+	if during == 0 {
+		t.Errorf("no webhook reached the cut replica during the cut; the test proves nothing")
+	}
+	// Restored: it reads and writes again and records webhooks (202).
+	waitFor(t, 30*time.Second, "the restored replica is ready", func() bool { return ready(otherAddr) && ready(cutAddr) })
+	for i := 2 * jobs / 3; i < jobs; i++ {
+		r.queue(i, simJob(i), 100*time.Millisecond)
+	}
+	waitFor(t, 120*time.Second, "every job completed", func() bool { return r.Count(standin.StatusCompleted) == jobs })
+	for _, a := range lb.Answers() {
+		if a.Sent.After(restoreAt.Add(time.Second)) && a.Code == 202 {
+			accepted++
+		}
+	}
+	if accepted == 0 {
+		t.Errorf("the restored replica accepted no webhook")
+	}
+	r.checkClean(t, jobs)
+	cut.Stop(t)
+	other.Stop(t)
+	if p := r.Stats().PeakRunners; p > poolMax {
+		t.Errorf("forge saw %d runners alive at once, pool max is %d", p, poolMax)
+	}
+	t.Logf("%d webhooks answered 5xx during the cut, %d accepted after the restore; %d deliveries failed at the forge, %d redelivered",
+		during, accepted, r.Stats().Webhooks.Failed, r.Stats().Webhooks.Redelivered)
+}
+
+// ready reports whether /readyz at listen answers 200.
+func ready(listen string) bool {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + listen + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }

@@ -21,9 +21,17 @@ type RoundRobin struct {
 	Backends []string // host:port of each replica
 	next     atomic.Uint64
 	client   *http.Client
-	// Sent counts the requests each backend answered.
 	mu   sync.Mutex
-	Sent map[string]int
+	Sent map[string]int // the requests each backend answered
+	log  []Answer
+}
+
+// Answer is one request a backend answered: when it was sent, and the
+// status code.
+type Answer struct {
+	Sent    time.Time
+	Backend string
+	Code    int
 }
 
 // NewRoundRobin serves a RoundRobin on listen until the test ends.
@@ -60,6 +68,7 @@ func (rr *RoundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		req.Header = r.Header.Clone()
+		sent := time.Now()
 		resp, err := rr.client.Do(req)
 		if err != nil {
 			last = err
@@ -67,6 +76,7 @@ func (rr *RoundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rr.mu.Lock()
 		rr.Sent[b]++
+		rr.log = append(rr.log, Answer{Sent: sent, Backend: b, Code: resp.StatusCode})
 		rr.mu.Unlock()
 		for k, v := range resp.Header {
 			w.Header()[k] = v
@@ -77,6 +87,13 @@ func (rr *RoundRobin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Error(w, "no backend answered: "+errors.Join(last).Error(), http.StatusBadGateway)
+}
+
+// Answers returns the answers so far.
+func (rr *RoundRobin) Answers() []Answer {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return append([]Answer(nil), rr.log...)
 }
 
 // Counts returns a copy of Sent.
