@@ -109,7 +109,7 @@ func TestHA_Failover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fail-over test is not short")
 	}
-	const jobs, poolMax = 500, 10
+	const jobs, poolMax = 250, 10
 	dsn := pgtest.DSN(t)
 	r := newRig(t, standin.Options{Seed: 16}, setup{Store: dsn, PoolMax: poolMax})
 	r.cfg.LeaseTTL = haLeaseTTL.String()

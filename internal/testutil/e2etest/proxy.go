@@ -21,9 +21,9 @@ type RoundRobin struct {
 	Backends []string // host:port of each replica
 	next     atomic.Uint64
 	client   *http.Client
-	mu   sync.Mutex
-	Sent map[string]int // the requests each backend answered
-	log  []Answer
+	mu       sync.Mutex
+	Sent     map[string]int // the requests each backend answered
+	log      []Answer
 }
 
 // Answer is one request a backend answered: when it was sent, and the
