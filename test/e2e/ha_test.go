@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -342,4 +344,62 @@ func ready(listen string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// ownPostgres starts a PostgreSQL server for this test alone, so that the
+// test can restart it.
+func ownPostgres(t *testing.T) *pgtest.Server {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "corral-ha-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	srv, err := pgtest.StartServer(dir)
+	if errors.Is(err, pgtest.ErrNoPostgres) && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	return srv
+}
+
+// TestHA_PostgresRestart restarts the PostgreSQL server (fast shutdown:
+// every connection breaks) under two replicas while jobs flow: corral
+// reconnects, and every job is served exactly once with nothing left.
+func TestHA_PostgresRestart(t *testing.T) {
+	const jobs, poolMax = 60, 5
+	srv := ownPostgres(t)
+	r := newRig(t, standin.Options{Seed: 18}, setup{Store: srv.AdminDSN(), PoolMax: poolMax})
+	r.cfg.LeaseTTL = haLeaseTTL.String()
+	addrs := []string{e2etest.FreePort(t), e2etest.FreePort(t)}
+	e2etest.NewRoundRobin(t, r.listen, addrs...)
+	a := r.startOn(t, addrs[0])
+	b := r.startOn(t, addrs[1])
+	queued := make(chan struct{})
+	go func() {
+		defer close(queued)
+		for i := 0; i < jobs; i++ {
+			r.queue(i, simJob(i), 100*time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PostgreSQL restarted at %d/%d jobs done", r.Count(standin.StatusCompleted), jobs)
+	waitFor(t, 30*time.Second, "both replicas ready after the restart", func() bool { return ready(addrs[0]) && ready(addrs[1]) })
+	<-queued
+	waitFor(t, 120*time.Second, "every job completed", func() bool { return r.Count(standin.StatusCompleted) == jobs })
+	r.checkClean(t, jobs)
+	a.Stop(t)
+	b.Stop(t)
+	if p := r.Stats().PeakRunners; p > poolMax {
+		t.Errorf("forge saw %d runners alive at once, pool max is %d", p, poolMax)
+	}
+	t.Logf("%d jobs served once across a PostgreSQL restart; %d deliveries failed at the forge, %d redelivered",
+		jobs, r.Stats().Webhooks.Failed, r.Stats().Webhooks.Redelivered)
 }
