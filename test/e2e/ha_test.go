@@ -33,14 +33,14 @@ type replicas struct {
 	args  map[string][]string
 }
 
-func (rs *replicas) start(t *testing.T, addr string) {
+func (rs *replicas) start(t testing.TB, addr string) {
 	t.Helper()
 	rs.procs[addr] = rs.r.startOn(t, addr, rs.args[addr]...)
 }
 
 // leader waits until exactly one live replica says in /readyz that it
 // leads, other than not (when given), and returns it.
-func (rs *replicas) leader(t *testing.T, within time.Duration, not string) string {
+func (rs *replicas) leader(t testing.TB, within time.Duration, not string) string {
 	t.Helper()
 	var got string
 	waitForFast(t, within, "a replica leads", func() bool {
@@ -62,7 +62,7 @@ func (rs *replicas) leader(t *testing.T, within time.Duration, not string) strin
 }
 
 // waitForFast is WaitFor polling every 20 ms, for take-over times.
-func waitForFast(t *testing.T, within time.Duration, what string, cond func() bool) {
+func waitForFast(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -402,4 +402,38 @@ func TestHA_PostgresRestart(t *testing.T) {
 	}
 	t.Logf("%d jobs served once across a PostgreSQL restart; %d deliveries failed at the forge, %d redelivered",
 		jobs, r.Stats().Webhooks.Failed, r.Stats().Webhooks.Redelivered)
+}
+
+// BenchmarkTakeover kills the leader of three idle replicas (lease 3 s)
+// ten times, restarting it each time, and reports the median and the
+// longest time from the kill to another replica leading.
+func BenchmarkTakeover(b *testing.B) {
+	const kills = 10
+	for range b.N {
+		dsn := pgtest.DSN(b)
+		r := newRig(b, standin.Options{Seed: 19}, setup{Store: dsn, PoolMax: 2})
+		r.cfg.LeaseTTL = haLeaseTTL.String()
+		rs := &replicas{r: r, procs: map[string]*e2etest.Proc{}, args: map[string][]string{}}
+		for range 3 {
+			a := e2etest.FreePort(b)
+			rs.addrs = append(rs.addrs, a)
+			rs.start(b, a)
+		}
+		var took []time.Duration
+		for range kills {
+			old := rs.leader(b, 15*time.Second, "")
+			rs.procs[old].Kill()
+			died := time.Now()
+			rs.leader(b, 15*time.Second, old)
+			took = append(took, time.Since(died))
+			rs.start(b, old)
+		}
+		slices.Sort(took)
+		b.ReportMetric(took[len(took)/2].Seconds(), "median-s")
+		b.ReportMetric(took[len(took)-1].Seconds(), "max-s")
+		b.Logf("take-overs after %d kills (lease %s): %v", kills, haLeaseTTL, roundAll(took))
+		for _, p := range rs.procs {
+			p.Stop(b)
+		}
+	}
 }
