@@ -79,7 +79,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools, Sizes: dom.Sizes, DefaultArch: dom.DefaultArch,
 		MaxInstances: cfg.MaxInstances, ControllerID: controllerID, NoLeader: *noLeader,
 		Holder:            replicaName(controllerID, cfg.Listen),
-		ReconcileInterval: cfg.ReconcileInterval, Logger: log,
+		ReconcileInterval: cfg.ReconcileInterval, LeaseTTL: cfg.LeaseTTL, Logger: log,
 	}
 	a, err := app.New(opt)
 	if err != nil {
@@ -202,7 +202,9 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (corra
 	case dsn == "" || dsn == "sqlite":
 		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, "corral.db"), sqlite.Options{Logger: log})
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return postgres.Open(ctx, dsn, postgres.Options{Logger: log})
+		// A leader paused inside a fenced write must not hold the lease
+		// row past its lease (docs/ha.md).
+		return postgres.Open(ctx, dsn, postgres.Options{Logger: log, IdleTxTimeout: cfg.LeaseTTL})
 	default:
 		return nil, fmt.Errorf("store: want \"sqlite\" or a postgres:// DSN")
 	}

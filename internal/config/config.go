@@ -33,6 +33,7 @@ const (
 	DefaultDataDir           = "./.data"
 	DefaultStore             = "sqlite"
 	DefaultReconcileInterval = 30 * time.Second
+	DefaultLeaseTTL          = 15 * time.Second
 	DefaultBootTimeout       = 10 * time.Minute
 	DefaultMaxJobRuntime     = 6 * time.Hour
 	DefaultIdleTimeout       = 10 * time.Minute
@@ -59,9 +60,12 @@ type Config struct {
 	ControllerID      string        `yaml:"controller_id"`
 	MaxInstances      int           `yaml:"max_instances"`
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
-	Log               Log           `yaml:"log"`
-	Tenants           []Tenant      `yaml:"tenants"`
-	Targets           []Target      `yaml:"targets"`
+	// LeaseTTL is the leader lease's length with several replicas on
+	// PostgreSQL: a crashed leader is replaced within about this time.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	Log      Log           `yaml:"log"`
+	Tenants  []Tenant      `yaml:"tenants"`
+	Targets  []Target      `yaml:"targets"`
 	// Sizes overrides or adds size words (word: capacity word).
 	Sizes map[string]string `yaml:"sizes"`
 	Pools []Pool            `yaml:"pools"`
@@ -252,6 +256,7 @@ func (c *Config) applyDefaults() {
 		c.Store = DefaultStore
 	}
 	setDur(&c.ReconcileInterval, "reconcile_interval", DefaultReconcileInterval)
+	setDur(&c.LeaseTTL, "lease_ttl", DefaultLeaseTTL)
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.Format, "text")
 	referenced := false

@@ -198,6 +198,9 @@ func (b *builder) top() {
 	if c.ReconcileInterval <= 0 {
 		b.bad("reconcile_interval", "must be positive")
 	}
+	if c.LeaseTTL < 0 || (c.LeaseTTL > 0 && c.LeaseTTL < 1e9) { // 0: the default; else at least one second
+		b.bad("lease_ttl", "must be at least 1s")
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		b.bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
 	}

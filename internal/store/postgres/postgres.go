@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -37,6 +38,12 @@ type Options struct {
 	// MaxAttempts bounds how often Update runs fn when the database asks
 	// for a retry (default 5).
 	MaxAttempts int
+	// IdleTxTimeout, when set, has the server end a transaction left idle
+	// that long (idle_in_transaction_session_timeout). A leader paused or
+	// cut off inside a fenced write holds the lease row FOR SHARE: this
+	// bounds how long it can keep another replica from taking over. Set
+	// it to the lease's length.
+	IdleTxTimeout time.Duration
 }
 
 // Store is a corral.Store on PostgreSQL.
@@ -60,6 +67,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 	}
 	if opt.MaxAttempts <= 0 {
 		opt.MaxAttempts = 5
+	}
+	if opt.IdleTxTimeout > 0 {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(opt.IdleTxTimeout.Milliseconds(), 10)
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)

@@ -365,3 +365,47 @@ func TestRetryable(t *testing.T) {
 		t.Error("plain errors are not retryable")
 	}
 }
+
+// A leader paused (SIGSTOP) or cut off inside a fenced write holds the
+// lease row FOR SHARE: with IdleTxTimeout the server ends that
+// transaction, so another replica takes the lapsed lease instead of
+// waiting for the paused one to resume.
+func TestStore_Update_idleFencedWriteDoesNotBlockTakeOver(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a := openTest(t, dsn, Options{IdleTxTimeout: time.Second})
+	b := openTest(t, dsn, Options{})
+	ctx := testCtx(t)
+	var la corral.Lease
+	if err := a.Update(ctx, func(tx corral.Tx) error {
+		var err error
+		la, _, err = tx.AcquireLease(ctx, "leader", "a", time.Time{}, time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	paused := make(chan error, 1)
+	go func() {
+		paused <- a.Update(ctx, func(tx corral.Tx) error {
+			if err := tx.CheckFence(ctx, "leader", la.Token); err != nil {
+				return err
+			}
+			time.Sleep(6 * time.Second) // the paused leader
+			return tx.ReleaseLease(ctx, "other", "a")
+		})
+	}()
+	time.Sleep(1500 * time.Millisecond) // the lease has lapsed
+	bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var held bool
+	err := b.Update(bctx, func(tx corral.Tx) error {
+		var err error
+		_, held, err = tx.AcquireLease(bctx, "leader", "b", time.Time{}, 10*time.Second)
+		return err
+	})
+	if err != nil || !held {
+		t.Fatalf("b could not take the lapsed lease while a's fenced write idled: held %v, err %v", held, err)
+	}
+	if err := <-paused; err == nil {
+		t.Errorf("the paused leader's write committed after b took over")
+	}
+}

@@ -18,6 +18,7 @@ type Config struct {
 	Store           string // "sqlite" (default) or a PostgreSQL DSN
 	ControllerID    string // default "e2e"
 	Reconcile       string // reconcile_interval, default "1s"
+	LeaseTTL        string // lease_ttl; empty: corral's default
 	LogLevel        string // default "info"
 	Targets         []Target
 	Pools           []Pool
@@ -71,6 +72,9 @@ data_dir: {{.DataDir}}
 store: {{.Store}}
 controller_id: {{.ControllerID}}
 reconcile_interval: {{.Reconcile}}
+{{- if .LeaseTTL}}
+lease_ttl: {{.LeaseTTL}}
+{{- end}}
 log: {level: {{.LogLevel}}, format: text}
 targets:
 {{- range .Targets}}

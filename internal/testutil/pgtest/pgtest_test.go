@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -45,5 +46,52 @@ func TestWithDatabase(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("withDatabase(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+}
+
+// Restart breaks open connections and serves the same data on the same
+// address again.
+func TestServer_Restart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "corral-pgtest-restart-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := StartServer(dir)
+	if errors.Is(err, ErrNoPostgres) && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	dsn := s.AdminDSN()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if s.AdminDSN() != dsn {
+		t.Errorf("restarted on %s, was %s", s.AdminDSN(), dsn)
+	}
+	if _, err := c.Exec(ctx, "SELECT 1"); err == nil {
+		t.Errorf("a connection opened before the restart still works")
+	}
+	c2, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close(ctx)
+	var x int
+	if err := c2.QueryRow(ctx, "SELECT x FROM kept").Scan(&x); err != nil || x != 7 {
+		t.Errorf("after the restart: x = %d, %v; want 7", x, err)
 	}
 }

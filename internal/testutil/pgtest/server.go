@@ -102,9 +102,26 @@ func (s *Server) start(data string) (exited bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	return s.startOn(data, port)
+}
+
+// Restart stops the server (fast shutdown: every connection breaks) and
+// starts it again on the same port with the same data, as a database
+// restart or fail-over would. It returns when the server accepts
+// connections again.
+func (s *Server) Restart() error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	s.stopOnce = sync.Once{}
+	_, err := s.startOn(filepath.Join(s.dir, "data"), s.port)
+	return err
+}
+
+func (s *Server) startOn(data string, port int) (exited bool, err error) {
 	s.port = port
 	s.exit = make(chan struct{})
-	logf, err := os.Create(filepath.Join(s.dir, "postgres.log"))
+	logf, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return false, fmt.Errorf("pgtest: %w", err)
 	}
