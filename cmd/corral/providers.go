@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/corral-ci/corral/internal/config"
@@ -18,26 +19,19 @@ import (
 // left to delete. A pool without an image gets its provider type's
 // default image (the process provider: corral's own simulated runner).
 func openProviders(ctx context.Context, cfg *config.Config, dom config.Domain, st corral.Store, log *slog.Logger) (map[string]corral.Provider, error) {
-	exe, err := os.Executable()
+	env, err := providerEnv(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	env := provider.Env{DataDir: cfg.DataDir, Executable: exe, InstancesDir: cfg.InstancesDir, InstanceDiskMB: cfg.InstanceDiskMB, Logger: log}
 	out := map[string]corral.Provider{}
-	types := map[string]string{}
 	for _, def := range dom.Providers {
 		p, err := provider.Open(ctx, def, env)
 		if err != nil {
 			return nil, err
 		}
-		out[def.Name], types[def.Name] = p, def.Type
+		out[def.Name] = p
 	}
-	for i := range dom.Pools {
-		p := &dom.Pools[i]
-		if t, ok := provider.Lookup(types[p.Provider]); ok && p.Image == "" && t.PoolImage != nil {
-			p.Image = t.PoolImage(env)
-		}
-	}
+	fillPoolImages(dom, env)
 	retired, err := provider.OpenRetired(ctx, st, dom.Providers, env, time.Now())
 	if err != nil {
 		return nil, err
@@ -46,6 +40,34 @@ func openProviders(ctx context.Context, cfg *config.Config, dom config.Domain, s
 		out[name] = p
 	}
 	return out, nil
+}
+
+func providerEnv(cfg *config.Config, log *slog.Logger) (provider.Env, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return provider.Env{}, err
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return provider.Env{}, err
+	}
+	return provider.Env{DataDir: dataDir, Executable: exe, InstancesDir: cfg.InstancesDir,
+		InstanceDiskMB: cfg.InstanceDiskMB, Logger: log}, nil
+}
+
+// fillPoolImages gives each pool without an image its provider type's
+// default image, at start and on every reload alike.
+func fillPoolImages(dom config.Domain, env provider.Env) {
+	types := map[string]string{}
+	for _, def := range dom.Providers {
+		types[def.Name] = def.Type
+	}
+	for i := range dom.Pools {
+		p := &dom.Pools[i]
+		if t, ok := provider.Lookup(types[p.Provider]); ok && p.Image == "" && t.PoolImage != nil {
+			p.Image = t.PoolImage(env)
+		}
+	}
 }
 
 // forgetRetired forgets, every interval until ctx ends, the retired

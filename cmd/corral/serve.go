@@ -142,12 +142,17 @@ loop:
 // keys (listen, store, data_dir, providers, runners) need a restart.
 func reload(ctx context.Context, a *app.App, path string, stderr io.Writer, log *slog.Logger) {
 	log.Info("SIGHUP: reloading the config file", "config", path)
-	_, dom, err := loadConfig(path, stderr)
+	cfg, dom, err := loadConfig(path, stderr)
 	if err != nil {
 		log.Error("config reload refused; the configuration in force stays", "config", path, "err", err)
 		return
 	}
-	defaultImages(dom.Pools)
+	env, err := providerEnv(cfg, log)
+	if err != nil {
+		log.Error("config reload refused; the configuration in force stays", "config", path, "err", err)
+		return
+	}
+	fillPoolImages(dom, env)
 	ch, err := a.Apply(ctx, catalog.Desired{Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools})
 	if err != nil {
 		log.Error("config reload refused; the configuration in force stays", "config", path, "err", err)
@@ -207,20 +212,6 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (corra
 		return postgres.Open(ctx, dsn, postgres.Options{Logger: log, IdleTxTimeout: cfg.LeaseTTL})
 	default:
 		return nil, fmt.Errorf("store: want \"sqlite\" or a postgres:// DSN")
-	}
-}
-
-// defaultImages gives process pools without an image corral's own
-// simulated runner, as openProviders does at start.
-func defaultImages(pools []corral.Pool) {
-	exe, err := os.Executable()
-	if err != nil {
-		return
-	}
-	for i := range pools {
-		if pools[i].Provider == "process" && pools[i].Image == "" {
-			pools[i].Image = exe
-		}
 	}
 }
 

@@ -50,7 +50,6 @@ type State struct {
 	holder  string
 	expires time.Time
 	lastErr error
-	changes int
 }
 
 // Snapshot is a copy of State.
@@ -60,7 +59,6 @@ type Snapshot struct {
 	Holder  string // the lease's holder as last seen ("" = unknown)
 	Expires time.Time
 	Err     error // the last renewal error, nil when the store answered
-	Changes int   // how many terms this replica started
 }
 
 // Get returns a copy of the state.
@@ -70,7 +68,7 @@ func (s *State) Get() Snapshot {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Snapshot{Leading: s.leading, Token: s.token, Holder: s.holder, Expires: s.expires, Err: s.lastErr, Changes: s.changes}
+	return Snapshot{Leading: s.leading, Token: s.token, Holder: s.holder, Expires: s.expires, Err: s.lastErr}
 }
 
 func (s *State) seen(l corral.Lease, err error) {
@@ -93,9 +91,6 @@ func (s *State) lead(token int64) {
 	defer s.mu.Unlock()
 	s.leading = token != 0
 	s.token = token
-	if token != 0 {
-		s.changes++
-	}
 }
 
 // Run calls lead with a context that is cancelled as soon as the lease is

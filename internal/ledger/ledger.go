@@ -238,7 +238,13 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 			return 0, false, err
 		}
 	}
-	*seen = append(*seen, jobChange{from: from, job: j})
+	c := jobChange{from: from, job: j}
+	if l.Recorder != nil && j.State == corral.JobRunning && from != corral.JobRunning {
+		// The timeline is read in this transaction, not after the commit:
+		// no second round trip on the webhook's path.
+		c.phases = phases(ctx, tx, j)
+	}
+	*seen = append(*seen, c)
 	return j.ID, true, nil
 }
 

@@ -31,12 +31,13 @@ type Phases struct {
 }
 
 type jobChange struct {
-	from corral.JobState
-	job  corral.Job
+	from   corral.JobState
+	job    corral.Job
+	phases Phases // set when the job started
 }
 
 // record tells the recorder what the committed transaction changed.
-func (l *Ledger) record(ctx context.Context, seen []jobChange) {
+func (l *Ledger) record(_ context.Context, seen []jobChange) {
 	if l.Recorder == nil {
 		return
 	}
@@ -47,26 +48,21 @@ func (l *Ledger) record(ctx context.Context, seen []jobChange) {
 		}
 		switch {
 		case j.State == corral.JobRunning && c.from != corral.JobRunning:
-			l.Recorder.JobStarted(j.PoolID, l.phases(ctx, j))
+			l.Recorder.JobStarted(j.PoolID, c.phases)
 		case j.State == corral.JobCompleted && c.from != corral.JobCompleted:
 			l.Recorder.JobCompleted(j.PoolID, j.Conclusion)
 		}
 	}
 }
 
-// phases reads the job's timeline; a read error leaves the phases that
-// need it zero.
-func (l *Ledger) phases(ctx context.Context, j corral.Job) Phases {
+// phases reads the job's timeline in tx (with the stamps tx wrote); a read
+// error leaves the phases that need it unknown.
+func phases(ctx context.Context, tx corral.ReadTx, j corral.Job) Phases {
 	p := Phases{QueueWait: -1}
 	if !j.StartedAt.IsZero() && !j.QueuedAt.IsZero() && !j.StartedAt.Before(j.QueuedAt) {
 		p.QueueWait = j.StartedAt.Sub(j.QueuedAt)
 	}
-	var evs []corral.Event
-	_ = l.store.View(ctx, func(tx corral.ReadTx) error {
-		var err error
-		evs, err = tx.Timeline(ctx, j.ID)
-		return err
-	})
+	evs, _ := tx.Timeline(ctx, j.ID)
 	first := map[corral.EventKind]time.Time{}
 	for _, e := range evs {
 		if _, ok := first[e.Kind]; !ok {

@@ -85,9 +85,6 @@ func New() *Metrics {
 // WatchState adds the gauges that r gives at each scrape.
 func (m *Metrics) WatchState(r StateReader) { m.Registry.MustRegister(&stateCollector{r: r}) }
 
-// Recorders returns m as every component's recorder.
-func (m *Metrics) Recorders() *Metrics { return m }
-
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})

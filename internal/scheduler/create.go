@@ -167,6 +167,22 @@ func (s *Scheduler) started(ctx context.Context, id, providerID string, runnerID
 	}
 }
 
+// drainFailed sends a pending instance whose create failed to be deleted,
+// with the error and the reason; ok is false when it is no longer pending
+// (nothing to do).
+func drainFailed(ctx context.Context, tx corral.Tx, id, msg, reason string, now time.Time) (corral.Instance, bool, error) {
+	cur, err := tx.Instance(ctx, id)
+	if err != nil || cur.State != corral.InstPending {
+		return cur, false, err
+	}
+	if err := cur.Transition(corral.InstDraining); err != nil {
+		return cur, false, err
+	}
+	cur.LastError, cur.Reason = msg, reason
+	cur.DrainAt, cur.UpdatedAt = now, now
+	return cur, true, tx.PutInstance(ctx, &cur)
+}
+
 // fail records a failed create: the pool backs off, the instance is sent to
 // be deleted (whatever part of it exists), and its job waits for the next
 // pass, in this pool after the rest or in another that accepts it.
@@ -176,19 +192,8 @@ func (s *Scheduler) fail(ctx context.Context, in corral.Instance, cause error) {
 	s.log.Warn("instance create failed", "instance", in.ID, "pool", in.PoolID, "rest", rest, "err", cause)
 	msg := cause.Error()
 	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
-		cur, err := tx.Instance(ctx, in.ID)
-		if err != nil {
-			return err
-		}
-		if cur.State != corral.InstPending {
-			return nil
-		}
-		if err := cur.Transition(corral.InstDraining); err != nil {
-			return err
-		}
-		cur.LastError, cur.Reason = msg, "create failed"
-		cur.DrainAt, cur.UpdatedAt = now, now
-		if err := tx.PutInstance(ctx, &cur); err != nil {
+		cur, ok, err := drainFailed(ctx, tx, in.ID, msg, "create failed", now)
+		if err != nil || !ok {
 			return err
 		}
 		if cur.JobID == 0 {

@@ -30,19 +30,7 @@ func (s *Scheduler) refuseJob(ctx context.Context, in corral.Instance, cause err
 	reason := "the forge refused a runner for this job: " + msg
 	s.log.Warn("job refused: the forge refused its runner", "instance", in.ID, "pool", in.PoolID, "job", in.JobID, "err", cause)
 	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
-		cur, err := tx.Instance(ctx, in.ID)
-		if err != nil {
-			return err
-		}
-		if cur.State != corral.InstPending {
-			return nil
-		}
-		if err := cur.Transition(corral.InstDraining); err != nil {
-			return err
-		}
-		cur.LastError, cur.Reason = msg, "create failed: the job was refused"
-		cur.DrainAt, cur.UpdatedAt = now, now
-		if err := tx.PutInstance(ctx, &cur); err != nil {
+		if _, ok, err := drainFailed(ctx, tx, in.ID, msg, "create failed: the job was refused", now); err != nil || !ok {
 			return err
 		}
 		j, err := tx.Job(ctx, in.JobID)

@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
-	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/testutil/e2etest"
 	"github.com/corral-ci/corral/internal/testutil/pgtest"
 )
@@ -24,33 +20,12 @@ func TestRaces(t *testing.T) {
 	b := r.startOn(t, e2etest.FreePort(t), "-no-leader")
 
 	// Watch the store's count of live instances while the jobs flow.
-	st, err := postgres.Open(context.Background(), dsn, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var peakStore atomic.Int64
-	ctx, cancel := context.WithCancel(context.Background())
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for ctx.Err() == nil {
-			_ = st.View(ctx, func(tx corral.ReadTx) error {
-				n, err := tx.CountInstances(ctx, corral.CountFilter{PoolID: "linux"})
-				if err == nil && int64(n) > peakStore.Load() {
-					peakStore.Store(int64(n))
-				}
-				return err
-			})
-			time.Sleep(5 * time.Millisecond)
-		}
-	}()
+	peakStore, stopWatch := watchPeak(t, dsn)
 	for i := 0; i < jobs; i++ {
 		r.queue(i, simJob(i), 150*time.Millisecond)
 	}
 	waitFor(t, 120*time.Second, "every job completed", func() bool { return r.Count(standin.StatusCompleted) == jobs })
-	cancel()
-	<-watched
+	stopWatch()
 	r.checkClean(t, jobs)
 	a.Stop(t)
 	b.Stop(t)
