@@ -65,8 +65,9 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 			return inst, nil
 		}
 		errs = append(errs, fmt.Errorf("endpoint %s: %w", ep.name, err))
-		// Only a failing engine makes another one worth a try.
-		if !errors.Is(err, corral.ErrUnavailable) || ctx.Err() != nil {
+		// Only a failing engine, or one another create filled meanwhile,
+		// makes another one worth a try.
+		if !(errors.Is(err, corral.ErrUnavailable) || errors.Is(err, errFull)) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -140,12 +141,17 @@ func (p *Provider) place(ctx context.Context) ([]*endpoint, error) {
 	return order, nil
 }
 
-// live counts the corral containers (of any controller) that run on the
-// endpoint.
+// errFull says an endpoint's cap was reached between placement and create.
+var errFull = fmt.Errorf("%w: endpoint at its max instances", corral.ErrLimit)
+
+// live counts the corral containers (of any controller) on the endpoint
+// that hold its capacity: created (not yet started), running, paused or
+// restarting. An exited container's runner is done.
 func (ep *endpoint) live(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	res, err := ep.c.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
 		Filters: make(client.Filters).Add("label", LabelController),
 	})
 	if err != nil {
@@ -153,9 +159,14 @@ func (ep *endpoint) live(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, c := range res.Items {
-		if c.Labels[LabelSidecar] == "" {
-			n++
+		if c.Labels[LabelSidecar] != "" {
+			continue
 		}
+		switch c.State {
+		case container.StateExited, container.StateDead, container.StateRemoving:
+			continue
+		}
+		n++
 	}
 	return n, nil
 }
@@ -198,8 +209,12 @@ func (p *Provider) createOn(ctx context.Context, ep *endpoint, spec corral.Insta
 		cfg.Env = append(cfg.Env, envDockerHst+"="+DindHost)
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: made.volume, Target: DindSocketDir})
 	}
-	res, err := ep.c.ContainerCreate(ctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: host})
+	res, err := ep.createCapped(ctx, client.ContainerCreateOptions{Name: spec.Name, Config: cfg, HostConfig: host})
 	if err != nil {
+		if errors.Is(err, errFull) {
+			cleanup("")
+			return corral.ProviderInstance{}, err
+		}
 		cleanup("")
 		if kind(err) == corral.ErrNotFound {
 			return corral.ProviderInstance{}, fmt.Errorf("%w: image %q: %s", corral.ErrNotFound, spec.Image, scrub(err.Error(), secrets))
@@ -219,6 +234,26 @@ func (p *Provider) createOn(ctx context.Context, ep *endpoint, spec corral.Insta
 		Running:    true,
 		CreatedAt:  p.clock.Now().UTC(),
 	}, nil
+}
+
+// createCapped creates the container. On an endpoint with a cap it counts
+// the endpoint's containers again under placeMu first, so the placement's
+// count, read without the lock, cannot let two creates take one place: a
+// container counts from its create on (state "created").
+func (ep *endpoint) createCapped(ctx context.Context, opts client.ContainerCreateOptions) (client.ContainerCreateResult, error) {
+	if ep.max <= 0 {
+		return ep.c.ContainerCreate(ctx, opts)
+	}
+	ep.placeMu.Lock()
+	defer ep.placeMu.Unlock()
+	n, err := ep.live(ctx)
+	if err != nil {
+		return client.ContainerCreateResult{}, err
+	}
+	if n >= ep.max {
+		return client.ContainerCreateResult{}, errFull
+	}
+	return ep.c.ContainerCreate(ctx, opts)
 }
 
 // start starts the container; with bootstrap files it first attaches to

@@ -237,6 +237,11 @@ type endpoint struct {
 
 	mu       sync.Mutex
 	inflight int // creates of this process between placement and start
+
+	// placeMu, on an endpoint with a cap, is held from the count of its
+	// containers to the create of a new one, so two creates of this process
+	// never both take its last place.
+	placeMu sync.Mutex
 }
 
 // Provider runs instances as containers. It is safe for concurrent use.
