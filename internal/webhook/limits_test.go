@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -205,8 +206,9 @@ func TestHandler_BodyMemory(t *testing.T) {
 			}
 		}
 	}()
+	const closedEarly = -1 // the server refused and closed before reading the body
 	var wg sync.WaitGroup
-	var codes sync.Map
+	var codes, failures sync.Map
 	for i := range 100 {
 		wg.Add(1)
 		go func() {
@@ -215,7 +217,16 @@ func TestHandler_BodyMemory(t *testing.T) {
 			req.Header = fake.Header("workflow_job", fmt.Sprint("mem-", i), "sha256=00")
 			resp, err := client.Do(req)
 			if err != nil {
-				codes.Store(i, 0)
+				// A refusal answered before the body was read closes the
+				// connection; a sender still writing its 1 MiB then sees a
+				// reset or a broken pipe instead of the answer (seen in CI
+				// under load). Any other failure is a fault.
+				if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					codes.Store(i, closedEarly)
+				} else {
+					codes.Store(i, 0)
+					failures.Store(i, err.Error())
+				}
 				return
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
@@ -224,6 +235,7 @@ func TestHandler_BodyMemory(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	failures.Range(func(k, v any) bool { t.Errorf("sender %v: %v", k, v); return true })
 	close(stop)
 	<-sampled
 	runtime.GC()
@@ -233,8 +245,8 @@ func TestHandler_BodyMemory(t *testing.T) {
 	mib := func(n uint64) float64 { return float64(n) / (1 << 20) }
 	t.Logf("100 concurrent 1 MiB bad-signature bodies: heap in use %.1f MiB before, %.1f MiB at peak, %.1f MiB after GC; answers %v",
 		mib(before), mib(peak.Load()), mib(after), count)
-	if count[401]+count[503] != 100 {
-		t.Fatalf("answers %v, want only 401 and 503", count)
+	if count[401]+count[503]+count[closedEarly] != 100 {
+		t.Fatalf("answers %v, want only 401, 503 or a connection closed by the server (-1)", count)
 	}
 	if grow := int64(peak.Load()) - int64(before); grow > webhook.DefaultTotalBytes+32<<20 {
 		t.Fatalf("heap grew by %.1f MiB at its peak, more than the bound on bodies in flight allows", float64(grow)/(1<<20))
