@@ -1,6 +1,7 @@
 package app
 
 import (
+	_ "embed"
 	"net/http"
 
 	"github.com/corral-ci/corral/internal/auth"
@@ -50,6 +51,7 @@ func (a *App) Routes() []Route {
 		{"GET", "/api/v1/instances", auth.TenantRead, OnAPI, http.HandlerFunc(a.listInstances)},
 		{"GET", "/api/v1/targets", auth.TenantRead, OnAPI, http.HandlerFunc(a.listTargets)},
 		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},
+		{"GET", "/api/v1/openapi.json", auth.Public, OnAPI, http.HandlerFunc(serveOpenAPI)},
 	}
 	if a.opt.Runners != nil { // per-instance grants guard the downloads
 		rs = append(rs, Route{"GET", "/runners/", auth.Public, OnWebhooks, http.StripPrefix("/runners", a.opt.Runners.Handler())})
@@ -75,4 +77,15 @@ func (a *App) HandlerFor(on Listener) http.Handler {
 
 func (a *App) healthz(w http.ResponseWriter, r *http.Request) {
 	httperr.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "leading": a.Leading()})
+}
+
+// OpenAPI is the OpenAPI 3 document of the routes (openapi.json); a test
+// keeps it true against Routes.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(OpenAPI)
 }

@@ -2,11 +2,14 @@ package app_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"github.com/corral-ci/corral/internal/app"
 	"github.com/corral-ci/corral/internal/auth"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github"
@@ -41,13 +44,14 @@ var probes = map[string]probe{
 	"POST /webhooks/app/{app}": {req: func(f *fixture) *http.Request {
 		return httptest.NewRequest("POST", "/webhooks/app/12345", bytes.NewReader([]byte("{}")))
 	}, ok: 404}, // no target uses that App: the signature check answers, never the token guard
-	"GET /runners/":         {req: path("/runners/g1/actions-runner.tar.gz"), ok: 401}, // its own grants refuse
-	"GET /metrics":          {req: path("/metrics"), ok: 200},
-	"GET /api/v1/jobs":      {req: path("/api/v1/jobs"), ok: 200, otherTenant: 200},
-	"GET /api/v1/jobs/{id}": {req: func(f *fixture) *http.Request { return path("/api/v1/jobs/" + itoa(f.jobA))(f) }, ok: 200, otherTenant: 404},
-	"GET /api/v1/instances": {req: path("/api/v1/instances"), ok: 200, otherTenant: 200},
-	"GET /api/v1/targets":   {req: path("/api/v1/targets"), ok: 200, otherTenant: 200},
-	"GET /api/v1/tokens":    {req: path("/api/v1/tokens"), ok: 200},
+	"GET /runners/":            {req: path("/runners/g1/actions-runner.tar.gz"), ok: 401}, // its own grants refuse
+	"GET /metrics":             {req: path("/metrics"), ok: 200},
+	"GET /api/v1/jobs":         {req: path("/api/v1/jobs"), ok: 200, otherTenant: 200},
+	"GET /api/v1/jobs/{id}":    {req: func(f *fixture) *http.Request { return path("/api/v1/jobs/" + itoa(f.jobA))(f) }, ok: 200, otherTenant: 404},
+	"GET /api/v1/instances":    {req: path("/api/v1/instances"), ok: 200, otherTenant: 200},
+	"GET /api/v1/targets":      {req: path("/api/v1/targets"), ok: 200, otherTenant: 200},
+	"GET /api/v1/tokens":       {req: path("/api/v1/tokens"), ok: 200},
+	"GET /api/v1/openapi.json": {req: path("/api/v1/openapi.json"), ok: 200},
 }
 
 // TestApp_AccessMatrix walks the route table and calls every route with
@@ -111,3 +115,65 @@ func TestApp_AccessMatrix(t *testing.T) {
 }
 
 func corralScope(s string) corral.TokenScope { return corral.TokenScope(s) }
+
+// TestApp_OpenAPI keeps openapi.json true to the route table: every route
+// is documented with its access rule and security, nothing documented is
+// unrouted, and the served document is the embedded one.
+func TestApp_OpenAPI(t *testing.T) {
+	var doc struct {
+		OpenAPI string `json:"openapi"`
+		Paths   map[string]map[string]struct {
+			Access    string           `json:"x-corral-access"`
+			Security  []map[string]any `json:"security"`
+			Responses map[string]any   `json:"responses"`
+		} `json:"paths"`
+		Components struct {
+			SecuritySchemes map[string]any `json:"securitySchemes"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(app.OpenAPI, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Components.SecuritySchemes["bearer"] == nil {
+		t.Fatalf("openapi %q, security schemes %v", doc.OpenAPI, doc.Components.SecuritySchemes)
+	}
+	f := newFixture(t)
+	documented := map[string]bool{}
+	for p, ops := range doc.Paths {
+		for m := range ops {
+			documented[strings.ToUpper(m)+" "+p] = true
+		}
+	}
+	routed := map[string]bool{}
+	for _, rt := range f.a.Routes() {
+		p := rt.Path
+		if strings.HasSuffix(p, "/") { // a subtree: documented as one {path} parameter
+			p += "{path}"
+		}
+		key := rt.Method + " " + p
+		routed[key] = true
+		op, ok := doc.Paths[p][strings.ToLower(rt.Method)]
+		if !ok {
+			t.Errorf("route %s is not in openapi.json", key)
+			continue
+		}
+		if op.Access != rt.Access.String() {
+			t.Errorf("%s: openapi says access %q, the route table %q", key, op.Access, rt.Access)
+		}
+		if needs := len(op.Security) > 0; needs != rt.Access.NeedsToken() {
+			t.Errorf("%s: openapi security %v, but the route needs a token: %v", key, op.Security, rt.Access.NeedsToken())
+		}
+		if len(op.Responses) == 0 {
+			t.Errorf("%s: no responses documented", key)
+		}
+	}
+	for key := range documented {
+		if !routed[key] {
+			t.Errorf("openapi.json documents %s, which is no route", key)
+		}
+	}
+	code, body := get(t, f.h, "/api/v1/openapi.json")
+	if code != 200 || body != string(app.OpenAPI) {
+		t.Fatalf("GET /api/v1/openapi.json: %d, %d bytes", code, len(body))
+	}
+}
