@@ -159,6 +159,15 @@ func (g *Guard) Wrap(acc Access, h http.Handler) http.Handler {
 			if errors.Is(err, corral.ErrUnauthorized) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="corral"`)
 			}
+			// A known token refused (expired, revoked, wrong scope) is
+			// worth an operator's look; anonymous noise only at debug.
+			// The message names a token by id, never by its secret.
+			level := slog.LevelDebug
+			if tk.ID != "" {
+				level = slog.LevelInfo
+			}
+			g.log().Log(r.Context(), level, "api request refused", "method", r.Method, "path", r.URL.Path,
+				"remote", r.RemoteAddr, "status", httperr.Status(err), "err", err)
 			httperr.Write(w, err)
 			return
 		}
@@ -168,7 +177,9 @@ func (g *Guard) Wrap(acc Access, h http.Handler) http.Handler {
 
 // Check authenticates r for the rule acc: an error wrapping
 // ErrUnauthorized (no usable token), ErrForbidden (scope too small) or
-// ErrUnavailable (the store did not answer).
+// ErrUnavailable (the store did not answer). With an error, the token is
+// the refused one's id, name, scope and tenant when it was found (for the
+// log), else zero.
 func (g *Guard) Check(r *http.Request, acc Access) (corral.Token, error) {
 	h := r.Header.Get("Authorization")
 	scheme, secret, ok := strings.Cut(h, " ")
@@ -199,13 +210,14 @@ func (g *Guard) Check(r *http.Request, acc Access) (corral.Token, error) {
 		return corral.Token{}, fmt.Errorf("unknown token: %w", corral.ErrUnauthorized)
 	}
 	now := g.Clock.Now()
+	known := corral.Token{ID: tk.ID, Name: tk.Name, Scope: tk.Scope, TenantID: tk.TenantID}
 	switch {
 	case tk.Revoked():
-		return corral.Token{}, fmt.Errorf("token %s was revoked at %s: %w", tk.ID, tk.RevokedAt.Format(time.RFC3339), corral.ErrUnauthorized)
+		return known, fmt.Errorf("token %s was revoked at %s: %w", tk.ID, tk.RevokedAt.Format(time.RFC3339), corral.ErrUnauthorized)
 	case tk.Expired(now):
-		return corral.Token{}, fmt.Errorf("token %s expired at %s: %w", tk.ID, tk.ExpiresAt.Format(time.RFC3339), corral.ErrUnauthorized)
+		return known, fmt.Errorf("token %s expired at %s: %w", tk.ID, tk.ExpiresAt.Format(time.RFC3339), corral.ErrUnauthorized)
 	case !acc.Allows(tk.Scope):
-		return corral.Token{}, fmt.Errorf("token %s has scope %s; %s %s needs %s: %w", tk.ID, tk.Scope, r.Method, r.URL.Path, acc, corral.ErrForbidden)
+		return known, fmt.Errorf("token %s has scope %s; %s %s needs %s: %w", tk.ID, tk.Scope, r.Method, r.URL.Path, acc, corral.ErrForbidden)
 	}
 	if now.Sub(tk.LastUsed) >= touchEvery {
 		err := g.Store.Update(r.Context(), func(tx corral.Tx) error { return tx.TouchToken(r.Context(), tk.ID, now) })

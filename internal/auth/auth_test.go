@@ -1,12 +1,15 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +45,8 @@ func mint(t *testing.T, st corral.Store, scope corral.TokenScope, tenant string,
 func TestGuard(t *testing.T) {
 	st := newStore(t)
 	clock := corral.NewFakeClock(t0)
-	g := &auth.Guard{Store: st, Clock: clock}
+	var logBuf syncBuffer
+	g := &auth.Guard{Store: st, Clock: clock, Logger: slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	admin, _ := mint(t, st, corral.ScopeAdmin, "", 0, t0)
 	read, readTk := mint(t, st, corral.ScopeTenantRead, "acme", time.Hour, t0)
 	metrics, _ := mint(t, st, corral.ScopeMetrics, "", 0, t0)
@@ -94,6 +98,16 @@ func TestGuard(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Refusals are logged, a known token by its id, never a secret.
+	logText := logBuf.String()
+	if !strings.Contains(logText, "api request refused") || !strings.Contains(logText, revokedTk.ID) || !strings.Contains(logText, "status=403") {
+		t.Errorf("refusals not logged:\n%s", logText)
+	}
+	for _, s := range []string{admin, read, metrics, expired, revoked} {
+		if strings.Contains(logText, s) {
+			t.Fatalf("the log shows a token secret:\n%s", logText)
+		}
 	}
 	// The handler sees the token's tenant.
 	req := httptest.NewRequest("GET", "/api/v1/jobs", nil)
@@ -177,4 +191,21 @@ func BenchmarkGuard(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

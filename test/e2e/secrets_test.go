@@ -94,6 +94,7 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 	for what, ok := range map[string]bool{
 		"the log shows the jobs":      strings.Contains(logText, "corral serving") && strings.Contains(logText, "instance started"),
+		"the log shows the refusal":   strings.Contains(logText, "api request refused"),
 		"the database holds the jobs": bytes.Contains(all, []byte("e2e/app")),
 		"the metrics page is there":   strings.Contains(answers["GET /metrics (200)"], "# TYPE"),
 		"a refused call answered 401": answers["GET /api/v1/jobs (401)"] != "",
