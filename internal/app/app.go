@@ -378,20 +378,6 @@ func (a *App) DeleteAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Handler serves the webhook endpoint, health and the read API.
-func (a *App) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{target}", a.Webhooks)
-	mux.HandleFunc("POST /webhooks/app/{app}", a.Webhooks.ServeApp)
-	if a.opt.Runners != nil {
-		mux.Handle("GET /runners/", http.StripPrefix("/runners", a.opt.Runners.Handler()))
-	}
-	mux.Handle("GET /readyz", a.Components.ReadyHandler())
-	mux.Handle("GET /metrics", a.Metrics.Handler())
-	a.apiRoutes(mux)
-	return mux
-}
-
 func randomSuffix() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
