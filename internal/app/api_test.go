@@ -58,7 +58,7 @@ func newFixture(t *testing.T) *fixture {
 		Tenants: []corral.Tenant{{ID: "default"}, {ID: "other"}},
 		Targets: []corral.Target{{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, WebhookSecret: secret},
 			{ID: "beta", TenantID: "other", Kind: corral.KindGitHub, WebhookSecret: otherSecret}},
-		Pools: []corral.Pool{{ID: "linux", TenantID: "default", Labels: []string{"corral"}, Provider: "noop", Flavor: flavor},
+		Pools: []corral.Pool{{ID: "linux", TenantID: "default", Labels: []string{"corral"}, Provider: "noop", Flavor: flavor, PricePerMinute: 0.5},
 			{ID: "beta-linux", TenantID: "other", Labels: []string{"corral"}, Provider: "noop", Flavor: flavor}},
 		Runners:      cache,
 		ControllerID: "test"})

@@ -50,6 +50,7 @@ func (a *App) Routes() []Route {
 		{"GET", "/api/v1/jobs/{id}", auth.TenantRead, OnAPI, http.HandlerFunc(a.getJob)},
 		{"GET", "/api/v1/instances", auth.TenantRead, OnAPI, http.HandlerFunc(a.listInstances)},
 		{"GET", "/api/v1/targets", auth.TenantRead, OnAPI, http.HandlerFunc(a.listTargets)},
+		{"GET", "/api/v1/usage", auth.TenantRead, OnAPI, http.HandlerFunc(a.usage)},
 		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},
 		{"GET", "/api/v1/openapi.json", auth.Public, OnAPI, http.HandlerFunc(serveOpenAPI)},
 	}

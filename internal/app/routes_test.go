@@ -50,6 +50,7 @@ var probes = map[string]probe{
 	"GET /api/v1/jobs/{id}":    {req: func(f *fixture) *http.Request { return path("/api/v1/jobs/" + itoa(f.jobA))(f) }, ok: 200, otherTenant: 404},
 	"GET /api/v1/instances":    {req: path("/api/v1/instances"), ok: 200, otherTenant: 200},
 	"GET /api/v1/targets":      {req: path("/api/v1/targets"), ok: 200, otherTenant: 200},
+	"GET /api/v1/usage":        {req: path("/api/v1/usage?group_by=pool"), ok: 200, otherTenant: 200},
 	"GET /api/v1/tokens":       {req: path("/api/v1/tokens"), ok: 200},
 	"GET /api/v1/openapi.json": {req: path("/api/v1/openapi.json"), ok: 200},
 }

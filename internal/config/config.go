@@ -168,6 +168,9 @@ type Pool struct {
 	// AcceptAnyArch: the pool also takes jobs that name no arch when its
 	// arch is not default_arch.
 	AcceptAnyArch bool `yaml:"accept_any_arch"`
+	// PricePerMinute is the cost of one runner minute in this pool, for
+	// the usage report; 0 = none.
+	PricePerMinute float64 `yaml:"price_per_minute"`
 }
 
 // Schedule sets a pool's min idle during a weekly time window.

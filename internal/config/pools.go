@@ -71,8 +71,8 @@ func (b *builder) buildPools() []corral.Pool {
 		cp := corral.Pool{
 			ID: p.ID, TenantID: p.Tenant, Targets: slices.Clone(p.Targets), Labels: slices.Clone(p.Labels),
 			Provider: p.Provider, Image: p.Image, Priority: p.Priority, ManagedRunner: p.Runner == "managed", ProviderOptions: poolOptions(p.ProviderOptions),
-			AcceptAnyArch: p.AcceptAnyArch,
-			MaxInstances:  p.MaxInstances, MinIdle: p.MinIdle,
+			AcceptAnyArch: p.AcceptAnyArch, PricePerMinute: p.PricePerMinute,
+			MaxInstances: p.MaxInstances, MinIdle: p.MinIdle,
 			BootTimeout: p.BootTimeout, MaxJobRuntime: p.MaxJobRuntime, IdleTimeout: p.IdleTimeout, MaxLifetime: p.MaxLifetime,
 		}
 		if p.Flavor != "" {
@@ -101,6 +101,9 @@ func (b *builder) buildPools() []corral.Pool {
 }
 
 func (b *builder) counts(k string, p Pool) {
+	if p.PricePerMinute < 0 {
+		b.bad(k+".price_per_minute", "must not be negative")
+	}
 	if p.MaxInstances < 0 {
 		b.bad(k+".max_instances", "must not be negative")
 	}

@@ -59,6 +59,10 @@ type Pool struct {
 	MaxJobRuntime time.Duration // a job running longer is stopped
 	IdleTimeout   time.Duration // idle warm runners above min idle go after this
 	MaxLifetime   time.Duration // the instance kills itself after this
+
+	// PricePerMinute is what a runner minute of this pool costs (any
+	// currency); 0 = no price. The usage report multiplies it out.
+	PricePerMinute float64 `json:",omitempty"`
 }
 
 // IdleSchedule sets MinIdle during weekday and time windows in a time zone.
