@@ -65,6 +65,22 @@ type Pool struct {
 	PricePerMinute float64 `json:",omitempty"`
 }
 
+// PoolState is a pool's operational state, set through the API and kept
+// in the store, so that every replica's scheduler obeys it.
+type PoolState string
+
+// Pool states.
+const (
+	// PoolActive: the pool serves jobs (the state of every pool no
+	// operation touched).
+	PoolActive PoolState = "active"
+	// PoolPaused: no new instance; the pool's instances stay.
+	PoolPaused PoolState = "paused"
+	// PoolDraining: no new instance; running jobs finish; idle and
+	// starting runners not bound to a job are removed.
+	PoolDraining PoolState = "draining"
+)
+
 // IdleSchedule sets MinIdle during weekday and time windows in a time zone.
 // The first schedule that contains the instant wins; outside every schedule
 // the pool's MinIdle applies.

@@ -70,6 +70,9 @@ type ReadTx interface {
 	Lease(ctx context.Context, name string) (Lease, error)
 	// Backoffs lists the pools resting after failures.
 	Backoffs(ctx context.Context) ([]Backoff, error)
+	// PoolStates maps each pool that is not active to its state (paused
+	// or draining); a pool absent from the map is active.
+	PoolStates(ctx context.Context) (map[string]PoolState, error)
 
 	// Tokens lists the API tokens (revoked and expired ones too), by id.
 	Tokens(ctx context.Context) ([]Token, error)
@@ -143,6 +146,11 @@ type Tx interface {
 	// ends the rest. A new leader reads them back (Backoffs).
 	PutBackoff(ctx context.Context, b Backoff) error
 	DeleteBackoff(ctx context.Context, poolID, kind string) error
+
+	// SetPoolState records a pool's operational state (PoolActive forgets
+	// it). It is kept apart from the pool's configuration row, so that
+	// writing the catalog does not change it.
+	SetPoolState(ctx context.Context, poolID string, st PoolState, at time.Time) error
 
 	// PutToken inserts a token (ErrConflict if its id or hash exists).
 	PutToken(ctx context.Context, t Token) error

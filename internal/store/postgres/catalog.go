@@ -137,3 +137,37 @@ func (t *tx) DeleteBackoff(ctx context.Context, poolID, kind string) error {
 	}
 	return nil
 }
+
+func (t *tx) PoolStates(ctx context.Context) (map[string]corral.PoolState, error) {
+	type row struct {
+		id string
+		st string
+	}
+	rows, err := queryAll(ctx, t, func(r pgx.Rows) (row, error) {
+		var x row
+		return x, r.Scan(&x.id, &x.st)
+	}, "SELECT pool_id, state FROM pool_states")
+	if err != nil {
+		return nil, fmt.Errorf("list pool states: %w", err)
+	}
+	out := make(map[string]corral.PoolState, len(rows))
+	for _, r := range rows {
+		out[r.id] = corral.PoolState(r.st)
+	}
+	return out, nil
+}
+
+func (t *tx) SetPoolState(ctx context.Context, poolID string, st corral.PoolState, at time.Time) error {
+	var err error
+	if st == corral.PoolActive {
+		_, err = t.exec(ctx, "DELETE FROM pool_states WHERE pool_id = $1", poolID)
+	} else {
+		_, err = t.exec(ctx, `INSERT INTO pool_states (pool_id, state, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (pool_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at`,
+			poolID, string(st), at.Truncate(time.Microsecond).UTC())
+	}
+	if err != nil {
+		return fmt.Errorf("set pool %s %s: %w", poolID, st, err)
+	}
+	return nil
+}

@@ -131,3 +131,36 @@ func (t *tx) DeleteBackoff(ctx context.Context, poolID, kind string) error {
 	}
 	return nil
 }
+
+func (t *tx) PoolStates(ctx context.Context) (map[string]corral.PoolState, error) {
+	type row struct {
+		id string
+		st corral.PoolState
+	}
+	rows, err := queryAll(ctx, t, func(sc scanner) (row, error) {
+		var r row
+		return r, sc.Scan(&r.id, (*string)(&r.st))
+	}, "SELECT pool_id, state FROM pool_states")
+	if err != nil {
+		return nil, fmt.Errorf("list pool states: %w", err)
+	}
+	out := make(map[string]corral.PoolState, len(rows))
+	for _, r := range rows {
+		out[r.id] = r.st
+	}
+	return out, nil
+}
+
+func (t *tx) SetPoolState(ctx context.Context, poolID string, st corral.PoolState, at time.Time) error {
+	var err error
+	if st == corral.PoolActive {
+		_, err = t.exec(ctx, "DELETE FROM pool_states WHERE pool_id = ?", poolID)
+	} else {
+		_, err = t.exec(ctx, `INSERT INTO pool_states (pool_id, state, updated_at) VALUES (?, ?, ?)
+			ON CONFLICT (pool_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`, poolID, string(st), at.UnixMicro())
+	}
+	if err != nil {
+		return fmt.Errorf("set pool %s %s: %w", poolID, st, err)
+	}
+	return nil
+}

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 		{"Lease/Fence", testLeaseFence},
 		{"Catalog/VersionAndDelete", testCatalogVersion},
 		{"Backoff/RoundTrip", testBackoffRoundTrip},
+		{"PoolState/SetAndForget", testPoolStates},
 		{"Token/RoundTripRevokeTouch", testTokens},
 		{"Filters/Tenant", testTenantFilters},
 		{"Update/RollbackOnError", testRollbackOnError},
