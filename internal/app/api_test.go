@@ -35,6 +35,7 @@ type fixture struct {
 	jobA, jobB   int64 // of tenant default and other
 	tok          map[string]string
 	delivery     atomic.Int64
+	forge        *fake.Forge
 	adminTok     string
 	defaultRead  string
 	defaultAdmin string
@@ -54,7 +55,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	flavor := corral.Flavor{CPU: 2, MemoryMB: 4096, Arch: "x64"}
-	a, err := app.New(app.Options{Store: st, Forges: fake.NewForge(), Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
+	fg := fake.NewForge()
+	a, err := app.New(app.Options{Store: st, Forges: fg, Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
 		Tenants: []corral.Tenant{{ID: "default"}, {ID: "other"}},
 		Targets: []corral.Target{{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, WebhookSecret: secret},
 			{ID: "beta", TenantID: "other", Kind: corral.KindGitHub, WebhookSecret: otherSecret}},
@@ -68,7 +70,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := a.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{a: a, st: st, h: a.Handler(), tok: map[string]string{}}
+	f := &fixture{a: a, st: st, h: a.Handler(), tok: map[string]string{}, forge: fg}
 	f.jobA = f.webhook(t, "acme", secret, 42)
 	f.jobB = f.webhook(t, "beta", otherSecret, 43)
 	now := time.Now()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/corral-ci/corral/internal/auth"
+	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
 )
 
@@ -48,7 +49,13 @@ func (a *App) Routes() []Route {
 		{"GET", "/metrics", auth.Metrics, OnAPI, a.Metrics.Handler()},
 		{"GET", "/api/v1/jobs", auth.TenantRead, OnAPI, http.HandlerFunc(a.listJobs)},
 		{"GET", "/api/v1/jobs/{id}", auth.TenantRead, OnAPI, http.HandlerFunc(a.getJob)},
+		{"POST", "/api/v1/jobs/{id}/retry", auth.TenantAdmin, OnAPI, http.HandlerFunc(a.retryJob)},
+		{"GET", "/api/v1/pools", auth.TenantRead, OnAPI, http.HandlerFunc(a.listPools)},
+		{"POST", "/api/v1/pools/{pool}/drain", auth.TenantAdmin, OnAPI, a.poolOp(corral.PoolDraining)},
+		{"POST", "/api/v1/pools/{pool}/pause", auth.TenantAdmin, OnAPI, a.poolOp(corral.PoolPaused)},
+		{"POST", "/api/v1/pools/{pool}/resume", auth.TenantAdmin, OnAPI, a.poolOp(corral.PoolActive)},
 		{"GET", "/api/v1/instances", auth.TenantRead, OnAPI, http.HandlerFunc(a.listInstances)},
+		{"POST", "/api/v1/instances/{id}/stop", auth.TenantAdmin, OnAPI, http.HandlerFunc(a.stopInstance)},
 		{"GET", "/api/v1/targets", auth.TenantRead, OnAPI, http.HandlerFunc(a.listTargets)},
 		{"GET", "/api/v1/usage", auth.TenantRead, OnAPI, http.HandlerFunc(a.usage)},
 		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},

@@ -26,6 +26,10 @@ type probe struct {
 	otherTenant int
 }
 
+func post(p string) func(*fixture) *http.Request {
+	return func(*fixture) *http.Request { return httptest.NewRequest("POST", p, nil) }
+}
+
 func path(p string) func(*fixture) *http.Request {
 	return func(*fixture) *http.Request { return httptest.NewRequest("GET", p, nil) }
 }
@@ -44,11 +48,21 @@ var probes = map[string]probe{
 	"POST /webhooks/app/{app}": {req: func(f *fixture) *http.Request {
 		return httptest.NewRequest("POST", "/webhooks/app/12345", bytes.NewReader([]byte("{}")))
 	}, ok: 404}, // no target uses that App: the signature check answers, never the token guard
-	"GET /runners/":            {req: path("/runners/g1/actions-runner.tar.gz"), ok: 401}, // its own grants refuse
-	"GET /metrics":             {req: path("/metrics"), ok: 200},
-	"GET /api/v1/jobs":         {req: path("/api/v1/jobs"), ok: 200, otherTenant: 200},
-	"GET /api/v1/jobs/{id}":    {req: func(f *fixture) *http.Request { return path("/api/v1/jobs/" + itoa(f.jobA))(f) }, ok: 200, otherTenant: 404},
-	"GET /api/v1/instances":    {req: path("/api/v1/instances"), ok: 200, otherTenant: 200},
+	"GET /runners/":         {req: path("/runners/g1/actions-runner.tar.gz"), ok: 401}, // its own grants refuse
+	"GET /metrics":          {req: path("/metrics"), ok: 200},
+	"GET /api/v1/jobs":      {req: path("/api/v1/jobs"), ok: 200, otherTenant: 200},
+	"GET /api/v1/jobs/{id}": {req: func(f *fixture) *http.Request { return path("/api/v1/jobs/" + itoa(f.jobA))(f) }, ok: 200, otherTenant: 404},
+	"GET /api/v1/instances": {req: path("/api/v1/instances"), ok: 200, otherTenant: 200},
+	"POST /api/v1/instances/{id}/stop": {req: func(f *fixture) *http.Request {
+		return httptest.NewRequest("POST", "/api/v1/instances/"+f.idleInstance()+"/stop", nil)
+	}, ok: 200, otherTenant: 404}, // a new idle instance of tenant default each time
+	"GET /api/v1/pools":                {req: path("/api/v1/pools"), ok: 200, otherTenant: 200},
+	"POST /api/v1/pools/{pool}/drain":  {req: post("/api/v1/pools/linux/drain"), ok: 200, otherTenant: 404},
+	"POST /api/v1/pools/{pool}/pause":  {req: post("/api/v1/pools/linux/pause"), ok: 200, otherTenant: 404},
+	"POST /api/v1/pools/{pool}/resume": {req: post("/api/v1/pools/linux/resume"), ok: 200, otherTenant: 404},
+	"POST /api/v1/jobs/{id}/retry": {req: func(f *fixture) *http.Request {
+		return httptest.NewRequest("POST", "/api/v1/jobs/"+itoa(f.jobA)+"/retry", nil)
+	}, ok: 409, otherTenant: 404}, // job A is routed, not unroutable
 	"GET /api/v1/targets":      {req: path("/api/v1/targets"), ok: 200, otherTenant: 200},
 	"GET /api/v1/usage":        {req: path("/api/v1/usage?group_by=pool"), ok: 200, otherTenant: 200},
 	"GET /api/v1/tokens":       {req: path("/api/v1/tokens"), ok: 200},
@@ -108,7 +122,7 @@ func TestApp_AccessMatrix(t *testing.T) {
 	for _, rt := range routes {
 		kinds[rt.Access] = true
 	}
-	for _, a := range []auth.Access{auth.Public, auth.WebhookSignature, auth.Metrics, auth.TenantRead, auth.Admin} {
+	for _, a := range []auth.Access{auth.Public, auth.WebhookSignature, auth.Metrics, auth.TenantRead, auth.TenantAdmin, auth.Admin} {
 		if !kinds[a] {
 			t.Errorf("no route has access %s", a)
 		}

@@ -355,3 +355,44 @@ func updateRetry(ctx context.Context, st corral.Store, fn func(corral.Tx) error)
 	}
 	return err
 }
+
+// RetryJob routes one unroutable job again with the current router (after
+// a configuration fix) and returns it as it now stands: routed, or still
+// unroutable with the reason. A job in another state is refused with
+// ErrConflict; tenantID, when not empty, must be the job's tenant (else
+// ErrNotFound).
+func (l *Ledger) RetryJob(ctx context.Context, id int64, tenantID string) (corral.Job, error) {
+	now := l.clock.Now()
+	var out corral.Job
+	err := l.store.Update(ctx, func(tx corral.Tx) error {
+		j, err := tx.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if tenantID != "" && j.TenantID != tenantID {
+			return corral.ErrNotFound
+		}
+		if j.State != corral.JobUnroutable {
+			return fmt.Errorf("job %d is %s, not unroutable: %w", id, j.State, corral.ErrConflict)
+		}
+		var evs []corral.Event
+		l.route(&j, func(k corral.EventKind, inst, detail string) {
+			evs = append(evs, corral.Event{JobID: j.ID, At: now, Kind: k, Detail: "retry: " + detail})
+		})
+		j.UpdatedAt = now
+		if err := tx.PutJob(ctx, &j); err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if err := tx.AddEvent(ctx, e); err != nil {
+				return err
+			}
+		}
+		out = j
+		return nil
+	})
+	if err == nil && out.State == corral.JobRouted && l.OnChange != nil {
+		l.OnChange()
+	}
+	return out, err
+}

@@ -64,7 +64,7 @@ func (s *Scheduler) plan(snap snapshot) plan {
 		if covered[j.ID] {
 			continue
 		}
-		if in := s.takeFree(j, freeBy, taken); in != nil {
+		if in := s.takeFree(j, freeBy, taken, snap.states); in != nil {
 			p.assign = append(p.assign, assignment{instID: in.ID, jobID: j.ID})
 			continue
 		}
@@ -77,6 +77,10 @@ func (s *Scheduler) plan(snap snapshot) plan {
 			pool, ok := snap.cfg.pools[r.PoolID]
 			if !ok {
 				why = append(why, fmt.Sprintf("pool %s is no longer configured", r.PoolID))
+				continue
+			}
+			if st, ok := snap.states[pool.ID]; ok && st != corral.PoolActive {
+				why = append(why, fmt.Sprintf("pool %s is %s", pool.ID, st))
 				continue
 			}
 			if rest, e := s.back.resting(pool.ID, snap.now); rest {
@@ -109,8 +113,11 @@ func (s *Scheduler) plan(snap snapshot) plan {
 
 // takeFree finds a free instance that can serve the job: same target, a
 // pool the job accepts with the same flavor, labels that cover the job's.
-func (s *Scheduler) takeFree(j *corral.Job, freeBy map[string][]*corral.Instance, taken map[string]bool) *corral.Instance {
+func (s *Scheduler) takeFree(j *corral.Job, freeBy map[string][]*corral.Instance, taken map[string]bool, states map[string]corral.PoolState) *corral.Instance {
 	for _, r := range j.Routes {
+		if states[r.PoolID] == corral.PoolDraining {
+			continue // its free runners are going
+		}
 		for _, in := range freeBy[r.PoolID] {
 			if taken[in.ID] || in.TargetID != j.TargetID || in.Flavor != r.Flavor {
 				continue
@@ -136,6 +143,17 @@ func (s *Scheduler) planWarm(snap snapshot, p *plan, freeBy map[string][]*corral
 			if !taken[in.ID] {
 				spare = append(spare, in)
 			}
+		}
+		switch snap.states[id] {
+		case corral.PoolPaused: // nothing new, nothing removed
+			continue
+		case corral.PoolDraining: // nothing new; free runners go
+			for _, in := range spare {
+				if in.State != corral.InstPending {
+					p.retire = append(p.retire, *in)
+				}
+			}
+			continue
 		}
 		if n := len(spare); n < want {
 			target := s.warmTarget(pool)

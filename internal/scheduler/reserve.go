@@ -164,6 +164,15 @@ func (s *Scheduler) reserve(ctx context.Context, r request) (*corral.Instance, e
 // room returns "" when the pool, its tenant and the whole controller can
 // take one more instance, or which limit is reached.
 func (s *Scheduler) room(ctx context.Context, tx corral.Tx, pool corral.Pool, tenantID string) (string, error) {
+	// Read at each reservation, under the limits lock: a pool paused or
+	// drained through any replica gets nothing new from here on.
+	states, err := tx.PoolStates(ctx)
+	if err != nil {
+		return "", err
+	}
+	if st, ok := states[pool.ID]; ok && st != corral.PoolActive {
+		return fmt.Sprintf("pool %s is %s", pool.ID, st), nil
+	}
 	if pool.MaxInstances > 0 {
 		n, err := tx.CountInstances(ctx, corral.CountFilter{PoolID: pool.ID})
 		if err != nil {

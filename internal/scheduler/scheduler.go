@@ -288,6 +288,8 @@ type snapshot struct {
 	jobs  []corral.Job      // routed, waiting for a runner
 	insts []corral.Instance // live
 	busy  map[string]int    // running jobs per pool
+	// states are the pools paused or draining (through the API).
+	states map[string]corral.PoolState
 }
 
 func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
@@ -299,6 +301,10 @@ func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
 			return err
 		}
 		snap.insts, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
+		if err != nil {
+			return err
+		}
+		snap.states, err = tx.PoolStates(ctx)
 		return err
 	})
 	if err != nil {
