@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/forge/github/standin"
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
+)
+
+// post sends POST url with the admin token and wants 200.
+func post(t *testing.T, url string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, nil)
+	resp, err := http.DefaultClient.Do(e2etest.Authorize(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST %s: %s", url, resp.Status)
+	}
+}
+
+type apiPool struct {
+	ID        string `json:"id"`
+	State     string `json:"state"`
+	Instances int    `json:"instances"`
+}
+
+func pools(t *testing.T, api string) map[string]apiPool {
+	var out struct {
+		Pools []apiPool `json:"pools"`
+	}
+	getJSON(t, api+"/pools", &out)
+	m := map[string]apiPool{}
+	for _, p := range out.Pools {
+		m[p.ID] = p
+	}
+	return m
+}
+
+// TestDrainPool: a drained pool loses its idle warm runner and gets no new
+// instance for its jobs, while another pool goes on serving its own; once
+// resumed, the waiting jobs run.
+func TestDrainPool(t *testing.T) {
+	r := newRig(t, standin.Options{Seed: 37}, setup{PoolMax: 2, MinIdle: 1})
+	spare := r.cfg.Pools[0]
+	spare.ID, spare.Labels, spare.MinIdle = "spare", []string{"spare"}, 0
+	r.cfg.Pools = append(r.cfg.Pools, spare)
+	r.start(t)
+	api := "http://" + r.listen + "/api/v1"
+	waitFor(t, 60*time.Second, "pool linux keeps its warm runner", func() bool { return pools(t, api)["linux"].Instances == 1 })
+
+	post(t, api+"/pools/linux/drain")
+	waitFor(t, 60*time.Second, "the drained pool's idle runner is removed", func() bool { return pools(t, api)["linux"].Instances == 0 })
+	for i := 0; i < 2; i++ {
+		r.queue(i, simJob(i), 100*time.Millisecond)
+		r.queue(10+i, []string{"spare", fmt.Sprint("run-", 10+i)}, 100*time.Millisecond)
+	}
+	waitFor(t, 90*time.Second, "the other pool ran its jobs", func() bool { return r.Count(standin.StatusCompleted) == 2 })
+	// Give the drained pool several passes to get it wrong.
+	time.Sleep(3 * time.Second)
+	if p := pools(t, api)["linux"]; p.State != "draining" || p.Instances != 0 {
+		t.Fatalf("drained pool: %+v", p)
+	}
+	var list struct {
+		Jobs []struct {
+			ID     int64  `json:"id"`
+			State  string `json:"state"`
+			Pool   string `json:"pool"`
+			Reason string `json:"reason"`
+			Labels []string
+		} `json:"jobs"`
+	}
+	getJSON(t, api+"/jobs", &list)
+	if len(list.Jobs) != 4 {
+		t.Fatalf("corral holds %d jobs, want 4", len(list.Jobs))
+	}
+	for _, j := range list.Jobs {
+		isSpare := strings.Contains(fmt.Sprint(j.Labels), "spare")
+		switch {
+		case isSpare && (j.State != "completed" || j.Pool != "spare"):
+			t.Errorf("job %d of pool spare: %s in %q", j.ID, j.State, j.Pool)
+		case !isSpare && (j.State != "routed" || !strings.Contains(j.Reason, "pool linux is draining")):
+			t.Errorf("job %d of the drained pool: %s, reason %q", j.ID, j.State, j.Reason)
+		case !isSpare:
+			for _, k := range timeline(t, fmt.Sprint(api, "/jobs/", j.ID)) {
+				if k == "instance_requested" {
+					t.Errorf("job %d of the drained pool got an instance", j.ID)
+				}
+			}
+		}
+	}
+
+	post(t, api+"/pools/linux/resume")
+	waitFor(t, 90*time.Second, "the resumed pool ran its jobs", func() bool { return r.Count(standin.StatusCompleted) == 4 })
+	post(t, api+"/pools/linux/drain") // its warm runner goes, for the clean end
+	r.checkClean(t, 4)
+}
