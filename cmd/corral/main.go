@@ -41,6 +41,8 @@ Usage:
                                    API tokens, directly in the store (the secret is printed once)
   corral github app create -name NAME -webhook-url URL [-org ORG]
                                    create corral's GitHub App in one step (its secrets are sealed in the data dir)
+  corral jobs|pools|instances|usage [-server URL] [-token T] [-o json]
+                                   the API for people and scripts (corral jobs -h says more)
   corral version                   print the version
 
 Run 'corral COMMAND -h' for a command's flags.
@@ -62,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "github":
 		return runGitHub(ctx, args[1:], stdout, stderr)
+	case "jobs", "pools", "instances", "usage":
+		return runClient(ctx, args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "corral", version())
 		return nil
