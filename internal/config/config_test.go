@@ -60,7 +60,7 @@ func TestParse_Example(t *testing.T) {
 		Provider: "process", Image: "/opt/actions-runner",
 		Flavor: corral.Flavor{CPU: 2, MemoryMB: 4096, DiskMB: 20480, Arch: "x64"}, Max: corral.Flavor{CPU: 16, MemoryMB: 65536, DiskMB: 204800},
 		Sizes:    map[string]corral.Flavor{"xlarge": {CPU: 16, MemoryMB: 65536, DiskMB: 204800}},
-		Priority: 10, MaxInstances: 8, MinIdle: 0,
+		Priority: 10, MaxInstances: 8, MinIdle: 0, PricePerMinute: 0.008,
 		Schedules:     []corral.IdleSchedule{{Days: []time.Weekday{1, 2, 3, 4, 5}, From: 8 * time.Hour, To: 18 * time.Hour, Location: berlin, MinIdle: 2}},
 		HeadroomCount: 2, BootTimeout: 5 * time.Minute, MaxJobRuntime: 6 * time.Hour, IdleTimeout: 10 * time.Minute, MaxLifetime: 8 * time.Hour,
 	}

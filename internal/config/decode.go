@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -141,6 +142,13 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 		if i, ok := d.atoi(n.Value, key); ok {
 			v.SetInt(int64(i))
 		}
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(n.Value), 64)
+		if n.Kind != yaml.ScalarNode || err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.problem(n.Line, key, "want a number like 0.008, got %q", n.Value)
+			return
+		}
+		v.SetFloat(f)
 	case reflect.Bool:
 		switch strings.ToLower(n.Value) {
 		case "true", "yes", "on":

@@ -61,6 +61,9 @@ func TestConfig_Validate(t *testing.T) {
 		{"schedule min idle above max", "pools: [{id: p, labels: [x], provider: process, max_instances: 2, schedules: [{from: '08:00', to: '09:00', min_idle: 3}]}]", "3 exceeds the pool's max_instances 2"},
 		{"schedule unknown key", "pools: [{id: p, labels: [x], provider: process, schedules: [{from: '08:00', to: '09:00', tz: UTC}]}]", "pools[0].schedules[0].tz: unknown key"},
 		{"tenant max", "tenants: [{id: z, max_instances: -2}]", "tenants[2].max_instances: must not be negative"},
+		{"negative price", "pools: [{id: p, labels: [x], provider: process, price_per_minute: -0.5}]", "pools[0].price_per_minute: must not be negative"},
+		{"price not a number", "pools: [{id: p, labels: [x], provider: process, price_per_minute: cheap}]", `pools[0].price_per_minute: want a number like 0.008, got "cheap"`},
+		{"price", "pools: [{id: p, labels: [x], provider: process, price_per_minute: 0.008}]", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
