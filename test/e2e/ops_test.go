@@ -45,7 +45,8 @@ func pools(t *testing.T, api string) map[string]apiPool {
 
 // TestDrainPool: a drained pool loses its idle warm runner and gets no new
 // instance for its jobs, while another pool goes on serving its own; once
-// resumed, the waiting jobs run.
+// resumed, the waiting jobs run; a runner stopped through the API is
+// deleted.
 func TestDrainPool(t *testing.T) {
 	r := newRig(t, standin.Options{Seed: 37}, setup{PoolMax: 2, MinIdle: 1})
 	spare := r.cfg.Pools[0]
@@ -98,6 +99,30 @@ func TestDrainPool(t *testing.T) {
 
 	post(t, api+"/pools/linux/resume")
 	waitFor(t, 90*time.Second, "the resumed pool ran its jobs", func() bool { return r.Count(standin.StatusCompleted) == 4 })
+	// Stop the resumed pool's warm runner through the API: the leader
+	// deletes it (registration and process), and min idle brings another.
+	var ins struct {
+		Instances []struct {
+			ID    string `json:"id"`
+			Pool  string `json:"pool"`
+			State string `json:"state"`
+		} `json:"instances"`
+	}
+	waitFor(t, 60*time.Second, "pool linux has an idle warm runner again", func() bool {
+		getJSON(t, api+"/instances?state=idle", &ins)
+		return len(ins.Instances) == 1 && ins.Instances[0].Pool == "linux"
+	})
+	stopped := ins.Instances[0].ID
+	post(t, api+"/instances/"+stopped+"/stop")
+	waitFor(t, 60*time.Second, "the stopped instance is deleted and replaced", func() bool {
+		getJSON(t, api+"/instances", &ins)
+		for _, in := range ins.Instances {
+			if in.ID == stopped {
+				return false
+			}
+		}
+		return len(ins.Instances) == 1
+	})
 	post(t, api+"/pools/linux/drain") // its warm runner goes, for the clean end
 	r.checkClean(t, 4)
 }
