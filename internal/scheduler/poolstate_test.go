@@ -4,8 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/scheduler"
 )
 
 func (r *rig) setState(pool string, st corral.PoolState) {
@@ -90,4 +92,51 @@ func TestScheduler_PoolStates(t *testing.T) {
 			t.Fatalf("reason = %q", got)
 		}
 	})
+}
+
+// lockHookStore runs hook inside every transaction right after LockLimits:
+// a test's way to commit something "just before" a reservation's lock.
+type lockHookStore struct {
+	corral.Store
+	hook func(ctx context.Context, tx corral.Tx, poolID string) error
+}
+
+func (s lockHookStore) Update(ctx context.Context, fn func(corral.Tx) error) error {
+	return s.Store.Update(ctx, func(tx corral.Tx) error { return fn(lockHookTx{tx, s.hook}) })
+}
+
+type lockHookTx struct {
+	corral.Tx
+	hook func(ctx context.Context, tx corral.Tx, poolID string) error
+}
+
+func (t lockHookTx) LockLimits(ctx context.Context, tenantID, poolID string) error {
+	if err := t.Tx.LockLimits(ctx, tenantID, poolID); err != nil {
+		return err
+	}
+	return t.hook(ctx, t.Tx, poolID)
+}
+
+// The state is read again by each reservation, under the limits lock: a
+// drain that lands after the pass planned (another replica's API call)
+// still stops the reservation.
+func TestScheduler_PoolStateAtReservation(t *testing.T) {
+	drained := false
+	r := newRigWith(t, func(c *scheduler.Config) {
+		c.Store = lockHookStore{Store: c.Store, hook: func(ctx context.Context, tx corral.Tx, poolID string) error {
+			drained = true
+			return tx.SetPoolState(ctx, poolID, corral.PoolDraining, time.Now())
+		}}
+	}, 0, 0, pool("only", 10, 5))
+	j := r.queue("corral")
+	r.pass()
+	if !drained {
+		t.Fatal("no reservation took the limits lock: the plan never got to reserve")
+	}
+	if n := len(r.instances(corral.LiveInstanceStates...)); n != 0 {
+		t.Fatalf("%d instances reserved in a pool drained before the reservation's check", n)
+	}
+	if got := r.job(j).Reason; !strings.Contains(got, "pool only is draining") {
+		t.Fatalf("reason = %q", got)
+	}
 }
