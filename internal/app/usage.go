@@ -68,7 +68,7 @@ func parseUsageTime(name, s string) (time.Time, error) {
 func (a *App) usage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	now := a.opt.Clock.Now()
-	rep := UsageReport{GroupBy: q.Get("group_by"), To: now, From: now.AddDate(0, 0, -30)}
+	rep := UsageReport{GroupBy: q.Get("group_by"), To: now}
 	if rep.GroupBy == "" {
 		rep.GroupBy = "tenant"
 	}
@@ -86,14 +86,15 @@ func (a *App) usage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var err error
-	if s := q.Get("from"); s != "" {
-		if rep.From, err = parseUsageTime("from", s); err != nil {
+	if s := q.Get("to"); s != "" {
+		if rep.To, err = parseUsageTime("to", s); err != nil {
 			httperr.Write(w, err)
 			return
 		}
 	}
-	if s := q.Get("to"); s != "" {
-		if rep.To, err = parseUsageTime("to", s); err != nil {
+	rep.From = rep.To.AddDate(0, 0, -30)
+	if s := q.Get("from"); s != "" {
+		if rep.From, err = parseUsageTime("from", s); err != nil {
 			httperr.Write(w, err)
 			return
 		}

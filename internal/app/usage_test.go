@@ -139,6 +139,11 @@ func TestApp_Usage(t *testing.T) {
 		t.Errorf("a window after the jobs: %+v", rep)
 	}
 
+	// to alone: from is 30 days before it.
+	if rep := usageAs(t, f, "?to=2026-01-31", "admin"); !rep.From.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) || rep.Total.Jobs != 0 {
+		t.Errorf("to=2026-01-31: from %v, %d jobs", rep.From, rep.Total.Jobs)
+	}
+
 	// CSV: the same figures.
 	code, out := getAs(t, f.h, "/api/v1/usage?group_by=target&format=csv", f.tok["admin"])
 	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
