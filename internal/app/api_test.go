@@ -104,7 +104,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func mintToken(t *testing.T, st corral.Store, name string, scope corral.TokenScope, tenant string, expires time.Duration, at time.Time, revoke bool) string {
+func mintToken(t testing.TB, st corral.Store, name string, scope corral.TokenScope, tenant string, expires time.Duration, at time.Time, revoke bool) string {
 	t.Helper()
 	secret, tk, err := auth.New(name, scope, tenant, expires, at)
 	if err != nil {

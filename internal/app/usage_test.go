@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/corral-ci/corral/internal/app"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github"
+	"github.com/corral-ci/corral/internal/store/sqlite"
 	"github.com/corral-ci/corral/internal/testutil/fake"
 )
 
@@ -174,5 +176,64 @@ func TestApp_Usage(t *testing.T) {
 		if code != 400 || !strings.Contains(out, msg) {
 			t.Errorf("usage%s: %d %s, want 400 saying %s", q, code, out, msg)
 		}
+	}
+}
+
+// BenchmarkUsage measures GET /api/v1/usage?group_by=day over n completed
+// jobs in SQLite (each with its job_started and job_completed stamps): the
+// handler reads every completed job and its timeline per call.
+func BenchmarkUsage(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprint(n, "jobs"), func(b *testing.B) {
+			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "c.db"), sqlite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			a, err := app.New(app.Options{Store: st, Forges: fake.NewForge(), Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
+				Tenants: []corral.Tenant{{ID: "default"}},
+				Targets: []corral.Target{{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, WebhookSecret: secret}},
+				Pools: []corral.Pool{{ID: "linux", TenantID: "default", Labels: []string{"corral"}, Provider: "noop",
+					Flavor: corral.Flavor{CPU: 2, MemoryMB: 4096, Arch: "x64"}, PricePerMinute: 0.008}},
+				ControllerID: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := a.Sync(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			t0 := time.Now().Add(-24 * time.Hour)
+			err = st.Update(ctx, func(tx corral.Tx) error {
+				for i := 0; i < n; i++ {
+					at := t0.Add(time.Duration(i) * time.Minute)
+					j := corral.Job{TargetID: "acme", TenantID: "default", ForgeJobID: int64(i + 1), Repo: "acme/app", Labels: []string{"corral"},
+						State: corral.JobCompleted, PoolID: "linux", CreatedAt: at, QueuedAt: at, StartedAt: at, CompletedAt: at.Add(time.Minute), UpdatedAt: at}
+					if err := tx.PutJob(ctx, &j); err != nil {
+						return err
+					}
+					for _, e := range []corral.Event{{JobID: j.ID, At: at, Kind: corral.EvJobStarted}, {JobID: j.ID, At: at.Add(time.Minute), Kind: corral.EvJobCompleted}} {
+						if err := tx.AddEvent(ctx, e); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok := mintToken(b, st, "bench", corral.ScopeAdmin, "", 0, time.Now(), false)
+			h := a.Handler()
+			for b.Loop() {
+				req := httptest.NewRequest("GET", "/api/v1/usage?group_by=day", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != 200 || !strings.Contains(rec.Body.String(), fmt.Sprintf(`"jobs":%d`, n)) {
+					b.Fatalf("usage: %d %s", rec.Code, rec.Body)
+				}
+			}
+		})
 	}
 }
