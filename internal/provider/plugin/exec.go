@@ -108,10 +108,11 @@ func (c *capBuffer) Write(p []byte) (int, error) {
 var errOutputCap = errors.New("output over the cap")
 
 // run invokes the plugin for one command and returns its standard output
-// when it exited 0. Every failure is a *PluginError.
-func (p *Provider) run(ctx context.Context, command string, req pp.Request, id ids) ([]byte, error) {
-	fail := func(stderr string, err error) ([]byte, error) {
-		return nil, &PluginError{Provider: p.name, Path: p.s.Path, Command: command, Err: err, Stderr: stderr}
+// when it exited 0, and the tail of its standard error. Every failure is a
+// *PluginError.
+func (p *Provider) run(ctx context.Context, command string, req pp.Request, id ids) ([]byte, string, error) {
+	fail := func(stderr string, err error) ([]byte, string, error) {
+		return nil, stderr, &PluginError{Provider: p.name, Path: p.s.Path, Command: command, Err: err, Stderr: stderr}
 	}
 	req.Protocol, req.Command = pp.ProtocolVersion, command
 	in, err := json.Marshal(req)
@@ -175,7 +176,7 @@ func (p *Provider) run(ctx context.Context, command string, req pp.Request, id i
 	if ee != nil {
 		return fail(stderr, exitError(ee, stdout))
 	}
-	return stdout, nil
+	return stdout, stderr, nil
 }
 
 // exitError explains a non-zero exit: the plugin's own error answer when it

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider/providertest"
@@ -27,6 +28,9 @@ func TestMain(m *testing.M) {
 			syscall.Exit(providertest.RunGrandchild())
 		case faultArg:
 			syscall.Exit(runFault(os.Args[2:]))
+		case faultChildArg:
+			time.Sleep(30 * time.Second)
+			syscall.Exit(0)
 		}
 	}
 	code := m.Run()

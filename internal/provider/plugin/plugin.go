@@ -60,7 +60,7 @@ func (p *Provider) Handshake(ctx context.Context) (pp.Handshake, error) {
 	if h != nil {
 		return *h, nil
 	}
-	out, err := p.run(ctx, pp.CmdHandshake, pp.Request{Protocols: []int{pp.ProtocolVersion}}, ids{})
+	out, stderr, err := p.run(ctx, pp.CmdHandshake, pp.Request{Protocols: []int{pp.ProtocolVersion}}, ids{})
 	if err != nil {
 		return pp.Handshake{}, err
 	}
@@ -68,13 +68,13 @@ func (p *Provider) Handshake(ctx context.Context) (pp.Handshake, error) {
 		Handshake *pp.Handshake `json:"handshake"`
 	}
 	if err := decode(out, &r); err != nil {
-		return pp.Handshake{}, p.bad(pp.CmdHandshake, err)
+		return pp.Handshake{}, p.bad(pp.CmdHandshake, stderr, err)
 	}
 	switch {
 	case r.Handshake == nil:
-		return pp.Handshake{}, p.bad(pp.CmdHandshake, errors.New(`answer has no "handshake"`))
+		return pp.Handshake{}, p.bad(pp.CmdHandshake, stderr, errors.New(`answer has no "handshake"`))
 	case r.Handshake.Protocol != pp.ProtocolVersion:
-		return pp.Handshake{}, &PluginError{Provider: p.name, Path: p.s.Path, Command: pp.CmdHandshake,
+		return pp.Handshake{}, &PluginError{Provider: p.name, Path: p.s.Path, Command: pp.CmdHandshake, Stderr: stderr,
 			Err: fmt.Errorf("%w: the plugin speaks protocol %d, this corral speaks %d", errIncompatible, r.Handshake.Protocol, pp.ProtocolVersion)}
 	}
 	p.mu.Lock()
@@ -85,16 +85,16 @@ func (p *Provider) Handshake(ctx context.Context) (pp.Handshake, error) {
 }
 
 // call runs a command after the handshake.
-func (p *Provider) call(ctx context.Context, command string, req pp.Request, id ids) ([]byte, error) {
+func (p *Provider) call(ctx context.Context, command string, req pp.Request, id ids) ([]byte, string, error) {
 	if _, err := p.Handshake(ctx); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	return p.run(ctx, command, req, id)
 }
 
 // bad is an answer that breaks the schema.
-func (p *Provider) bad(command string, err error) error {
-	return &PluginError{Provider: p.name, Path: p.s.Path, Command: command,
+func (p *Provider) bad(command, stderr string, err error) error {
+	return &PluginError{Provider: p.name, Path: p.s.Path, Command: command, Stderr: stderr,
 		Err: fmt.Errorf("%w: malformed answer: %w", corral.ErrUnavailable, err)}
 }
 
@@ -148,7 +148,7 @@ func checkInstance(in *pp.Instance) (corral.ProviderInstance, error) {
 // Create asks the plugin for an instance.
 func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral.ProviderInstance, error) {
 	req := pp.Request{ControllerID: spec.ControllerID, Spec: wireSpec(spec)}
-	out, err := p.call(ctx, pp.CmdCreate, req, ids{controller: spec.ControllerID, instance: spec.InstanceID, pool: spec.PoolID})
+	out, stderr, err := p.call(ctx, pp.CmdCreate, req, ids{controller: spec.ControllerID, instance: spec.InstanceID, pool: spec.PoolID})
 	if err != nil {
 		return corral.ProviderInstance{}, p.callErr(spec.PoolID, err)
 	}
@@ -167,7 +167,7 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 		// The plugin may have made something: the orphan sweep finds it
 		// by controller; name it in the log too.
 		p.log.Warn("plugin create answer refused", "instance", spec.InstanceID, "err", err)
-		return corral.ProviderInstance{}, p.callErr(spec.PoolID, p.bad(pp.CmdCreate, err))
+		return corral.ProviderInstance{}, p.callErr(spec.PoolID, p.bad(pp.CmdCreate, stderr, err))
 	}
 	if inst.PoolID == "" {
 		inst.PoolID = spec.PoolID
@@ -182,7 +182,7 @@ func (p *Provider) callErr(target string, err error) error {
 // Delete asks the plugin to destroy an instance; not_found is success.
 func (p *Provider) Delete(ctx context.Context, inst corral.ProviderInstance) error {
 	ref := &pp.InstanceRef{ProviderID: inst.ProviderID, InstanceID: inst.InstanceID}
-	out, err := p.call(ctx, pp.CmdDelete, pp.Request{Instance: ref}, ids{instance: inst.InstanceID, pool: inst.PoolID})
+	out, stderr, err := p.call(ctx, pp.CmdDelete, pp.Request{Instance: ref}, ids{instance: inst.InstanceID, pool: inst.PoolID})
 	if errors.Is(err, corral.ErrNotFound) {
 		return nil
 	}
@@ -191,7 +191,7 @@ func (p *Provider) Delete(ctx context.Context, inst corral.ProviderInstance) err
 	}
 	var r struct{}
 	if err := decode(out, &r); err != nil {
-		return p.bad(pp.CmdDelete, err)
+		return p.bad(pp.CmdDelete, stderr, err)
 	}
 	return nil
 }
@@ -199,7 +199,7 @@ func (p *Provider) Delete(ctx context.Context, inst corral.ProviderInstance) err
 // Get asks the plugin for one instance; corral.ErrNotFound when it is gone.
 func (p *Provider) Get(ctx context.Context, inst corral.ProviderInstance) (corral.ProviderInstance, error) {
 	ref := &pp.InstanceRef{ProviderID: inst.ProviderID, InstanceID: inst.InstanceID}
-	out, err := p.call(ctx, pp.CmdGet, pp.Request{Instance: ref}, ids{instance: inst.InstanceID, pool: inst.PoolID})
+	out, stderr, err := p.call(ctx, pp.CmdGet, pp.Request{Instance: ref}, ids{instance: inst.InstanceID, pool: inst.PoolID})
 	if err != nil {
 		return corral.ProviderInstance{}, err
 	}
@@ -215,14 +215,14 @@ func (p *Provider) Get(ctx context.Context, inst corral.ProviderInstance) (corra
 		err = fmt.Errorf("get %q answered instance %q", inst.InstanceID, got.InstanceID)
 	}
 	if err != nil {
-		return corral.ProviderInstance{}, p.bad(pp.CmdGet, err)
+		return corral.ProviderInstance{}, p.bad(pp.CmdGet, stderr, err)
 	}
 	return got, nil
 }
 
 // List asks the plugin for every instance of the controller.
 func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.ProviderInstance, error) {
-	out, err := p.call(ctx, pp.CmdList, pp.Request{ControllerID: controllerID}, ids{controller: controllerID})
+	out, stderr, err := p.call(ctx, pp.CmdList, pp.Request{ControllerID: controllerID}, ids{controller: controllerID})
 	if err != nil {
 		return nil, err
 	}
@@ -230,10 +230,10 @@ func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.Prov
 		Instances *[]pp.Instance `json:"instances"`
 	}
 	if err := decode(out, &r); err != nil {
-		return nil, p.bad(pp.CmdList, err)
+		return nil, p.bad(pp.CmdList, stderr, err)
 	}
 	if r.Instances == nil {
-		return nil, p.bad(pp.CmdList, errors.New(`answer has no "instances"`))
+		return nil, p.bad(pp.CmdList, stderr, errors.New(`answer has no "instances"`))
 	}
 	list := make([]corral.ProviderInstance, 0, len(*r.Instances))
 	seen := map[string]bool{}
@@ -241,13 +241,13 @@ func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.Prov
 		in := &(*r.Instances)[i]
 		inst, err := checkInstance(in)
 		if err != nil {
-			return nil, p.bad(pp.CmdList, fmt.Errorf("instances[%d]: %w", i, err))
+			return nil, p.bad(pp.CmdList, stderr, fmt.Errorf("instances[%d]: %w", i, err))
 		}
 		if in.ControllerID != "" && in.ControllerID != controllerID {
-			return nil, p.bad(pp.CmdList, fmt.Errorf("instances[%d]: controller %q, asked for %q", i, in.ControllerID, controllerID))
+			return nil, p.bad(pp.CmdList, stderr, fmt.Errorf("instances[%d]: controller %q, asked for %q", i, in.ControllerID, controllerID))
 		}
 		if seen[inst.ProviderID] {
-			return nil, p.bad(pp.CmdList, fmt.Errorf("instances[%d]: provider_id %q listed twice", i, inst.ProviderID))
+			return nil, p.bad(pp.CmdList, stderr, fmt.Errorf("instances[%d]: provider_id %q listed twice", i, inst.ProviderID))
 		}
 		seen[inst.ProviderID] = true
 		list = append(list, inst)
@@ -261,7 +261,7 @@ func (p *Provider) Health(ctx context.Context) error {
 	if err := p.s.check(); err != nil {
 		return &PluginError{Provider: p.name, Path: p.s.Path, Command: pp.CmdHealth, Err: err}
 	}
-	out, err := p.call(ctx, pp.CmdHealth, pp.Request{}, ids{})
+	out, stderr, err := p.call(ctx, pp.CmdHealth, pp.Request{}, ids{})
 	if err != nil {
 		return err
 	}
@@ -269,13 +269,13 @@ func (p *Provider) Health(ctx context.Context) error {
 		Health *pp.Health `json:"health"`
 	}
 	if err := decode(out, &r); err != nil {
-		return p.bad(pp.CmdHealth, err)
+		return p.bad(pp.CmdHealth, stderr, err)
 	}
 	if r.Health == nil {
-		return p.bad(pp.CmdHealth, errors.New(`answer has no "health"`))
+		return p.bad(pp.CmdHealth, stderr, errors.New(`answer has no "health"`))
 	}
 	if !r.Health.OK {
-		return &PluginError{Provider: p.name, Path: p.s.Path, Command: pp.CmdHealth,
+		return &PluginError{Provider: p.name, Path: p.s.Path, Command: pp.CmdHealth, Stderr: stderr,
 			Err: fmt.Errorf("%w: unhealthy: %s", corral.ErrUnavailable, r.Health.Message)}
 	}
 	return nil
