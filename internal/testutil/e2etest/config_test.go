@@ -24,7 +24,7 @@ func TestConfig_Render(t *testing.T) {
 			{ID: "lab", Labels: []string{"corral-p"}, Provider: "lab", Image: "/opt/runner", MaxInstances: 2},
 		},
 		Providers: []Provider{{Name: "lab", Type: "plugin", Plugin: &Plugin{Path: "/usr/bin/p", ConfigFile: "/etc/p.json", Timeouts: "{create: 30s}"}}},
-		Docker: &Docker{Network: "host", Endpoints: []Endpoint{{Name: "a", Host: "unix:///run/a.sock", Max: 2}, {Name: "b", Host: "unix:///run/b.sock"}}},
+		Docker:    &Docker{Network: "host", Endpoints: []Endpoint{{Name: "a", Host: "unix:///run/a.sock", Max: 2}, {Name: "b", Host: "unix:///run/b.sock"}}},
 	}
 	b, err := c.Render()
 	if err != nil {
