@@ -24,6 +24,8 @@ func TestMain(m *testing.M) {
 		switch os.Args[1] {
 		case providertest.RunnerArg:
 			syscall.Exit(providertest.RunTestRunner())
+		case providertest.HostileArg:
+			syscall.Exit(providertest.RunHostile())
 		case providertest.GrandchildArg:
 			syscall.Exit(providertest.RunGrandchild())
 		case faultArg:
