@@ -107,7 +107,7 @@ type harness struct {
 	logs               *syncBuffer
 }
 
-func newHarness(t *testing.T, namespaces string) *harness {
+func newHarness(t testing.TB, namespaces string) *harness {
 	bin := examplePlugin(t)
 	root := t.TempDir()
 	h := &harness{bin: bin, dir: filepath.Join(root, "instances"), cfg: filepath.Join(root, "plugin.json"), exe: testExe(t), logs: &syncBuffer{}}
