@@ -24,7 +24,7 @@ func (f *fake) Get(_ context.Context, ref InstanceRef) (Instance, error) {
 	return Instance{}, Errorf(KindNotFound, "no %s", ref.ProviderID)
 }
 func (f *fake) List(_ context.Context, c string) ([]Instance, error) { f.got = c; return f.list, f.err }
-func (f *fake) Health(context.Context) error                        { return f.health }
+func (f *fake) Health(context.Context) error                         { return f.health }
 
 func serveOne(t *testing.T, p Provider, command, req string) (int, string) {
 	t.Helper()
