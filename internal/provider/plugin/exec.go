@@ -131,7 +131,9 @@ func (p *Provider) run(ctx context.Context, command string, req pp.Request, id i
 	errTail := &tailBuffer{n: stderrTail}
 	cmd.Stdout, cmd.Stderr = out, errTail
 	// Its own process group, so that a timeout kills its children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a plugin still running when corral dies (SIGKILL) dies
+	// with it rather than hang on forever.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = waitDelay
 
 	closeInheritable()

@@ -33,6 +33,12 @@ func runFault(args []string) int {
 	mode := args[0]
 	cmd := os.Getenv(pp.EnvCommand)
 	_, _ = io.ReadAll(os.Stdin)
+	if mode == "hang_silent" && cmd != pp.CmdHandshake {
+		// Writes nothing: a write to the pipes of a dead corral would
+		// end it by SIGPIPE, which is not what TestFault_DiesWithCorral
+		// is about.
+		time.Sleep(time.Hour)
+	}
 	fmt.Fprintf(os.Stderr, "fault plugin %s: starting %s\n", mode, cmd)
 	if cmd == pp.CmdHandshake {
 		proto := pp.ProtocolVersion
@@ -178,12 +184,12 @@ func TestFaults(t *testing.T) {
 			if !errors.Is(err, c.is) {
 				t.Errorf("error %q is not %v", msg, c.is)
 			}
-			if n := len(envProcesses(t, pp.EnvProviderName+"=faulty-"+c.mode)); n > 0 {
-				t.Errorf("%d processes of the plugin survived", n)
-			}
-			if pids, _ := providertest.HostProcesses(marker); len(pids) > 0 {
-				t.Errorf("the plugin's child %v survived", pids)
-			}
+			// SIGKILL is delivered at once, but a process takes a moment
+			// to die: poll, bounded.
+			providertest.Eventually(t, "no process of the plugin left", func() bool {
+				pids, _ := providertest.HostProcesses(marker)
+				return len(envProcesses(t, pp.EnvProviderName+"=faulty-"+c.mode)) == 0 && len(pids) == 0
+			})
 		})
 	}
 }
@@ -276,4 +282,51 @@ func TestFault_NoFdLeak(t *testing.T) {
 	if strings.Contains(list, path) {
 		t.Errorf("corral's fd %d (%s) leaked into the plugin: %s", fd, path, list)
 	}
+}
+
+// corralArg makes the test binary play corral: it calls List on a hanging
+// plugin provider named by the next argument and waits.
+const corralArg = "corral-test-corral"
+
+func runCorral(name string) int {
+	exe, _ := os.Executable()
+	p, err := New(name, Settings{Path: exe, Args: []string{faultArg, "hang_silent", ""}, Timeouts: Timeouts{List: time.Minute}}, nil)
+	if err != nil {
+		return 2
+	}
+	_, _ = p.List(context.Background(), "ctl-1")
+	return 0
+}
+
+// TestFault_DiesWithCorral: a plugin still running when corral is killed
+// with SIGKILL dies with it instead of hanging on.
+func TestFault_DiesWithCorral(t *testing.T) {
+	name := providertest.Unique("hang-")
+	c := exec.Command(testExe(t), corralArg, name)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	kv := pp.EnvProviderName + "=" + name
+	// The handshake answers; the list invocation hangs.
+	providertest.Eventually(t, "the hanging list invocation", func() bool {
+		for _, pid := range envProcesses(t, kv) {
+			if providertest.ProcHasEntry(pid, pp.EnvCommand+"="+pp.CmdList) {
+				return true
+			}
+		}
+		return false
+	})
+	if err := c.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Wait()
+	providertest.Eventually(t, "the plugin to die with corral", func() bool {
+		for _, pid := range envProcesses(t, kv) {
+			if providertest.ProcHasEntry(pid, pp.EnvCommand+"="+pp.CmdList) {
+				return false
+			}
+		}
+		return true
+	})
 }

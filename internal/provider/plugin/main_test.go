@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 			syscall.Exit(providertest.RunGrandchild())
 		case faultArg:
 			syscall.Exit(runFault(os.Args[2:]))
+		case corralArg:
+			syscall.Exit(runCorral(os.Args[2]))
 		case faultChildArg:
 			time.Sleep(30 * time.Second)
 			syscall.Exit(0)
