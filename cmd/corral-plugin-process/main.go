@@ -8,7 +8,8 @@
 //
 // Its config file (config_file in corral's config, JSON):
 //
-//	{"dir": "/var/lib/corral-plugin-process", "namespaces": "auto", "disk_mb": 0, "hide": ["/var/lib/corral"]}
+//	{"dir": "/var/lib/corral-plugin-process", "namespaces": "auto", "disk_mb": 0,
+//	 "hide": ["/var/lib/corral"], "keep": ["/usr/local/bin/corral"]}
 package main
 
 import (
@@ -37,6 +38,7 @@ type Config struct {
 	Namespaces string   `json:"namespaces"` // auto (default), on or off
 	DiskMB     int      `json:"disk_mb"`    // cap of each instance's tmpfs when root; 0: the flavor's disk
 	Hide       []string `json:"hide"`       // host paths runners must not see (corral's data directory)
+	Keep       []string `json:"keep"`       // host paths runners see read-only even under hide or the private /tmp
 }
 
 func main() {
@@ -90,7 +92,7 @@ func open() (*plugin, error) {
 		Namespaces: c.Namespaces,
 		DiskMB:     c.DiskMB,
 		Hide:       c.Hide,
-		Keep:       []string{exe},
+		Keep:       append([]string{exe}, c.Keep...),
 	})
 	if err != nil {
 		return nil, pp.Errorf(pp.KindBadInput, "config file %s: %v", path, err)

@@ -54,7 +54,9 @@ func newRig(t *testing.T, poolMax int) *rig {
 	r := &rig{GitHub: e2etest.NewGitHub(t, standin.Options{}), listen: e2etest.FreePort(t), dataDir: filepath.Join(t.TempDir(), "data")}
 	r.pluginDir = filepath.Join(r.dataDir, "plugin-instances")
 	r.pluginCfg = filepath.Join(t.TempDir(), "lab.json")
-	b, _ := json.Marshal(map[string]any{"dir": r.pluginDir, "namespaces": "off"})
+	// As root: isolated runners that see corral's binary (the simulated
+	// runner) but not its data directory.
+	b, _ := json.Marshal(map[string]any{"dir": r.pluginDir, "namespaces": "auto", "hide": []string{r.dataDir}, "keep": []string{corralBin}})
 	if err := os.WriteFile(r.pluginCfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +246,16 @@ func TestPlugin_SIGKILL(t *testing.T) {
 		return r.Count(standin.StatusInProgress) >= 2
 	})
 	running := r.instances()
+	if os.Geteuid() == 0 {
+		// As root the runners run isolated, though the plugin process that
+		// started each is gone.
+		for _, id := range running {
+			b, err := os.ReadFile(filepath.Join(r.pluginDir, id, "instance.json"))
+			if err != nil || !strings.Contains(string(b), `"namespaced":true`) {
+				t.Errorf("instance %s is not in new namespaces: %s (%v)", id, b, err)
+			}
+		}
+	}
 	p.Kill()
 
 	// The orphan: made by the plugin for this controller, unknown to corral.
