@@ -249,11 +249,23 @@ func TestPlugin_SIGKILL(t *testing.T) {
 	if os.Geteuid() == 0 {
 		// As root the runners run isolated, though the plugin process that
 		// started each is gone.
+		checked := 0
 		for _, id := range running {
-			b, err := os.ReadFile(filepath.Join(r.pluginDir, id, "instance.json"))
-			if err != nil || !strings.Contains(string(b), `"namespaced":true`) {
-				t.Errorf("instance %s is not in new namespaces: %s (%v)", id, b, err)
+			var st struct {
+				Pid        int  `json:"pid"`
+				Namespaced bool `json:"namespaced"`
 			}
+			b, err := os.ReadFile(filepath.Join(r.pluginDir, id, "instance.json"))
+			if err != nil || json.Unmarshal(b, &st) != nil || st.Pid == 0 {
+				continue // a create under way
+			}
+			checked++
+			if !st.Namespaced {
+				t.Errorf("instance %s is not in new namespaces: %s", id, b)
+			}
+		}
+		if checked == 0 {
+			t.Errorf("no started instance among %v", running)
 		}
 	}
 	p.Kill()
