@@ -124,7 +124,7 @@ func (r *rig) jobCompleted(name string) bool {
 
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := e2etest.APIGet(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestPlugin_FailingPoolBacksOff(t *testing.T) {
 		return false
 	})
 	// The pool backed off: the metric counts it.
-	resp, err := http.Get("http://" + r.listen + "/metrics")
+	resp, err := e2etest.APIGet("http://" + r.listen + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
