@@ -433,15 +433,19 @@ func ready(listen string) bool {
 }
 
 // ownPostgres starts a PostgreSQL server for this test alone, so that the
-// test can restart it.
-func ownPostgres(t *testing.T) *pgtest.Server {
+// test can restart it; durable: with fsync on (pgtest.StartDurableServer).
+func ownPostgres(t testing.TB, durable bool) *pgtest.Server {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "corral-ha-pg-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	srv, err := pgtest.StartServer(dir)
+	start := pgtest.StartServer
+	if durable {
+		start = pgtest.StartDurableServer
+	}
+	srv, err := start(dir)
 	if errors.Is(err, pgtest.ErrNoPostgres) && os.Getenv("CI") != "true" {
 		t.Skip(err)
 	}
@@ -457,7 +461,7 @@ func ownPostgres(t *testing.T) *pgtest.Server {
 // reconnects, and every job is served exactly once with nothing left.
 func TestHA_PostgresRestart(t *testing.T) {
 	const jobs, poolMax = 60, 5
-	srv := ownPostgres(t)
+	srv := ownPostgres(t, false)
 	r := newRig(t, standin.Options{Seed: 18}, setup{Store: srv.AdminDSN(), PoolMax: poolMax})
 	r.cfg.LeaseTTL = haLeaseTTL.String()
 	addrs := []string{e2etest.FreePort(t), e2etest.FreePort(t)}

@@ -98,8 +98,9 @@ func (t *tx) ReleaseLease(ctx context.Context, name, holder string) error {
 }
 
 // CheckFence locks the lease row FOR SHARE and, in the same statement,
-// counts the write in the term's row of lease_terms if the token is still
-// the lease's. A new leader's AcquireLease (an UPDATE of the lease row)
+// counts the write in the term if the token is still the lease's (in this
+// server process's row of lease_term_writes: concurrent fenced writes
+// never wait on one another's count). A new leader's AcquireLease (an UPDATE of the lease row)
 // waits until this transaction ends, and this statement sees a lease taken
 // before it (READ COMMITTED re-reads a row updated while it waited), so a
 // write fenced here can never commit inside another replica's term. Run
@@ -110,9 +111,9 @@ func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
 	var holder string
 	err := t.queryRow(ctx, `WITH cur AS (SELECT token, holder FROM leases WHERE name = $1 FOR SHARE),
 		counted AS (
-			INSERT INTO lease_terms (name, term, holder, started_at, writes)
-				SELECT $1, token, holder, clock_timestamp(), 1 FROM cur WHERE token = $2
-			ON CONFLICT (name, term) DO UPDATE SET writes = lease_terms.writes + 1)
+			INSERT INTO lease_term_writes (name, term, slot, writes)
+				SELECT $1, token, pg_backend_pid(), 1 FROM cur WHERE token = $2
+			ON CONFLICT (name, term, slot) DO UPDATE SET writes = lease_term_writes.writes + 1)
 		SELECT token, holder FROM cur`, name, token).Scan(&cur, &holder)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("lease %s was never taken: %w", name, corral.ErrFenced)
@@ -130,7 +131,9 @@ func (t *tx) LeaseTerms(ctx context.Context, name string) ([]corral.LeaseTerm, e
 	out, err := queryAll(ctx, t, func(r pgx.Rows) (corral.LeaseTerm, error) {
 		var lt corral.LeaseTerm
 		return lt, r.Scan(&lt.Name, &lt.Term, &lt.Holder, ts{&lt.Started}, &lt.Writes)
-	}, "SELECT name, term, holder, started_at, writes FROM lease_terms WHERE name = $1 ORDER BY term", name)
+	}, `SELECT t.name, t.term, t.holder, t.started_at, COALESCE(sum(w.writes), 0)::bigint
+		FROM lease_terms t LEFT JOIN lease_term_writes w ON w.name = t.name AND w.term = t.term
+		WHERE t.name = $1 GROUP BY t.name, t.term ORDER BY t.term`, name)
 	if err != nil {
 		return nil, fmt.Errorf("lease terms %s: %w", name, err)
 	}

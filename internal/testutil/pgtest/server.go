@@ -39,10 +39,10 @@ type Server struct {
 	dir     string
 	port    int
 	durable bool // fsync, synchronous_commit and full_page_writes on
-	cmd  *exec.Cmd
-	cred *syscall.Credential // nil when not root
-	exit chan struct{}       // closed when the postgres process has ended
-	werr error               // Wait's error, valid after exit is closed
+	cmd     *exec.Cmd
+	cred    *syscall.Credential // nil when not root
+	exit    chan struct{}       // closed when the postgres process has ended
+	werr    error               // Wait's error, valid after exit is closed
 
 	stopOnce sync.Once
 	stopErr  error
