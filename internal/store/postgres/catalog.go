@@ -98,9 +98,11 @@ func (t *tx) ReleaseLease(ctx context.Context, name, holder string) error {
 }
 
 // CheckFence locks the lease row FOR SHARE and, in the same statement,
-// counts the write in the term if the token is still the lease's (in this
-// server process's row of lease_term_writes: concurrent fenced writes
-// never wait on one another's count). A new leader's AcquireLease (an UPDATE of the lease row)
+// counts the write in the term of token (in this server process's row of
+// lease_term_writes: concurrent fenced writes never wait on one another's
+// count). The count is made whether or not the term is current: the error
+// below rolls it back with the write, so a check that failed to refuse a
+// stale write would show as a stale term's count growing. A new leader's AcquireLease (an UPDATE of the lease row)
 // waits until this transaction ends, and this statement sees a lease taken
 // before it (READ COMMITTED re-reads a row updated while it waited), so a
 // write fenced here can never commit inside another replica's term. Run
@@ -112,7 +114,7 @@ func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
 	err := t.queryRow(ctx, `WITH cur AS (SELECT token, holder FROM leases WHERE name = $1 FOR SHARE),
 		counted AS (
 			INSERT INTO lease_term_writes (name, term, slot, writes)
-				SELECT $1, token, pg_backend_pid(), 1 FROM cur WHERE token = $2
+				SELECT $1, $2::bigint, pg_backend_pid(), 1 FROM cur
 			ON CONFLICT (name, term, slot) DO UPDATE SET writes = lease_term_writes.writes + 1)
 		SELECT token, holder FROM cur`, name, token).Scan(&cur, &holder)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -109,13 +109,16 @@ func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
 	if err != nil {
 		return err
 	}
-	if l.Token != token {
-		return fmt.Errorf("lease %s is in term %d (held by %s), not %d: %w", name, l.Token, l.Holder, token, corral.ErrFenced)
-	}
+	// Counted first, in the term the write claims: the error below rolls
+	// the count back with the write, so a check that failed to refuse a
+	// stale write would show as a stale term's count growing.
 	if _, err := t.exec(ctx, `INSERT INTO lease_terms (name, term, holder, started_at, writes) VALUES (?, ?, ?, ?, 1)
 		ON CONFLICT (name, term) DO UPDATE SET writes = lease_terms.writes + 1`,
 		name, token, l.Holder, time.Now().UnixMicro()); err != nil {
 		return fmt.Errorf("count a write in term %d of lease %s: %w", token, name, err)
+	}
+	if l.Token != token {
+		return fmt.Errorf("lease %s is in term %d (held by %s), not %d: %w", name, l.Token, l.Holder, token, corral.ErrFenced)
 	}
 	return nil
 }
