@@ -228,16 +228,23 @@ func NewFenced(s corral.Store, name string) *Fenced {
 // Set starts fencing writes with token (0: refuse every write).
 func (f *Fenced) Set(token int64) { f.token.Store(token) }
 
-// Update checks the term, then runs fn, in one transaction.
+// Update runs fn, then checks the term (and counts the write in it) as
+// the transaction's last statement, so that it commits only if the term is
+// still current. The check comes last on purpose: on PostgreSQL it locks
+// the lease row until the commit, and a lock taken before fn would be held
+// through all of fn's statements, keeping a new leader's AcquireLease (an
+// UPDATE of that row) waiting behind every write the old leader has in
+// flight, and its own renewals too. fn must have no effect outside the
+// transaction: if the term is over, everything it did is rolled back.
 func (f *Fenced) Update(ctx context.Context, fn func(corral.Tx) error) error {
 	tok := f.token.Load()
 	if tok == 0 {
 		return fmt.Errorf("write outside a leader term: %w", corral.ErrFenced)
 	}
 	return f.Store.Update(ctx, func(tx corral.Tx) error {
-		if err := tx.CheckFence(ctx, f.name, tok); err != nil {
+		if err := fn(tx); err != nil {
 			return err
 		}
-		return fn(tx)
+		return tx.CheckFence(ctx, f.name, tok)
 	})
 }
