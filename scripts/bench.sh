@@ -12,3 +12,5 @@ run go test -run '^$' -bench 'BenchmarkServeRSS' -benchtime 1x ./test/e2e/
 run go test -run '^$' -bench 'BenchmarkRoute' -benchtime 2s ./internal/route/
 run go test -run '^$' -bench 'BenchmarkProvider_Create' -benchtime 50x ./internal/provider/process/
 run go test -run '^$' -bench 'BenchmarkCreateToStarted' -benchtime 30x ./internal/provider/docker/
+run go test -run '^$' -bench 'BenchmarkPlugin_List' -benchtime 100x ./internal/provider/plugin/
+run go test -run '^$' -bench 'BenchmarkPlugin_Create' -benchtime 30x ./internal/provider/plugin/

@@ -18,6 +18,49 @@ import (
 // token sees its own tenant's objects only, and another tenant's object
 // answers 404 as if it did not exist.
 
+// LeaderView is the leader lease as the API shows it: read from the store
+// at each request, so every replica answers the same, with whether the
+// replica that answers leads.
+type LeaderView struct {
+	// Holder is the replica that holds (or last held) the lease; empty
+	// when no replica has led yet.
+	Holder string `json:"holder"`
+	// Term is the lease's fencing token.
+	Term int64 `json:"term"`
+	// ExpiresAt is the lease's expiry, set on the database server's clock
+	// on PostgreSQL; a lease past it may be taken by any replica.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Replica is the name of the replica that answers, and Leading says
+	// whether it leads now (by its own view of its term).
+	Replica string `json:"replica"`
+	Leading bool   `json:"leading"`
+	// LeadingTerm is the term this replica leads in (0 when it does not).
+	LeadingTerm int64 `json:"leading_term,omitempty"`
+}
+
+func (a *App) getLeader(w http.ResponseWriter, r *http.Request) {
+	v := LeaderView{Replica: a.opt.Holder, Leading: a.Leading()}
+	if !a.opt.NoLeader {
+		v.LeadingTerm = a.Lead.Get().Token
+	}
+	err := a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
+		l, err := tx.Lease(r.Context(), LeaseName)
+		if errors.Is(err, corral.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v.Holder, v.Term, v.ExpiresAt = l.Holder, l.Token, &l.Expires
+		return nil
+	})
+	if err != nil {
+		httperr.Write(w, fmt.Errorf("read the leader lease: %w", err))
+		return
+	}
+	httperr.WriteJSON(w, http.StatusOK, v)
+}
+
 // JobView is a job as the API shows it.
 type JobView struct {
 	ID          int64       `json:"id"`

@@ -261,3 +261,93 @@ func values(m map[string]string) []string {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// GET /api/v1/leader: two replicas on one store answer the same holder
+// and term, and only the holder says it leads; when it stops (releasing
+// the lease) the other takes over in a new term, and both show it.
+func TestApp_APILeader(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	admin := mintToken(t, st, "admin", corral.ScopeAdmin, "", 0, time.Now(), false)
+	replica := func(holder string) (http.Handler, context.CancelFunc, chan error) {
+		a, err := app.New(app.Options{Store: st, Forges: fake.NewForge(), Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
+			Tenants:      []corral.Tenant{{ID: "default"}},
+			Targets:      []corral.Target{{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, WebhookSecret: secret}},
+			ControllerID: "test", Holder: holder, LeaseTTL: 3 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		h := a.Handler()
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Set("Authorization", "Bearer "+admin)
+			h.ServeHTTP(w, r)
+		}), cancel, done
+	}
+	leaderOf := func(h http.Handler) app.LeaderView {
+		t.Helper()
+		code, out := get(t, h, "/api/v1/leader")
+		var v app.LeaderView
+		if err := json.Unmarshal([]byte(out), &v); err != nil || code != 200 {
+			t.Fatalf("GET /api/v1/leader = %d %s (%v)", code, out, err)
+		}
+		return v
+	}
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		for end := time.Now().Add(15 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	ha, stopA, doneA := replica("a")
+	wait("a leads", func() bool { return leaderOf(ha).Leading })
+	hb, _, _ := replica("b")
+	va, vb := leaderOf(ha), leaderOf(hb)
+	if va.Holder != "a" || va.Term < 1 || va.LeadingTerm != va.Term || va.Replica != "a" || va.ExpiresAt == nil || !va.ExpiresAt.After(time.Now()) {
+		t.Errorf("a's view = %+v, want a leading in its term, the lease not expired", va)
+	}
+	if vb.Holder != "a" || vb.Term != va.Term || vb.Leading || vb.LeadingTerm != 0 || vb.Replica != "b" {
+		t.Errorf("b's view = %+v, want a's lease in term %d, b not leading", vb, va.Term)
+	}
+	// The same lead in /metrics and /readyz (b's readyz waits for b's
+	// first look at the lease).
+	shows(t, ha, "/metrics", "corral_leader 1", fmt.Sprintf("corral_leader_term %d", va.Term))
+	shows(t, hb, "/metrics", "corral_leader 0", "corral_leader_term 0")
+	shows(t, ha, "/readyz", fmt.Sprintf("this replica leads (term %d)", va.Term))
+	wait("b's readyz names a", func() bool { _, out := get(t, hb, "/readyz"); return strings.Contains(out, "a leads (lease until") })
+	stopA()
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
+	doneA <- nil // for the cleanup
+	wait("b leads", func() bool { return leaderOf(hb).Leading })
+	if vb := leaderOf(hb); vb.Holder != "b" || vb.Term <= va.Term || vb.LeadingTerm != vb.Term {
+		t.Errorf("after a stopped, b's view = %+v, want b leading in a term above %d", vb, va.Term)
+	}
+	if va := leaderOf(ha); va.Holder != "b" || va.Leading {
+		t.Errorf("the stopped replica a's view = %+v, want b holding the lease, a not leading", va)
+	}
+	vb = leaderOf(hb)
+	shows(t, hb, "/metrics", "corral_leader 1", fmt.Sprintf("corral_leader_term %d", vb.Term))
+	shows(t, hb, "/readyz", fmt.Sprintf("this replica leads (term %d)", vb.Term))
+	shows(t, ha, "/metrics", "corral_leader 0", "corral_leader_term 0")
+}
+
+// shows fails unless GET url answers a body holding every want.
+func shows(t *testing.T, h http.Handler, url string, wants ...string) {
+	t.Helper()
+	_, out := get(t, h, url)
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			t.Errorf("GET %s does not show %q:\n%s", url, w, out)
+		}
+	}
+}

@@ -290,7 +290,7 @@ func (a *App) Run(ctx context.Context) error {
 			return
 		}
 		leader.Run(ctx, leader.Config{Store: a.opt.Store, Name: LeaseName, Holder: a.opt.Holder,
-			TTL: a.opt.LeaseTTL, Clock: a.opt.Clock, Logger: a.opt.Logger, State: a.Lead},
+			TTL: a.opt.LeaseTTL, Clock: a.opt.Clock, Logger: a.opt.Logger, State: a.Lead, Fence: a.fenced},
 			func(ctx context.Context, term leader.Term) {
 				a.fenced.Set(term.Token)
 				a.leading.Store(true)

@@ -59,6 +59,7 @@ func (a *App) Routes() []Route {
 		{"GET", "/api/v1/targets", auth.TenantRead, OnAPI, http.HandlerFunc(a.listTargets)},
 		{"GET", "/api/v1/usage", auth.TenantRead, OnAPI, http.HandlerFunc(a.usage)},
 		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},
+		{"GET", "/api/v1/leader", auth.Admin, OnAPI, http.HandlerFunc(a.getLeader)},
 		{"GET", "/api/v1/openapi.json", auth.Public, OnAPI, http.HandlerFunc(serveOpenAPI)},
 	}
 	if a.opt.Runners != nil { // per-instance grants guard the downloads

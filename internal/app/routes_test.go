@@ -66,6 +66,7 @@ var probes = map[string]probe{
 	"GET /api/v1/targets":      {req: path("/api/v1/targets"), ok: 200, otherTenant: 200},
 	"GET /api/v1/usage":        {req: path("/api/v1/usage?group_by=pool"), ok: 200, otherTenant: 200},
 	"GET /api/v1/tokens":       {req: path("/api/v1/tokens"), ok: 200},
+	"GET /api/v1/leader":       {req: path("/api/v1/leader"), ok: 200},
 	"GET /api/v1/openapi.json": {req: path("/api/v1/openapi.json"), ok: 200},
 }
 

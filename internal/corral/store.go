@@ -68,6 +68,9 @@ type ReadTx interface {
 	// Lease returns the named lease as the store has it (ErrNotFound if it
 	// was never taken).
 	Lease(ctx context.Context, name string) (Lease, error)
+	// LeaseTerms lists the terms of the named lease, oldest first, each
+	// with the number of fenced writes committed in it (see CheckFence).
+	LeaseTerms(ctx context.Context, name string) ([]LeaseTerm, error)
 	// Backoffs lists the pools resting after failures.
 	Backoffs(ctx context.Context) ([]Backoff, error)
 	// PoolStates maps each pool that is not active to its state (paused
@@ -135,11 +138,16 @@ type Tx interface {
 	// shutdown hands the lead over without waiting for the expiry).
 	ReleaseLease(ctx context.Context, name, holder string) error
 	// CheckFence returns an error wrapping ErrFenced unless the named
-	// lease is still in the term of token. Every write of a leader runs it
-	// first, in the same transaction, so that a leader whose lease another
-	// replica took (it was paused, or cut off) can no longer change
-	// anything. An expired lease that nobody took yet still passes: no
-	// other leader exists to conflict with.
+	// lease is still in the term of token, and otherwise counts one fenced
+	// write in that term (LeaseTerm.Writes), which commits or rolls back
+	// with the transaction. Every write of a leader runs it, in the same
+	// transaction, as its LAST statement (leader.Fenced): a backend that
+	// locks the lease row to check it (PostgreSQL) then holds that lock
+	// only until the commit, so a leader's writes in flight never hold up
+	// another replica's take-over. A leader whose lease another replica
+	// took (it was paused, or cut off) can no longer commit anything. An
+	// expired lease that nobody took yet still passes: no other leader
+	// exists to conflict with.
 	CheckFence(ctx context.Context, name string, token int64) error
 
 	// PutBackoff records a pool resting after failures; DeleteBackoff
@@ -167,6 +175,18 @@ type Lease struct {
 	Holder  string
 	Token   int64
 	Expires time.Time
+}
+
+// LeaseTerm is one term of a lease: its token, the holder that started
+// it and when (on the backend's clock), and how many fenced writes were
+// committed in it. A stale term whose count still grows would be a
+// fencing failure; tests read it to prove there is none.
+type LeaseTerm struct {
+	Name    string
+	Term    int64
+	Holder  string
+	Started time.Time
+	Writes  int64
 }
 
 // Backoff is a pool resting after failures of one kind ("provider" or

@@ -34,6 +34,10 @@ type Config struct {
 	Logger *slog.Logger
 	// State, when set, is kept up to date (for /readyz and the API).
 	State *State
+	// Fence, when set, learns of each renewal, so that Fence.Valid can
+	// tell, without asking the store, that the lease may have lapsed (a
+	// replica paused or cut off past its lease).
+	Fence *Fenced
 }
 
 // Term is one period of leadership.
@@ -122,8 +126,12 @@ func Run(ctx context.Context, cfg Config, lead func(ctx context.Context, term Te
 	t := time.NewTicker(cfg.Renew)
 	defer t.Stop()
 	for {
+		sent := time.Now()
 		l, held, err := acquire(ctx, cfg)
 		cfg.State.seen(l, err)
+		if err == nil && held {
+			cfg.Fence.renewed(sent, cfg.TTL)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			log.Warn("lease renewal failed", "err", err)
@@ -218,26 +226,67 @@ type Fenced struct {
 	corral.Store
 	name  string
 	token atomic.Int64
+	// base carries a monotonic clock reading; until is the local end of
+	// the lease in nanoseconds after base (see renewed).
+	base  time.Time
+	until atomic.Int64
 }
 
 // NewFenced wraps s for the lease named name.
 func NewFenced(s corral.Store, name string) *Fenced {
-	return &Fenced{Store: s, name: name}
+	return &Fenced{Store: s, name: name, base: time.Now()}
+}
+
+// renewed records a renewal of the lease for ttl whose request was sent
+// at sent. The store sets the expiry from its own clock when it receives
+// the request, so in real time the lease lasts at least until sent+ttl; a
+// tenth is kept back for clocks that run at different rates. Monotonic
+// time keeps running while the process is stopped (SIGSTOP, a frozen VM).
+func (f *Fenced) renewed(sent time.Time, ttl time.Duration) {
+	if f == nil {
+		return
+	}
+	f.until.Store(int64(sent.Sub(f.base) + ttl - ttl/10))
+}
+
+// Valid reports, without a store round trip, whether this replica may
+// still act in its term: ErrFenced when no term is set or when no renewal
+// was seen for almost a lease, so another replica may lead already. The
+// scheduler asks it right before each action outside the store (minting a
+// runner credential, a provider's create or delete): store writes are
+// fenced in their transaction, but those actions cannot be rolled back,
+// and a replica resumed after a pause must not start one.
+func (f *Fenced) Valid() error {
+	tok := f.token.Load()
+	if tok == 0 {
+		return fmt.Errorf("no leader term: %w", corral.ErrFenced)
+	}
+	if until := f.until.Load(); until != 0 && time.Since(f.base) >= time.Duration(until) {
+		return fmt.Errorf("term %d: no lease renewal seen for almost a lease, another replica may lead: %w", tok, corral.ErrFenced)
+	}
+	return nil
 }
 
 // Set starts fencing writes with token (0: refuse every write).
 func (f *Fenced) Set(token int64) { f.token.Store(token) }
 
-// Update checks the term, then runs fn, in one transaction.
+// Update runs fn, then checks the term (and counts the write in it) as
+// the transaction's last statement, so that it commits only if the term is
+// still current. The check comes last on purpose: on PostgreSQL it locks
+// the lease row until the commit, and a lock taken before fn would be held
+// through all of fn's statements, keeping a new leader's AcquireLease (an
+// UPDATE of that row) waiting behind every write the old leader has in
+// flight, and its own renewals too. fn must have no effect outside the
+// transaction: if the term is over, everything it did is rolled back.
 func (f *Fenced) Update(ctx context.Context, fn func(corral.Tx) error) error {
 	tok := f.token.Load()
 	if tok == 0 {
 		return fmt.Errorf("write outside a leader term: %w", corral.ErrFenced)
 	}
 	return f.Store.Update(ctx, func(tx corral.Tx) error {
-		if err := tx.CheckFence(ctx, f.name, tok); err != nil {
+		if err := fn(tx); err != nil {
 			return err
 		}
-		return fn(tx)
+		return tx.CheckFence(ctx, f.name, tok)
 	})
 }

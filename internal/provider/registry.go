@@ -1,5 +1,5 @@
 // Package provider is the registry of provider types. Each type (process,
-// docker, and later VMs, Kubernetes, plugins) registers itself once by
+// docker, plugin, and later VMs and Kubernetes) registers itself once by
 // name from its own package, with its settings struct, its pool-options
 // struct and its constructor; package builtin lists the types corral is
 // built with. The config declares named instances of these types, and

@@ -84,6 +84,9 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 		s.fail(ctx, in, err)
 		return
 	}
+	if !s.mayAct(in, "mint a runner credential") {
+		return
+	}
 	boot, err := forge.MintRunner(ctx, corral.RunnerSpec{Name: in.Name, Labels: in.Labels, InstanceID: in.ID})
 	if errors.Is(err, corral.ErrConflict) && in.Attempts > 1 {
 		// A retried create whose runner is registered and busy: the first
@@ -102,7 +105,16 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 		return
 	}
 	spec.Bootstrap = boot
+	if !s.mayAct(in, "create") {
+		return
+	}
 	pi, err := prov.Create(ctx, spec)
+	if err == nil && !s.mayAct(in, "record a create") {
+		// The term may have lapsed during the create (this replica was
+		// paused inside it): the record below is refused by the fence,
+		// and the next leader adopts or deletes the instance.
+		s.log.Warn("an instance was created while this replica's term may have lapsed", "instance", in.ID, "provider_id", pi.ProviderID)
+	}
 	if err != nil {
 		s.fail(ctx, in, fmt.Errorf("provider %s create: %w", provName, err))
 		return
@@ -112,6 +124,22 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 }
 
 var errSkip = errors.New("skip")
+
+// mayAct reports whether this replica may still act in its leader term,
+// checked right before an action outside the store (see leader.Fenced.Valid);
+// a store without terms (a single replica, tests) always may. A refused
+// action is left to the next leader: the instance stays as recorded.
+func (s *Scheduler) mayAct(in corral.Instance, what string) bool {
+	v, ok := s.cfg.Store.(interface{ Valid() error })
+	if !ok {
+		return true
+	}
+	if err := v.Valid(); err != nil {
+		s.log.Warn("not acting: "+what, "instance", in.ID, "err", err)
+		return false
+	}
+	return true
+}
 
 // providerName is the provider instance that makes and deletes in: the one
 // recorded on it or, for rows older than that record, its pool's ("" when
@@ -225,6 +253,9 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 	// An instance from before instances recorded their provider, of a
 	// pool gone from the config: ask every provider to delete it
 	// (deleting what one does not hold is a no-op).
+	if !s.mayAct(in, "delete") {
+		return
+	}
 	lost := false
 	for name, prov := range provs {
 		err := prov.Delete(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID})
@@ -306,6 +337,9 @@ func (s *Scheduler) retire(ctx context.Context, in corral.Instance, reason strin
 		f, err := s.cfg.Forges.Forge(t)
 		if err != nil {
 			return err
+		}
+		if !s.mayAct(in, "remove a runner registration") {
+			return fmt.Errorf("retire %s: %w", in.ID, corral.ErrFenced)
 		}
 		if err := f.RemoveRunner(ctx, corral.Runner{ID: in.RunnerID, Name: in.Name}); err != nil && !errors.Is(err, corral.ErrNotFound) {
 			return fmt.Errorf("remove runner %s before retiring: %w", in.Name, err)

@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -46,5 +47,61 @@ func TestScheduler_ProviderRecorded(t *testing.T) {
 	}
 	if left := r.instances(corral.InstDraining); len(left) != 0 {
 		t.Errorf("still draining: %+v", left)
+	}
+}
+
+// termStore is a store whose leader term can lapse (as leader.Fenced's
+// Valid says once no renewal was seen for almost a lease).
+type termStore struct {
+	corral.Store
+	lapsed atomic.Bool
+}
+
+func (s *termStore) Valid() error {
+	if s.lapsed.Load() {
+		return corral.ErrFenced
+	}
+	return nil
+}
+
+// TestScheduler_LapsedTermDoesNotAct: a scheduler whose term may have
+// lapsed (a leader resumed after a pause) mints no runner credential and
+// asks no provider to create or delete; the reserved instance waits, and
+// is created once the term is valid again (or by the next leader).
+func TestScheduler_LapsedTermDoesNotAct(t *testing.T) {
+	var ts *termStore
+	r := newRigWith(t, func(c *scheduler.Config) { ts = &termStore{Store: c.Store}; c.Store = ts }, 0, 0, pool("a", 0, 0))
+	ts.lapsed.Store(true)
+	r.queue("corral")
+	r.pass()
+	if n, m := r.provs["a"].Count("create"), r.forge.Count("mint"); n != 0 || m != 0 {
+		t.Fatalf("with the term lapsed: %d creates, %d mints, want none", n, m)
+	}
+	if ins := r.instances(corral.InstPending); len(ins) != 1 {
+		t.Fatalf("pending instances = %+v, want the one reservation left for the next leader", ins)
+	}
+	ts.lapsed.Store(false)
+	r.pass()
+	if n := r.provs["a"].Count("create"); n != 1 {
+		t.Fatalf("with the term valid again: %d creates, want 1", n)
+	}
+	in := r.instances(corral.InstStarting)
+	if len(in) != 1 {
+		t.Fatalf("starting instances = %+v, want 1", in)
+	}
+	// A delete waits for a valid term too.
+	ctx := context.Background()
+	if err := r.s.Retire(ctx, in[0], "test", true); err != nil {
+		t.Fatal(err)
+	}
+	ts.lapsed.Store(true)
+	r.pass()
+	if n := r.provs["a"].Count("delete"); n != 0 {
+		t.Fatalf("with the term lapsed: %d deletes, want none", n)
+	}
+	ts.lapsed.Store(false)
+	r.pass()
+	if n := r.provs["a"].Count("delete"); n != 1 {
+		t.Fatalf("with the term valid again: %d deletes, want 1", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/corral-ci/corral/internal/app"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/store/postgres"
@@ -111,7 +112,7 @@ func TestHA_Failover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fail-over test is not short")
 	}
-	const jobs, poolMax = 250, 10
+	const jobs, poolMax = 500, 10
 	dsn := pgtest.DSN(t)
 	r := newRig(t, standin.Options{Seed: 16}, setup{Store: dsn, PoolMax: poolMax})
 	r.cfg.LeaseTTL = haLeaseTTL.String()
@@ -124,6 +125,7 @@ func TestHA_Failover(t *testing.T) {
 		rs.start(t, a)
 	}
 	peak, stopWatch := watchPeak(t, dsn)
+	db := openLedger(t, dsn)
 
 	start := time.Now()
 	queued := make(chan struct{})
@@ -159,9 +161,22 @@ func TestHA_Failover(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
+	// The paused leader's term, from the database: the lease cannot
+	// lapse for another lease_ttl.
+	lease := db.lease(t)
+	if !strings.HasSuffix(lease.Holder, "/"+old) {
+		t.Fatalf("the lease is held by %s in term %d, not by the replica on %s that said it leads", lease.Holder, lease.Token, old)
+	}
+	oldTerm := lease.Token
 	next := rs.leader(t, 15*time.Second, old)
 	took := time.Since(stopped)
 	takeovers = append(takeovers, took)
+	// From here another term exists in the database: the paused term can
+	// gain no committed write any more.
+	atTakeOver := db.writes(t, oldTerm)
+	if l := db.lease(t); l.Token <= oldTerm {
+		t.Fatalf("%s says it leads, but the lease is still in term %d (%s)", next, l.Token, l.Holder)
+	}
 	t.Logf("pause of leader %s at %s: %s took over in %s", old, stopped.Sub(start).Round(time.Millisecond), next, took.Round(time.Millisecond))
 	time.Sleep(haLeaseTTL + 2*time.Second - time.Since(stopped))
 	before := len(paused.Output())
@@ -176,9 +191,13 @@ func TestHA_Failover(t *testing.T) {
 	t.Logf("resumed old leader stepped down within %s; its log after resume:\n%s",
 		time.Since(resumed).Round(time.Millisecond), e2etest.LastLines(after, 20))
 	checkNoStaleAction(t, after)
-	if e2etest.Leads(old) {
-		t.Errorf("the resumed old leader %s still says it leads", old)
+	if w := db.writes(t, oldTerm); w != atTakeOver {
+		t.Errorf("the paused leader's term %d committed %d fenced writes at the take-over and %d after it resumed and stepped down: fencing failed",
+			oldTerm, atTakeOver, w)
 	}
+	// It logs "stepping down", then stops its leader components before
+	// /readyz stops saying it leads.
+	waitFor(t, 10*time.Second, "the resumed old leader stops saying it leads", func() bool { return !e2etest.Leads(old) })
 	if now := rs.leader(t, 5*time.Second, old); now != next {
 		t.Logf("lead moved on from %s to %s after the resume", next, now)
 	}
@@ -190,6 +209,24 @@ func TestHA_Failover(t *testing.T) {
 	for _, a := range rs.addrs {
 		rs.procs[a].Stop(t)
 	}
+	terms := db.terms(t)
+	var later int64
+	for _, lt := range terms {
+		if lt.Term > oldTerm {
+			later += lt.Writes
+		}
+		t.Logf("term %d of %s from %s: %d fenced writes", lt.Term, lt.Holder, lt.Started.Format("15:04:05.000"), lt.Writes)
+	}
+	if w := db.writes(t, oldTerm); w != atTakeOver {
+		t.Errorf("the paused leader's term %d committed %d fenced writes at the take-over and %d at the end: fencing failed", oldTerm, atTakeOver, w)
+	}
+	if later == 0 {
+		t.Errorf("no fenced write was counted in any term after %d; the count proves nothing", oldTerm)
+	}
+	// Whether the resumed leader tried a write at all (timing decides):
+	// only then does the count above test the fence end to end.
+	t.Logf("the resumed old leader logged %d writes refused by the fence after it resumed",
+		strings.Count(paused.Output()[before:], "fenced: not the leader's current term"))
 	if p := r.Stats().PeakRunners; p > poolMax {
 		t.Errorf("forge saw %d runners alive at once, pool max is %d", p, poolMax)
 	}
@@ -205,6 +242,59 @@ func TestHA_Failover(t *testing.T) {
 	t.Logf("%d jobs on 3 replicas (lease %s) in %s: take-overs %v; peak %d runners at the forge, %d live instances in the store; webhooks per replica %v, %d failed",
 		jobs, haLeaseTTL, time.Since(start).Round(time.Millisecond), roundAll(takeovers), r.Stats().PeakRunners, peak.Load(),
 		lb.Counts(), r.Stats().Webhooks.Failed)
+}
+
+// ledger reads the lease and its terms straight from the database.
+type ledger struct{ st *postgres.Store }
+
+func openLedger(t *testing.T, dsn string) ledger {
+	t.Helper()
+	st, err := postgres.Open(context.Background(), dsn, postgres.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return ledger{st}
+}
+
+func (l ledger) view(t *testing.T, fn func(ctx context.Context, tx corral.ReadTx) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.st.View(ctx, func(tx corral.ReadTx) error { return fn(ctx, tx) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (l ledger) lease(t *testing.T) (out corral.Lease) {
+	t.Helper()
+	l.view(t, func(ctx context.Context, tx corral.ReadTx) (err error) {
+		out, err = tx.Lease(ctx, app.LeaseName)
+		return err
+	})
+	return out
+}
+
+func (l ledger) terms(t *testing.T) (out []corral.LeaseTerm) {
+	t.Helper()
+	l.view(t, func(ctx context.Context, tx corral.ReadTx) (err error) {
+		out, err = tx.LeaseTerms(ctx, app.LeaseName)
+		return err
+	})
+	return out
+}
+
+// writes is the number of fenced writes committed in term (-1: no such
+// term recorded).
+func (l ledger) writes(t *testing.T, term int64) int64 {
+	t.Helper()
+	for _, lt := range l.terms(t) {
+		if lt.Term == term {
+			return lt.Writes
+		}
+	}
+	t.Errorf("term %d is not in lease_terms", term)
+	return -1
 }
 
 // staleActions are the log messages of leader-only actions that succeeded.
@@ -347,15 +437,19 @@ func ready(listen string) bool {
 }
 
 // ownPostgres starts a PostgreSQL server for this test alone, so that the
-// test can restart it.
-func ownPostgres(t *testing.T) *pgtest.Server {
+// test can restart it; durable: with fsync on (pgtest.StartDurableServer).
+func ownPostgres(t testing.TB, durable bool) *pgtest.Server {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "corral-ha-pg-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	srv, err := pgtest.StartServer(dir)
+	start := pgtest.StartServer
+	if durable {
+		start = pgtest.StartDurableServer
+	}
+	srv, err := start(dir)
 	if errors.Is(err, pgtest.ErrNoPostgres) && os.Getenv("CI") != "true" {
 		t.Skip(err)
 	}
@@ -371,7 +465,7 @@ func ownPostgres(t *testing.T) *pgtest.Server {
 // reconnects, and every job is served exactly once with nothing left.
 func TestHA_PostgresRestart(t *testing.T) {
 	const jobs, poolMax = 60, 5
-	srv := ownPostgres(t)
+	srv := ownPostgres(t, false)
 	r := newRig(t, standin.Options{Seed: 18}, setup{Store: srv.AdminDSN(), PoolMax: poolMax})
 	r.cfg.LeaseTTL = haLeaseTTL.String()
 	addrs := []string{e2etest.FreePort(t), e2etest.FreePort(t)}

@@ -339,7 +339,7 @@ func (p *Provider) start(spec corral.InstanceSpec, dir string, argv, env []strin
 	shimArgs := func(ns bool) []string {
 		a := slices.Clone(args)
 		if ns {
-			a = append(a, isoArgs...)
+			a = append(append(a, "--namespaced"), isoArgs...)
 		}
 		return append(append(a, "--"), argv...)
 	}

@@ -41,6 +41,9 @@ type shimArgs struct {
 	dir      string
 	argv     []string
 	iso      isolateArgs
+	// newNS: the provider started the shim in new namespaces (it need not
+	// ask its parent, which may be gone: a plugin exits after a create).
+	newNS bool
 }
 
 func parseShimArgs(args []string) (shimArgs, error) {
@@ -58,10 +61,11 @@ func parseShimArgs(args []string) (shimArgs, error) {
 	fs.Var(&iso.keepRO, "keep-ro", "path visible read-only under the masks (repeatable)")
 	fs.Var(&iso.keepRW, "keep-rw", "path visible writable under the masks (repeatable)")
 	fs.Var(&iso.cgroups, "cgroup", "cgroup directory to join (repeatable)")
+	newNS := fs.Bool("namespaced", false, "the shim was started in new mount and PID namespaces")
 	if err := fs.Parse(args); err != nil {
 		return shimArgs{}, fmt.Errorf("%w: shim: %w", corral.ErrBadInput, err)
 	}
-	a := shimArgs{grace: *grace, dir: *dir, argv: fs.Args(), iso: iso}
+	a := shimArgs{grace: *grace, dir: *dir, argv: fs.Args(), iso: iso, newNS: *newNS}
 	if iso.uid < 0 || iso.gid < 0 || (iso.uid == 0) != (iso.gid == 0) {
 		return shimArgs{}, fmt.Errorf("%w: shim: --uid and --gid go together and are positive", corral.ErrBadInput)
 	}
@@ -119,7 +123,7 @@ func RunShim(ctx context.Context, args []string) error {
 	if err := joinCgroups(a.iso.cgroups); err != nil {
 		return err
 	}
-	namespaced := os.Getpid() == 1 && newMountNamespace()
+	namespaced := os.Getpid() == 1 && (a.newNS || newMountNamespace())
 	switch {
 	case namespaced && a.iso.isolated():
 		if err := isolate(a.iso); err != nil {

@@ -78,7 +78,15 @@ func (t *tx) AcquireLease(ctx context.Context, name, holder string, _ time.Time,
 	if err != nil {
 		return l, false, err
 	}
-	return l, tag.RowsAffected() == 1 && l.Holder == holder, nil
+	held := tag.RowsAffected() == 1 && l.Holder == holder
+	if held {
+		// A new term gets its row; a renewal finds it there.
+		if _, err := t.exec(ctx, `INSERT INTO lease_terms (name, term, holder, started_at)
+			VALUES ($1, $2, $3, clock_timestamp()) ON CONFLICT (name, term) DO NOTHING`, name, l.Token, holder); err != nil {
+			return l, false, fmt.Errorf("acquire lease %s for %s: record term %d: %w", name, holder, l.Token, err)
+		}
+	}
+	return l, held, nil
 }
 
 func (t *tx) ReleaseLease(ctx context.Context, name, holder string) error {
@@ -89,15 +97,26 @@ func (t *tx) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
-// CheckFence reads the lease row FOR SHARE: a new leader's AcquireLease
-// (an UPDATE of that row) waits until this transaction ends, and this one
-// sees a lease taken before it, so a write fenced here can never commit
-// inside another replica's term.
+// CheckFence locks the lease row FOR SHARE and, in the same statement,
+// counts the write in the term of token (in this server process's row of
+// lease_term_writes: concurrent fenced writes never wait on one another's
+// count). The count is made whether or not the term is current: the error
+// below rolls it back with the write, so a check that failed to refuse a
+// stale write would show as a stale term's count growing. A new leader's AcquireLease (an UPDATE of the lease row)
+// waits until this transaction ends, and this statement sees a lease taken
+// before it (READ COMMITTED re-reads a row updated while it waited), so a
+// write fenced here can never commit inside another replica's term. Run
+// last in the transaction (leader.Fenced does), the share lock lasts only
+// until the commit.
 func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
 	var cur int64
 	var holder string
-	err := t.queryRow(ctx, `SELECT token, holder FROM leases WHERE name = $1 FOR SHARE`, name).
-		Scan(&cur, &holder)
+	err := t.queryRow(ctx, `WITH cur AS (SELECT token, holder FROM leases WHERE name = $1 FOR SHARE),
+		counted AS (
+			INSERT INTO lease_term_writes (name, term, slot, writes)
+				SELECT $1, $2::bigint, pg_backend_pid(), 1 FROM cur
+			ON CONFLICT (name, term, slot) DO UPDATE SET writes = lease_term_writes.writes + 1)
+		SELECT token, holder FROM cur`, name, token).Scan(&cur, &holder)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("lease %s was never taken: %w", name, corral.ErrFenced)
 	}
@@ -108,6 +127,19 @@ func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
 		return fmt.Errorf("lease %s is in term %d (held by %s), not %d: %w", name, cur, holder, token, corral.ErrFenced)
 	}
 	return nil
+}
+
+func (t *tx) LeaseTerms(ctx context.Context, name string) ([]corral.LeaseTerm, error) {
+	out, err := queryAll(ctx, t, func(r pgx.Rows) (corral.LeaseTerm, error) {
+		var lt corral.LeaseTerm
+		return lt, r.Scan(&lt.Name, &lt.Term, &lt.Holder, ts{&lt.Started}, &lt.Writes)
+	}, `SELECT t.name, t.term, t.holder, t.started_at, COALESCE(sum(w.writes), 0)::bigint
+		FROM lease_terms t LEFT JOIN lease_term_writes w ON w.name = t.name AND w.term = t.term
+		WHERE t.name = $1 GROUP BY t.name, t.term ORDER BY t.term`, name)
+	if err != nil {
+		return nil, fmt.Errorf("lease terms %s: %w", name, err)
+	}
+	return out, nil
 }
 
 func (t *tx) Backoffs(ctx context.Context) ([]corral.Backoff, error) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/store"
 	"github.com/corral-ci/corral/internal/testutil/pgtest"
 	"github.com/jackc/pgx/v5"
@@ -407,5 +408,77 @@ func TestStore_Update_idleFencedWriteDoesNotBlockTakeOver(t *testing.T) {
 	}
 	if err := <-paused; err == nil {
 		t.Errorf("the paused leader's write committed after b took over")
+	}
+}
+
+// A leader's fenced write still in flight (fn running, not yet committed)
+// must not hold up another replica taking the lapsed lease: leader.Fenced
+// checks the term last, so the lease row is not locked while fn runs. The
+// in-flight write then fails, leaves nothing and is counted in no term.
+// With the check first, b's AcquireLease waits on a's share lock until a's
+// transaction ends, and this test fails on b's 5 s deadline.
+func TestFenced_writeInFlightDoesNotDelayTakeOver(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a := openTest(t, dsn, Options{})
+	b := openTest(t, dsn, Options{})
+	ctx := testCtx(t)
+	var la corral.Lease
+	if err := a.Update(ctx, func(tx corral.Tx) error {
+		var err error
+		la, _, err = tx.AcquireLease(ctx, "leader", "a", time.Time{}, time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f := leader.NewFenced(a, "leader")
+	f.Set(la.Token)
+	inFlight, release := make(chan struct{}), make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		wrote <- f.Update(ctx, func(tx corral.Tx) error {
+			if err := tx.PutTenant(ctx, corral.Tenant{ID: "in-flight"}); err != nil {
+				return err
+			}
+			once.Do(func() { close(inFlight) })
+			select {
+			case <-release:
+			case <-time.After(20 * time.Second):
+			}
+			return nil
+		})
+	}()
+	<-inFlight
+	time.Sleep(1200 * time.Millisecond) // a's lease lapses, its write still open
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var lb corral.Lease
+	var held bool
+	err := b.Update(bctx, func(tx corral.Tx) error {
+		var err error
+		lb, held, err = tx.AcquireLease(bctx, "leader", "b", time.Time{}, time.Minute)
+		return err
+	})
+	close(release)
+	if err != nil || !held {
+		t.Fatalf("b could not take the lapsed lease while a's fenced write was in flight: held %v, err %v", held, err)
+	}
+	if err := <-wrote; !errors.Is(err, corral.ErrFenced) {
+		t.Fatalf("a's in-flight write after b took term %d: %v, want ErrFenced", lb.Token, err)
+	}
+	if err := b.View(ctx, func(tx corral.ReadTx) error {
+		ts, err := tx.Tenants(ctx)
+		if len(ts) != 0 {
+			t.Errorf("tenants %v: the refused write left something", ts)
+		}
+		terms, err2 := tx.LeaseTerms(ctx, "leader")
+		for _, lt := range terms {
+			if lt.Writes != 0 {
+				t.Errorf("term %d counts %d writes, want 0", lt.Term, lt.Writes)
+			}
+		}
+		return errors.Join(err, err2)
+	}); err != nil {
+		t.Fatal(err)
 	}
 }

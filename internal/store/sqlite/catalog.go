@@ -79,7 +79,15 @@ func (t *tx) AcquireLease(ctx context.Context, name, holder string, now time.Tim
 	if err != nil {
 		return l, false, err
 	}
-	return l, n == 1 && l.Holder == holder, nil
+	held := n == 1 && l.Holder == holder
+	if held {
+		// A new term gets its row; a renewal finds it there.
+		if _, err := t.exec(ctx, `INSERT INTO lease_terms (name, term, holder, started_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (name, term) DO NOTHING`, name, l.Token, holder, now.UnixMicro()); err != nil {
+			return l, false, fmt.Errorf("acquire lease %s for %s: record term %d: %w", name, holder, l.Token, err)
+		}
+	}
+	return l, held, nil
 }
 
 func (t *tx) ReleaseLease(ctx context.Context, name, holder string) error {
@@ -90,6 +98,9 @@ func (t *tx) ReleaseLease(ctx context.Context, name, holder string) error {
 	return nil
 }
 
+// CheckFence reads the lease and counts the write in its term. SQLite has
+// one writer at a time, so nothing can take the lease between the read
+// and the commit.
 func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
 	l, err := t.Lease(ctx, name)
 	if errors.Is(err, corral.ErrNotFound) || errors.Is(err, sql.ErrNoRows) {
@@ -98,10 +109,29 @@ func (t *tx) CheckFence(ctx context.Context, name string, token int64) error {
 	if err != nil {
 		return err
 	}
+	// Counted first, in the term the write claims: the error below rolls
+	// the count back with the write, so a check that failed to refuse a
+	// stale write would show as a stale term's count growing.
+	if _, err := t.exec(ctx, `INSERT INTO lease_terms (name, term, holder, started_at, writes) VALUES (?, ?, ?, ?, 1)
+		ON CONFLICT (name, term) DO UPDATE SET writes = lease_terms.writes + 1`,
+		name, token, l.Holder, time.Now().UnixMicro()); err != nil {
+		return fmt.Errorf("count a write in term %d of lease %s: %w", token, name, err)
+	}
 	if l.Token != token {
 		return fmt.Errorf("lease %s is in term %d (held by %s), not %d: %w", name, l.Token, l.Holder, token, corral.ErrFenced)
 	}
 	return nil
+}
+
+func (t *tx) LeaseTerms(ctx context.Context, name string) ([]corral.LeaseTerm, error) {
+	out, err := queryAll(ctx, t, func(sc scanner) (corral.LeaseTerm, error) {
+		var lt corral.LeaseTerm
+		return lt, sc.Scan(&lt.Name, &lt.Term, &lt.Holder, micros{&lt.Started}, &lt.Writes)
+	}, "SELECT name, term, holder, started_at, writes FROM lease_terms WHERE name = ? ORDER BY term", name)
+	if err != nil {
+		return nil, fmt.Errorf("lease terms %s: %w", name, err)
+	}
+	return out, nil
 }
 
 func (t *tx) Backoffs(ctx context.Context) ([]corral.Backoff, error) {

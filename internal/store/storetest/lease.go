@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -91,12 +92,92 @@ func testLeaseRelease(t *testing.T, s corral.Store) {
 }
 
 func fence(s corral.Store, name string, token int64) error {
+	return fenceWrite(s, name, token, "fenced-write")
+}
+
+// fenceWrite writes tenant id and checks the fence last, as leader.Fenced
+// does.
+func fenceWrite(s corral.Store, name string, token int64, id string) error {
 	ctx := context.Background()
 	return s.Update(ctx, func(tx corral.Tx) error {
-		if err := tx.CheckFence(ctx, name, token); err != nil {
+		if err := tx.PutTenant(ctx, corral.Tenant{ID: id}); err != nil {
 			return err
 		}
-		return tx.PutTenant(ctx, corral.Tenant{ID: "fenced-write"})
+		return tx.CheckFence(ctx, name, token)
+	})
+}
+
+// terms returns the named lease's terms by token.
+func terms(t *testing.T, s corral.Store, name string) map[int64]corral.LeaseTerm {
+	t.Helper()
+	out := map[int64]corral.LeaseTerm{}
+	view(t, s, func(ctx context.Context, tx corral.ReadTx) error {
+		ts, err := tx.LeaseTerms(ctx, name)
+		for i, lt := range ts {
+			if i > 0 && lt.Term <= ts[i-1].Term {
+				t.Errorf("LeaseTerms not in term order: %+v", ts)
+			}
+			out[lt.Term] = lt
+		}
+		return err
+	})
+	return out
+}
+
+// testReplicasStaleTermCounted: every fenced write that commits is
+// counted in its term, in the same transaction; a write fenced with a
+// stale (or a future) term is refused, leaves nothing, and is counted
+// nowhere.
+func testReplicasStaleTermCounted(t *testing.T, a, b corral.Store) {
+	la, ok := acquire(t, a, "leader", "a", leaseTTL)
+	if !ok {
+		t.Fatal("a could not take a free lease")
+	}
+	for i, id := range []string{"a-1", "a-2"} {
+		if err := fenceWrite(a, "leader", la.Token, id); err != nil {
+			t.Fatalf("a's write %d in its own term: %v", i+1, err)
+		}
+	}
+	time.Sleep(leaseTTL + 100*time.Millisecond) // a is "paused" past its lease
+	lb, ok := acquire(t, b, "leader", "b", time.Hour)
+	if !ok {
+		t.Fatal("b could not take an expired lease")
+	}
+	before := terms(t, b, "leader")
+	if got := before[la.Token]; got.Writes != 2 || got.Holder != "a" || got.Started.IsZero() {
+		t.Errorf("a's term after two writes: %+v, want holder a, 2 writes, a start", got)
+	}
+	if got, ok := before[lb.Token]; !ok || got.Writes != 0 || got.Holder != "b" {
+		t.Errorf("b's new term: %+v (recorded %v), want holder b, 0 writes", got, ok)
+	}
+	for _, tok := range []int64{la.Token, lb.Token + 1} {
+		if err := fenceWrite(a, "leader", tok, "stale"); !errors.Is(err, corral.ErrFenced) {
+			t.Errorf("a's write fenced with term %d while b leads in %d: %v, want ErrFenced", tok, lb.Token, err)
+		}
+	}
+	if err := fenceWrite(b, "leader", lb.Token, "b-1"); err != nil {
+		t.Fatalf("b's write in its term: %v", err)
+	}
+	after := terms(t, a, "leader")
+	if len(after) != len(before) {
+		t.Errorf("terms after the refused writes: %v, want only %v", after, before)
+	}
+	if after[la.Token].Writes != 2 {
+		t.Errorf("a's stale term counts %d writes after its refused write, want 2", after[la.Token].Writes)
+	}
+	if after[lb.Token].Writes != 1 {
+		t.Errorf("b's term counts %d writes, want 1", after[lb.Token].Writes)
+	}
+	view(t, a, func(ctx context.Context, tx corral.ReadTx) error {
+		ts, err := tx.Tenants(ctx)
+		var ids []string
+		for _, tn := range ts {
+			ids = append(ids, tn.ID)
+		}
+		if !slices.Equal(ids, []string{"a-1", "a-2", "b-1"}) {
+			t.Errorf("tenants = %v, want [a-1 a-2 b-1] (the refused write must leave nothing)", ids)
+		}
+		return err
 	})
 }
 

@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 		{"Replicas/NoLostUpdate", testReplicasLostUpdate},
 		{"Replicas/FirstInsertConflict", testReplicasFirstInsert},
 		{"Replicas/FencedLeaderCannotWrite", testReplicasFence},
+		{"Replicas/StaleTermRefusedCountedNowhere", testReplicasStaleTermCounted},
 	}
 	for _, tc := range twoReplicas {
 		t.Run(tc.name, func(t *testing.T) {

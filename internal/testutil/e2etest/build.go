@@ -49,6 +49,19 @@ func Build(dir string, opt BuildOptions) (string, error) {
 	return bin, nil
 }
 
+// BuildCommand compiles the command package pkg (e.g.
+// "github.com/corral-ci/corral/cmd/corral-plugin-process") into dir/name
+// and returns the binary's path.
+func BuildCommand(dir, name, pkg string) (string, error) {
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build %s: %w", pkg, err)
+	}
+	return bin, nil
+}
+
 // Main builds corral into a temporary directory, sets *bin to its path,
 // runs next (usually m.Run or pgtest.Main(m)), and removes the directory.
 // It returns the exit code for os.Exit.

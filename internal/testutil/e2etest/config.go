@@ -34,6 +34,13 @@ type Config struct {
 type Provider struct {
 	Name, Type string
 	Docker     *Docker
+	Plugin     *Plugin
+}
+
+// Plugin is a plugin provider instance's settings.
+type Plugin struct {
+	Path, ConfigFile string
+	Timeouts         string // a YAML mapping like "{create: 30s}"; empty: the defaults
 }
 
 // Target is one forge target. Secrets are named by environment variable.
@@ -130,6 +137,15 @@ providers:
     endpoints:
 {{- range .Endpoints}}
       - {name: {{.Name}}, host: "{{.Host}}"{{if .Max}}, max_instances: {{.Max}}{{end}}}
+{{- end}}
+{{- end}}
+{{- with .Plugin}}
+    path: {{.Path}}
+{{- if .ConfigFile}}
+    config_file: {{.ConfigFile}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
 {{- end}}
 {{- end}}
 {{- end}}

@@ -21,8 +21,10 @@ func TestConfig_Render(t *testing.T) {
 		Pools: []Pool{
 			{ID: "linux", Labels: []string{"corral"}, Image: "/opt/runner", Flavor: "2cpu4gb10gb", MaxFlavor: "8cpu16gb50gb", MaxInstances: 4, MinIdle: 1},
 			{ID: "box", Labels: []string{"corral-c", "x"}, Provider: "docker", Image: "runner:1", MaxInstances: 2, BootTimeout: "60s"},
+			{ID: "lab", Labels: []string{"corral-p"}, Provider: "lab", Image: "/opt/runner", MaxInstances: 2},
 		},
-		Docker: &Docker{Network: "host", Endpoints: []Endpoint{{Name: "a", Host: "unix:///run/a.sock", Max: 2}, {Name: "b", Host: "unix:///run/b.sock"}}},
+		Providers: []Provider{{Name: "lab", Type: "plugin", Plugin: &Plugin{Path: "/usr/bin/p", ConfigFile: "/etc/p.json", Timeouts: "{create: 30s}"}}},
+		Docker:    &Docker{Network: "host", Endpoints: []Endpoint{{Name: "a", Host: "unix:///run/a.sock", Max: 2}, {Name: "b", Host: "unix:///run/b.sock"}}},
 	}
 	b, err := c.Render()
 	if err != nil {
@@ -37,8 +39,17 @@ func TestConfig_Render(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Targets) != 3 || len(d.Pools) != 2 || d.Targets[1].Settings["app_id"] != "7" || d.Pools[0].MinIdle != 1 || d.Pools[1].Provider != "docker" {
+	if len(d.Targets) != 3 || len(d.Pools) != 3 || d.Targets[1].Settings["app_id"] != "7" || d.Pools[0].MinIdle != 1 || d.Pools[1].Provider != "docker" {
 		t.Errorf("config read back: targets %+v pools %+v", d.Targets, d.Pools)
+	}
+	var lab string
+	for _, p := range d.Providers {
+		if p.Name == "lab" {
+			lab = p.Type + " " + string(p.Settings)
+		}
+	}
+	if want := `plugin {"path":"/usr/bin/p","config_file":"/etc/p.json","timeouts":{"create":30000000000}}`; lab != want {
+		t.Errorf("plugin provider read back: %s, want %s", lab, want)
 	}
 	if !strings.Contains(string(b), "controller_id: e2e") {
 		t.Errorf("default controller id missing:\n%s", b)

@@ -64,6 +64,18 @@ func DSN(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return freshDatabase(t, admin)
+}
+
+// DSNOn is DSN on the server s (one a test started itself, say with
+// StartDurableServer): a fresh database, dropped when t ends.
+func DSNOn(t testing.TB, s *Server) string {
+	t.Helper()
+	return freshDatabase(t, s.AdminDSN())
+}
+
+func freshDatabase(t testing.TB, admin string) string {
+	t.Helper()
 	name := "corral_test_" + randomHex(8)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

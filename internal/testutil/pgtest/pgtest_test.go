@@ -95,3 +95,42 @@ func TestServer_Restart(t *testing.T) {
 		t.Errorf("after the restart: x = %d, %v; want 7", x, err)
 	}
 }
+
+// StartDurableServer runs with fsync and synchronous commits on, and the
+// shared server of DSN with them off.
+func TestStartDurableServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "corral-pgtest-durable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := StartDurableServer(dir)
+	if errors.Is(err, ErrNoPostgres) && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	settings := func(dsn string) string {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		var fsync, syncCommit, fpw string
+		if err := c.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('full_page_writes')").
+			Scan(&fsync, &syncCommit, &fpw); err != nil {
+			t.Fatal(err)
+		}
+		return fsync + " " + syncCommit + " " + fpw
+	}
+	if got := settings(s.AdminDSN()); got != "on on on" {
+		t.Errorf("durable server: fsync, synchronous_commit, full_page_writes = %s, want on on on", got)
+	}
+	if got := settings(DSN(t)); got != "off off off" {
+		t.Errorf("throwaway server: fsync, synchronous_commit, full_page_writes = %s, want off off off", got)
+	}
+}

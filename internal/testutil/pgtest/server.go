@@ -32,16 +32,17 @@ const BinDir = "/usr/lib/postgresql/15/bin"
 // ErrNoPostgres: the PostgreSQL binaries are not installed.
 var ErrNoPostgres = errors.New("pgtest: PostgreSQL binaries not found in " + BinDir)
 
-// Server is a throwaway PostgreSQL server: trust authentication, fsync off,
-// listening on 127.0.0.1 only. It is for tests and benchmarks, never for data
-// that matters.
+// Server is a throwaway PostgreSQL server: trust authentication, fsync off
+// (on with StartDurableServer), listening on 127.0.0.1 only. It is for
+// tests and benchmarks, never for data that matters.
 type Server struct {
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	cred *syscall.Credential // nil when not root
-	exit chan struct{}       // closed when the postgres process has ended
-	werr error               // Wait's error, valid after exit is closed
+	dir     string
+	port    int
+	durable bool // fsync, synchronous_commit and full_page_writes on
+	cmd     *exec.Cmd
+	cred    *syscall.Credential // nil when not root
+	exit    chan struct{}       // closed when the postgres process has ended
+	werr    error               // Wait's error, valid after exit is closed
 
 	stopOnce sync.Once
 	stopErr  error
@@ -52,7 +53,15 @@ type Server struct {
 // postgres refuses to run as root, so the cluster then runs as nobody) and
 // starts a server on a free port. It returns when the server accepts
 // connections. Stop it with Stop.
-func StartServer(dir string) (*Server, error) {
+func StartServer(dir string) (*Server, error) { return startServer(dir, false) }
+
+// StartDurableServer is StartServer with PostgreSQL's durability settings
+// at their defaults (fsync, synchronous_commit and full_page_writes on):
+// every commit waits for its WAL to reach the disk, as in production. For
+// benchmarks whose figures must not be flattered by fsync=off.
+func StartDurableServer(dir string) (*Server, error) { return startServer(dir, true) }
+
+func startServer(dir string, durable bool) (*Server, error) {
 	initdb := filepath.Join(BinDir, "initdb")
 	if _, err := os.Stat(initdb); err != nil {
 		return nil, ErrNoPostgres
@@ -64,7 +73,7 @@ func StartServer(dir string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
-	s := &Server{dir: dir, exit: make(chan struct{})}
+	s := &Server{dir: dir, durable: durable, exit: make(chan struct{})}
 	if os.Geteuid() == 0 {
 		cred, err := nobody()
 		if err != nil {
@@ -129,10 +138,14 @@ func (s *Server) startOn(data string, port int) (exited bool, err error) {
 	if s.cred != nil {
 		_ = logf.Chown(int(s.cred.Uid), int(s.cred.Gid))
 	}
+	durability := "off"
+	if s.durable {
+		durability = "on"
+	}
 	cmd := s.command(filepath.Join(BinDir, "postgres"), "-D", data,
 		"-p", strconv.Itoa(port), "-k", s.dir,
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "fsync="+durability, "-c", "synchronous_commit="+durability, "-c", "full_page_writes="+durability,
 		"-c", "max_connections=300", "-c", "shared_buffers=64MB")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If the test process dies without Stop, take the server down with it.

@@ -237,3 +237,32 @@ func TestRunRunner_ScopeAndLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A runner that died idle (killed: it never says goodbye) counts as
+// online until the heartbeat timeout, as on GitHub; once its registration
+// is removed it no longer does (no job can go to it), so the peak of
+// runners at once counts only runners that could take a job.
+func TestRunRunner_RemovedDeadRunnerNotOnline(t *testing.T) {
+	s, base := newStandin(t, Options{})
+	s.AddRepo("acme", "app")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id, cfg := mintJIT(t, base+"/repos/acme/app", token(adminPAT), "corral-idle", "self-hosted", "corral-x")
+	rctx, kill := context.WithCancel(ctx)
+	done := startRunner(rctx, map[string]string{EnvJITConfig: cfg}, io.Discard)
+	for s.Stats().AliveRunners != 1 {
+		if ctx.Err() != nil {
+			t.Fatal("the runner never came online")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	kill()
+	<-done
+	if st := s.Stats(); st.AliveRunners != 1 {
+		t.Fatalf("a runner killed a moment ago: %d online, want 1 (until its heartbeat times out)", st.AliveRunners)
+	}
+	want(t, do(t, "DELETE", fmt.Sprintf("%s/repos/acme/app/actions/runners/%d", base, id), token(adminPAT), nil), http.StatusNoContent)
+	if st := s.Stats(); st.AliveRunners != 0 || st.Registered != 0 {
+		t.Fatalf("after the dead runner's registration was removed: %d online, %d registered, want 0 and 0", st.AliveRunners, st.Registered)
+	}
+}

@@ -125,6 +125,12 @@ func (s *Server) removeLocked(rn *runner) {
 	}
 	rn.registered = false
 	delete(s.byCred, rn.cred)
+	if !rn.busy {
+		// An idle runner without a registration takes no job any more
+		// (its next poll gets 410), so it no longer counts as online;
+		// a busy one finishes its job first, as on GitHub.
+		s.finishLocked(rn)
+	}
 	s.notifyLocked()
 }
 
