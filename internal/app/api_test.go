@@ -19,6 +19,13 @@ import (
 
 func newApp(t *testing.T) *app.App {
 	t.Helper()
+	a, _ := newAppStore(t)
+	return a
+}
+
+// newAppStore is newApp with its store.
+func newAppStore(t *testing.T) (*app.App, corral.Store) {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +43,7 @@ func newApp(t *testing.T) *app.App {
 	if err := a.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return a
+	return a, st
 }
 
 func get(t *testing.T, h http.Handler, url string) (int, string) {

@@ -389,6 +389,7 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("GET /readyz", a.Components.ReadyHandler())
 	mux.Handle("GET /metrics", a.Metrics.Handler())
 	a.apiRoutes(mux)
+	a.dashRoutes(mux)
 	return mux
 }
 
