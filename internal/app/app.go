@@ -17,6 +17,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/catalog"
 	"github.com/corral-ci/corral/internal/component"
+	"github.com/corral-ci/corral/internal/dashboard"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/ledger"
@@ -378,7 +379,8 @@ func (a *App) DeleteAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Handler serves the webhook endpoint, health and the read API.
+// Handler serves the webhook endpoint, health, the read API and the
+// dashboard (/ui/).
 func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/{target}", a.Webhooks)
@@ -390,6 +392,8 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("GET /metrics", a.Metrics.Handler())
 	a.apiRoutes(mux)
 	a.dashRoutes(mux)
+	mux.Handle("GET /ui/", http.StripPrefix("/ui", dashboard.Handler()))
+	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	return mux
 }
 
