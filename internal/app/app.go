@@ -17,8 +17,8 @@ import (
 
 	"github.com/corral-ci/corral/internal/catalog"
 	"github.com/corral-ci/corral/internal/component"
-	"github.com/corral-ci/corral/internal/dashboard"
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/dashboard"
 	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/ledger"
 	"github.com/corral-ci/corral/internal/metrics"
