@@ -90,6 +90,7 @@
         lastData = key;
         const focused = document.activeElement && document.activeElement.id;
         view.draw(data);
+        $("view").dataset.view = view.key;
         if (focused && $(focused)) $(focused).focus();
       }
     } catch (e) {
@@ -243,7 +244,7 @@
           ["Forge job id", j.forge_job_id], ["Labels", (j.labels || []).join(", ")], ["Pool", j.pool || (j.pools || []).join(", ")],
           ["Instance", j.instance], ["Runner", j.runner], ["Reason", j.reason]].filter((f) => f[1] !== undefined && f[1] !== "");
         render("Job #" + j.id + (j.name ? ": " + j.name : ""),
-          h("dl", { class: "cards" }, facts.map(([k, v]) => h("div", { class: "card" }, h("dt", {}, k), h("dd", { class: "muted" }, String(v))))),
+          h("dl", { class: "cards facts" }, facts.map(([k, v]) => h("div", { class: "card" }, h("dt", {}, k), h("dd", { class: "muted" }, String(v))))),
           h("section", { "aria-labelledby": "tl-h" },
             h("h2", { id: "tl-h" }, "Timeline"),
             tl.length ? h("p", { class: "muted" }, "Each bar spans from the stamp before to this one; times count from the first stamp.") : h("p", {}, "No stamps yet."),
@@ -363,8 +364,10 @@
 
   function route() {
     if (!token()) { showSignIn(""); return; }
-    const name = parts().path[0] || "overview";
-    const view = views[name] || views.overview;
+    let name = parts().path[0] || "overview";
+    if (!views[name]) name = "overview";
+    const view = views[name];
+    view.key = name;
     const navName = name === "job" ? "jobs" : name;
     for (const a of document.querySelectorAll("nav a")) {
       if (a.getAttribute("href") === "#/" + navName) a.setAttribute("aria-current", "page");
@@ -373,6 +376,7 @@
     stopPolling();
     lastData = "";
     $("live").textContent = "";
+    delete $("view").dataset.view;
     const g = gen;
     tick(view, g);
   }
