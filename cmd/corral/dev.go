@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/app"
+	"github.com/corral-ci/corral/internal/auth"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
@@ -158,7 +159,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go func() { _ = srv.Serve(ln) }()
 	go func() { _ = ghSrv.Serve(ghLn) }()
 
+	// A newcomer can call the API at once: a fresh admin token, printed.
+	apiToken, tk, err := auth.New("corral dev", corral.ScopeAdmin, "", 0, time.Now())
+	if err == nil {
+		err = store.Update(ctx, func(tx corral.Tx) error { return tx.PutToken(ctx, tk) })
+	}
+	if err != nil {
+		return fmt.Errorf("dev admin token: %w", err)
+	}
 	fmt.Fprintf(stdout, "corral dev: data in %s, HTTP on http://%s (API: /api/v1/jobs), stand-in GitHub on %s (organization %s)\n", *dataDir, ln.Addr(), target.URL, devOrg)
+	fmt.Fprintf(stdout, "API admin token (shown once): %s\n  e.g. curl -H 'Authorization: Bearer %s' http://%s/api/v1/jobs\n", apiToken, apiToken, ln.Addr())
 	fmt.Fprintf(stdout, "pools: onprem (priority 10, max 4, 1 warm), cloud-overflow (priority 20, max 4), arm (arm64, max 2); %.0f%% of webhooks dropped on purpose, some duplicated, reordered and delayed. Ctrl-C stops and cleans up.\n", *drop*100)
 
 	runCtx, stopRun := context.WithCancel(context.Background())

@@ -37,6 +37,8 @@ Usage:
   corral dev [flags]               run with embedded defaults: SQLite, a stand-in GitHub, real runner processes
   corral serve -config FILE        run from a config file (environment overrides: see the README)
   corral route -config FILE LABEL...  print the pool and flavor a job with these runs-on labels gets, and why
+  corral token create|list|revoke -config FILE
+                                   API tokens, directly in the store (the secret is printed once)
   corral github app create -name NAME -webhook-url URL [-org ORG]
                                    create corral's GitHub App in one step (its secrets are sealed in the data dir)
   corral version                   print the version
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "route":
 		return runRoute(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr)
 	case "github":
 		return runGitHub(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":

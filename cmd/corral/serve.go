@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,14 +89,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := a.Sync(ctx); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	srvs, addrs, err := listen(cfg, a)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		return err
 	}
-	srv := &http.Server{Handler: webhook.AllowHosts(cfg.AllowedHosts, a.Handler()), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("corral serving", "listen", ln.Addr().String(), "controller", controllerID,
+	serveErr := make(chan error, len(srvs))
+	for _, srv := range srvs {
+		go func() { serveErr <- srv.serve() }()
+	}
+	log.Info("corral serving", "listen", addrs[0], "api_listen", addrs[1], "controller", controllerID,
 		"targets", len(dom.Targets), "pools", len(dom.Pools), "version", version())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -122,7 +124,9 @@ loop:
 	// Stopping leaves busy runners running: the next start adopts them.
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = srv.Shutdown(sctx)
+	for _, srv := range srvs {
+		_ = srv.Shutdown(sctx)
+	}
 	stopRun()
 	fatal = <-runErr
 	log.Info("corral stopped; runners left running are adopted at the next start")
@@ -133,6 +137,53 @@ loop:
 		return err
 	}
 	return nil
+}
+
+// server is one listener and its HTTP server.
+type server struct {
+	*http.Server
+	ln net.Listener
+}
+
+func (s server) serve() error { return s.Serve(s.ln) }
+
+// listen opens corral's listeners: listen alone serves every route; with
+// api_listen, listen serves webhooks, runner downloads and health and
+// api_listen the API and metrics. Each is TLS when it has a certificate.
+// addrs are the addresses bound (api_listen's "" when there is none).
+func listen(cfg *config.Config, a *app.App) ([]server, [2]string, error) {
+	type spec struct {
+		key, addr, cert, tlsKey string
+		on                      app.Listener
+	}
+	specs := []spec{{"listen", cfg.Listen, cfg.TLSCert, cfg.TLSKey, app.OnBoth}}
+	if cfg.APIListen != "" {
+		specs[0].on = app.OnWebhooks
+		specs = append(specs, spec{"api_listen", cfg.APIListen, cfg.APITLSCert, cfg.APITLSKey, app.OnAPI})
+	}
+	var srvs []server
+	var addrs [2]string
+	for i, sp := range specs {
+		ln, err := net.Listen("tcp", sp.addr)
+		if err == nil && sp.cert != "" {
+			var pair tls.Certificate
+			if pair, err = tls.LoadX509KeyPair(sp.cert, sp.tlsKey); err != nil {
+				ln.Close()
+			} else {
+				ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+			}
+		}
+		if err != nil {
+			for _, s := range srvs {
+				s.ln.Close()
+			}
+			return nil, addrs, fmt.Errorf("%s %s: %w", sp.key, sp.addr, err)
+		}
+		addrs[i] = ln.Addr().String()
+		h := webhook.AllowHosts(cfg.AllowedHosts, a.HandlerFor(sp.on))
+		srvs = append(srvs, server{&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}, ln})
+	}
+	return srvs, addrs, nil
 }
 
 // reload re-reads the config file (SIGHUP) and applies its tenants,

@@ -7,22 +7,16 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/corral-ci/corral/internal/auth"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
 )
 
 // The read API: enough to see jobs flow and why one waits. Secrets never
-// appear here (corral.Secret marshals as "[redacted]" and targets are not
-// listed).
-func (a *App) apiRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		httperr.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "leading": a.Leading()})
-	})
-	mux.HandleFunc("GET /api/v1/jobs", a.listJobs)
-	mux.HandleFunc("GET /api/v1/jobs/{id}", a.getJob)
-	mux.HandleFunc("GET /api/v1/instances", a.listInstances)
-	mux.HandleFunc("GET /api/v1/targets", a.listTargets)
-}
+// appear here (corral.Secret marshals as "[redacted]", targets show no
+// credentials, tokens no hash). Routes are declared in routes.go; a tenant
+// token sees its own tenant's objects only, and another tenant's object
+// answers 404 as if it did not exist.
 
 // JobView is a job as the API shows it.
 type JobView struct {
@@ -70,7 +64,7 @@ func viewJob(j corral.Job) JobView {
 }
 
 func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
-	f := corral.JobFilter{TargetID: r.URL.Query().Get("target"), Limit: 500}
+	f := corral.JobFilter{TargetID: r.URL.Query().Get("target"), TenantID: auth.TenantOf(r.Context()), Limit: 500}
 	if s := r.URL.Query().Get("state"); s != "" {
 		f.States = []corral.JobState{corral.JobState(s)}
 	}
@@ -111,6 +105,9 @@ func (a *App) getJob(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		if !auth.Visible(r.Context(), j.TenantID) {
+			return corral.ErrNotFound
+		}
 		v = viewJob(j)
 		tl, err := tx.Timeline(r.Context(), id)
 		for _, e := range tl {
@@ -143,7 +140,7 @@ type InstanceView struct {
 }
 
 func (a *App) listInstances(w http.ResponseWriter, r *http.Request) {
-	f := corral.InstanceFilter{States: corral.LiveInstanceStates, Limit: 1000}
+	f := corral.InstanceFilter{States: corral.LiveInstanceStates, TenantID: auth.TenantOf(r.Context()), Limit: 1000}
 	if s := r.URL.Query().Get("state"); s != "" {
 		f.States = []corral.InstanceState{corral.InstanceState(s)}
 	}
@@ -175,6 +172,7 @@ type budgeter interface {
 // TargetView is a target as the API shows it: never its secrets.
 type TargetView struct {
 	ID     string `json:"id"`
+	Tenant string `json:"tenant"`
 	Kind   string `json:"kind"`
 	Scope  string `json:"scope"`
 	Path   string `json:"path,omitempty"`
@@ -189,7 +187,10 @@ func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
 	targets := a.Catalog.Current().Targets
 	out := make([]TargetView, 0, len(targets))
 	for _, t := range targets {
-		v := TargetView{ID: t.ID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL}
+		if !auth.Visible(r.Context(), t.TenantID) {
+			continue
+		}
+		v := TargetView{ID: t.ID, Tenant: t.TenantID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL}
 		if f, err := a.opt.Forges.Forge(t); err == nil {
 			if b, ok := f.(budgeter); ok {
 				if n, reset := b.Budget(); n >= 0 {
@@ -203,4 +204,46 @@ func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
 		out = append(out, v)
 	}
 	httperr.WriteJSON(w, http.StatusOK, map[string]any{"targets": out})
+}
+
+// TokenView is a token as the API shows it: never its secret or hash.
+type TokenView struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Scope     string     `json:"scope"`
+	Tenant    string     `json:"tenant,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	LastUsed  *time.Time `json:"last_used,omitempty"`
+}
+
+// ViewToken is tk as the API and `corral token list` show it.
+func ViewToken(tk corral.Token) TokenView {
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	return TokenView{ID: tk.ID, Name: tk.Name, Scope: string(tk.Scope), Tenant: tk.TenantID, CreatedAt: tk.CreatedAt,
+		ExpiresAt: opt(tk.ExpiresAt), RevokedAt: opt(tk.RevokedAt), LastUsed: opt(tk.LastUsed)}
+}
+
+func (a *App) listTokens(w http.ResponseWriter, r *http.Request) {
+	var tks []corral.Token
+	err := a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
+		var err error
+		tks, err = tx.Tokens(r.Context())
+		return err
+	})
+	if err != nil {
+		httperr.Write(w, err)
+		return
+	}
+	out := make([]TokenView, 0, len(tks))
+	for _, tk := range tks {
+		out = append(out, ViewToken(tk))
+	}
+	httperr.WriteJSON(w, http.StatusOK, map[string]any{"tokens": out})
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/corral-ci/corral/internal/catalog"
 	"github.com/corral-ci/corral/internal/component"
 	"github.com/corral-ci/corral/internal/corral"
-	"github.com/corral-ci/corral/internal/dashboard"
 	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/ledger"
 	"github.com/corral-ci/corral/internal/metrics"
@@ -377,24 +376,6 @@ func (a *App) DeleteAll(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// Handler serves the webhook endpoint, health, the read API and the
-// dashboard (/ui/).
-func (a *App) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/{target}", a.Webhooks)
-	mux.HandleFunc("POST /webhooks/app/{app}", a.Webhooks.ServeApp)
-	if a.opt.Runners != nil {
-		mux.Handle("GET /runners/", http.StripPrefix("/runners", a.opt.Runners.Handler()))
-	}
-	mux.Handle("GET /readyz", a.Components.ReadyHandler())
-	mux.Handle("GET /metrics", a.Metrics.Handler())
-	a.apiRoutes(mux)
-	a.dashRoutes(mux)
-	mux.Handle("GET /ui/", http.StripPrefix("/ui", dashboard.Handler()))
-	mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
-	return mux
 }
 
 func randomSuffix() string {

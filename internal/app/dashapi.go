@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/corral-ci/corral/internal/auth"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
 	"github.com/corral-ci/corral/internal/webhook"
@@ -16,15 +17,9 @@ import (
 
 // The read endpoints the dashboard (package dashboard, /ui/) needs beyond
 // the jobs, instances and targets of api.go: an overview, the pools with
-// their live capacity, usage per hour and the recent webhook deliveries.
-// Each reads the live catalog and the store; each shows a request only
-// what its tenant scope allows (scope).
-func (a *App) dashRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/overview", a.overview)
-	mux.HandleFunc("GET /api/v1/pools", a.listPools)
-	mux.HandleFunc("GET /api/v1/usage/hourly", a.usageHourly)
-	mux.HandleFunc("GET /api/v1/deliveries", a.listDeliveries)
-}
+// their live capacity, usage per hour and the recent webhook deliveries
+// (routes.go lists them). Each reads the live catalog and the store; each
+// shows a request only what its token's tenant may see (scope).
 
 // tenantScope says which tenants a request may see: every one when all.
 type tenantScope struct {
@@ -34,8 +29,12 @@ type tenantScope struct {
 
 func (s tenantScope) allows(tenant string) bool { return s.all || s.tenant == tenant }
 
-// scope is the request's tenant scope.
-func (a *App) scope(*http.Request) tenantScope { return tenantScope{all: true} }
+// scope is the request's tenant scope: its token's tenant, or every
+// tenant for an admin token.
+func (a *App) scope(r *http.Request) tenantScope {
+	t := auth.TenantOf(r.Context())
+	return tenantScope{all: t == "", tenant: t}
+}
 
 // PoolView is a pool with its live capacity.
 type PoolView struct {

@@ -31,20 +31,22 @@ func timedPayload(id int64, action, conclusion string, started, completed time.T
 	return b
 }
 
-func deliver(t *testing.T, a *app.App, delivery string, body []byte) {
+// deliver posts a workflow_job delivery to target acme (tenant default).
+func deliver(t *testing.T, f *fixture, delivery string, body []byte) {
 	t.Helper()
 	req := httptest.NewRequest("POST", "/webhooks/acme", bytes.NewReader(body))
 	req.Header = fake.Header("workflow_job", delivery, github.Sign(secret, body))
 	rec := httptest.NewRecorder()
-	a.Handler().ServeHTTP(rec, req)
+	f.h.ServeHTTP(rec, req)
 	if rec.Code != 202 {
 		t.Fatalf("webhook %s: %d %s", delivery, rec.Code, rec.Body)
 	}
 }
 
-func getJSON(t *testing.T, a *app.App, url string, v any) {
+// getJSON reads url with the fixture's token who.
+func getJSON(t *testing.T, f *fixture, who, url string, v any) {
 	t.Helper()
-	code, out := get(t, a.Handler(), url)
+	code, out := getAs(t, f.h, url, f.tok[who])
 	if code != 200 {
 		t.Fatalf("GET %s = %d %s", url, code, out)
 	}
@@ -53,12 +55,14 @@ func getJSON(t *testing.T, a *app.App, url string, v any) {
 	}
 }
 
+// The fixture holds job 42 and instance i-default (idle) of tenant
+// default in pool linux, job 43 and i-other of tenant other in beta-linux.
 func TestApp_Overview(t *testing.T) {
-	a, st := newAppStore(t)
-	deliver(t, a, "d-1", jobPayload(1, "queued", ""))
-	deliver(t, a, "d-2", jobPayload(2, "queued", ""))
+	f := newFixture(t)
+	deliver(t, f, "ov-1", jobPayload(1, "queued", ""))
+	deliver(t, f, "ov-2", jobPayload(2, "queued", ""))
 	now := time.Now()
-	err := st.Update(context.Background(), func(tx corral.Tx) error {
+	err := f.st.Update(context.Background(), func(tx corral.Tx) error {
 		for i, s := range []corral.InstanceState{corral.InstIdle, corral.InstBusy, corral.InstStarting} {
 			in := corral.Instance{ID: fmt.Sprint("i-", i), Name: fmt.Sprint("r-", i), PoolID: "linux", TenantID: "default",
 				TargetID: "acme", State: s, CreatedAt: now, UpdatedAt: now}
@@ -72,16 +76,24 @@ func TestApp_Overview(t *testing.T) {
 		t.Fatal(err)
 	}
 	var o app.Overview
-	getJSON(t, a, "/api/v1/overview", &o)
-	if o.Jobs["routed"] != 2 || o.Jobs["running"] != 0 || o.Jobs["unroutable"] != 0 {
-		t.Errorf("jobs by state = %v, want 2 routed", o.Jobs)
+	getJSON(t, f, "admin", "/api/v1/overview", &o)
+	if o.Jobs["routed"] != 4 || o.Jobs["running"] != 0 || o.Jobs["unroutable"] != 0 {
+		t.Errorf("jobs by state = %v, want 4 routed", o.Jobs)
 	}
-	if len(o.Pools) != 1 {
-		t.Fatalf("pools = %+v, want linux", o.Pools)
+	if len(o.Pools) != 2 {
+		t.Fatalf("pools = %+v, want linux and beta-linux", o.Pools)
 	}
-	p := o.Pools[0]
-	if p.ID != "linux" || p.Live != 3 || p.ByState["idle"] != 1 || p.ByState["busy"] != 1 || p.ByState["starting"] != 1 || p.Waiting != 2 {
-		t.Errorf("pool = %+v, want 3 live (idle, busy, starting) and 2 waiting", p)
+	for _, p := range o.Pools {
+		switch p.ID {
+		case "linux":
+			if p.Live != 4 || p.ByState["idle"] != 2 || p.ByState["busy"] != 1 || p.ByState["starting"] != 1 || p.Waiting != 3 {
+				t.Errorf("pool = %+v, want 4 live (2 idle, busy, starting) and 3 waiting", p)
+			}
+		case "beta-linux":
+			if p.Live != 1 || p.Waiting != 1 {
+				t.Errorf("pool = %+v, want 1 live and 1 waiting", p)
+			}
+		}
 	}
 	if len(o.Providers) != 1 || o.Providers[0].Name != "noop" {
 		t.Errorf("providers = %+v, want noop", o.Providers)
@@ -90,29 +102,39 @@ func TestApp_Overview(t *testing.T) {
 		t.Errorf("leader = %+v: a replica that was never run does not lead", o.Leader)
 	}
 	var pools struct{ Pools []app.PoolView }
-	getJSON(t, a, "/api/v1/pools", &pools)
-	if len(pools.Pools) != 1 || pools.Pools[0].Live != 3 || pools.Pools[0].Flavor != "2 cpu, 4096 MiB, 0 MiB disk, x64" {
+	getJSON(t, f, "admin", "/api/v1/pools", &pools)
+	if len(pools.Pools) != 2 || pools.Pools[0].Flavor != "2 cpu, 4096 MiB, 0 MiB disk, x64" {
 		t.Errorf("pools = %+v", pools.Pools)
+	}
+
+	// A tenant token sees its tenant's jobs and pools only.
+	getJSON(t, f, "other-tenant-read", "/api/v1/overview", &o)
+	if o.Jobs["routed"] != 1 || len(o.Pools) != 1 || o.Pools[0].ID != "beta-linux" || o.Pools[0].Live != 1 {
+		t.Errorf("tenant other sees jobs %v and pools %+v, want 1 routed and beta-linux alone", o.Jobs, o.Pools)
+	}
+	getJSON(t, f, "tenant-read", "/api/v1/pools", &pools)
+	if len(pools.Pools) != 1 || pools.Pools[0].ID != "linux" || pools.Pools[0].Live != 4 {
+		t.Errorf("tenant default sees pools %+v, want linux alone", pools.Pools)
 	}
 }
 
 func TestApp_UsageHourly(t *testing.T) {
-	a := newApp(t)
+	f := newFixture(t)
 	hour := time.Now().UTC().Truncate(time.Hour)
 	prev := hour.Add(-time.Hour)
 	// Two jobs finished in the previous hour (30 and 10 runner minutes,
 	// one failed), one three days ago (outside the window), one still open.
-	deliver(t, a, "a-q", timedPayload(1, "queued", "", time.Time{}, time.Time{}))
-	deliver(t, a, "a-s", timedPayload(1, "in_progress", "", prev.Add(5*time.Minute), time.Time{}))
-	deliver(t, a, "b-s", timedPayload(2, "in_progress", "", prev.Add(10*time.Minute), time.Time{}))
-	deliver(t, a, "a-c", timedPayload(1, "completed", "success", prev.Add(5*time.Minute), prev.Add(35*time.Minute)))
-	deliver(t, a, "b-c", timedPayload(2, "completed", "failure", prev.Add(10*time.Minute), prev.Add(20*time.Minute)))
+	deliver(t, f, "a-q", timedPayload(1, "queued", "", time.Time{}, time.Time{}))
+	deliver(t, f, "a-s", timedPayload(1, "in_progress", "", prev.Add(5*time.Minute), time.Time{}))
+	deliver(t, f, "b-s", timedPayload(2, "in_progress", "", prev.Add(10*time.Minute), time.Time{}))
+	deliver(t, f, "a-c", timedPayload(1, "completed", "success", prev.Add(5*time.Minute), prev.Add(35*time.Minute)))
+	deliver(t, f, "b-c", timedPayload(2, "completed", "failure", prev.Add(10*time.Minute), prev.Add(20*time.Minute)))
 	old := hour.Add(-72 * time.Hour)
-	deliver(t, a, "c-c", timedPayload(3, "completed", "success", old, old.Add(time.Minute)))
-	deliver(t, a, "d-q", jobPayload(4, "queued", ""))
+	deliver(t, f, "c-c", timedPayload(3, "completed", "success", old, old.Add(time.Minute)))
+	deliver(t, f, "d-q", jobPayload(4, "queued", ""))
 
 	var u struct{ Hours []app.UsageHour }
-	getJSON(t, a, "/api/v1/usage/hourly", &u)
+	getJSON(t, f, "admin", "/api/v1/usage/hourly", &u)
 	if len(u.Hours) != 24 {
 		t.Fatalf("%d hours, want 24", len(u.Hours))
 	}
@@ -128,7 +150,7 @@ func TestApp_UsageHourly(t *testing.T) {
 			t.Errorf("hour %d = %+v, want %+v", i, h, want)
 		}
 	}
-	getJSON(t, a, "/api/v1/usage/hourly?hours=96", &u)
+	getJSON(t, f, "admin", "/api/v1/usage/hourly?hours=96", &u)
 	total := 0
 	for _, h := range u.Hours {
 		total += h.Finished
@@ -136,33 +158,55 @@ func TestApp_UsageHourly(t *testing.T) {
 	if len(u.Hours) != 96 || total != 3 {
 		t.Errorf("96 hours: %d buckets, %d jobs finished; want 96 and 3", len(u.Hours), total)
 	}
+	finished := func(who string) int {
+		getJSON(t, f, who, "/api/v1/usage/hourly?hours=96", &u)
+		n := 0
+		for _, h := range u.Hours {
+			n += h.Finished
+		}
+		return n
+	}
+	if a, o := finished("tenant-read"), finished("other-tenant-read"); a != 3 || o != 0 {
+		t.Errorf("jobs finished seen by tenant default %d, by tenant other %d; want 3 and 0", a, o)
+	}
 	for _, q := range []string{"0", "169", "x"} {
-		if code, out := get(t, a.Handler(), "/api/v1/usage/hourly?hours="+q); code != 400 || !bytes.Contains([]byte(out), []byte("hours=")) {
+		if code, out := getAs(t, f.h, "/api/v1/usage/hourly?hours="+q, f.tok["admin"]); code != 400 || !bytes.Contains([]byte(out), []byte("hours=")) {
 			t.Errorf("hours=%s: %d %s, want 400 naming hours", q, code, out)
 		}
 	}
 }
 
 func TestApp_Deliveries(t *testing.T) {
-	a := newApp(t)
-	deliver(t, a, "d-1", jobPayload(1, "queued", ""))
-	deliver(t, a, "d-1", jobPayload(1, "queued", ""))
+	f := newFixture(t) // it delivered d-1 (acme, tenant default) and d-2 (beta, tenant other)
+	deliver(t, f, "x-1", jobPayload(1, "queued", ""))
+	deliver(t, f, "x-1", jobPayload(1, "queued", ""))
 	body := jobPayload(2, "queued", "")
 	req := httptest.NewRequest("POST", "/webhooks/acme", bytes.NewReader(body))
-	req.Header = fake.Header("workflow_job", "d-forged", github.Sign("wrong", body))
-	a.Handler().ServeHTTP(httptest.NewRecorder(), req)
+	req.Header = fake.Header("workflow_job", "x-forged", github.Sign("wrong", body))
+	f.h.ServeHTTP(httptest.NewRecorder(), req)
+	req = httptest.NewRequest("POST", "/webhooks/ghost", bytes.NewReader(body))
+	req.Header = fake.Header("workflow_job", "x-ghost", github.Sign("wrong", body))
+	f.h.ServeHTTP(httptest.NewRecorder(), req)
 
-	var d struct{ Deliveries []app.DeliveryView }
-	getJSON(t, a, "/api/v1/deliveries", &d)
-	var got []string
-	for _, x := range d.Deliveries {
-		got = append(got, x.Delivery+":"+x.Result)
+	seen := func(who string) string {
+		var d struct{ Deliveries []app.DeliveryView }
+		getJSON(t, f, who, "/api/v1/deliveries", &d)
+		var got []string
+		for _, x := range d.Deliveries {
+			got = append(got, x.Delivery+":"+x.Result)
+		}
+		return fmt.Sprint(got)
 	}
-	want := []string{"d-forged:bad_signature", "d-1:duplicate", "d-1:accepted"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("deliveries = %v, want %v", got, want)
+	for who, want := range map[string]string{
+		"admin":             "[x-ghost:unknown_target x-forged:bad_signature x-1:duplicate x-1:accepted d-2:accepted d-1:accepted]",
+		"tenant-read":       "[x-forged:bad_signature x-1:duplicate x-1:accepted d-1:accepted]",
+		"other-tenant-read": "[d-2:accepted]",
+	} {
+		if got := seen(who); got != want {
+			t.Errorf("%s sees deliveries %s, want %s", who, got, want)
+		}
 	}
-	if code, out := get(t, a.Handler(), "/api/v1/deliveries"); code != 200 || bytes.Contains([]byte(out), []byte(secret.Reveal())) ||
+	if code, out := getAs(t, f.h, "/api/v1/deliveries", f.tok["admin"]); code != 200 || bytes.Contains([]byte(out), []byte(secret.Reveal())) ||
 		bytes.Contains([]byte(out), []byte("workflow_job\":{")) {
 		t.Errorf("deliveries answer leaks a secret or a body: %s", out)
 	}

@@ -108,7 +108,11 @@ func TestApp_Metrics(t *testing.T) {
 		}
 	}
 
-	_, page := get(t, h, "/metrics")
+	if code, _ := get(t, h, "/metrics"); code != 401 {
+		t.Fatalf("/metrics without a token: %d, want 401", code)
+	}
+	scraper := mintToken(t, st, "scraper", corral.ScopeMetrics, "", 0, time.Now(), false)
+	_, page := getAs(t, h, "/metrics", scraper)
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(page))
 	if err != nil {

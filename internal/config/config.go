@@ -45,8 +45,18 @@ const (
 // defaults and secret resolution. Capacity words, arch names, schedules and
 // headroom stay in their written form; Domain converts them.
 type Config struct {
-	Listen  string `yaml:"listen"`
-	DataDir string `yaml:"data_dir"`
+	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey (PEM files) serve listen over TLS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// APIListen, when set, serves the API and /metrics on an address of
+	// their own (keep it private); listen then serves only webhooks,
+	// runner downloads and health. Empty: listen serves everything.
+	APIListen string `yaml:"api_listen"`
+	// APITLSCert and APITLSKey serve api_listen over TLS.
+	APITLSCert string `yaml:"api_tls_cert"`
+	APITLSKey  string `yaml:"api_tls_key"`
+	DataDir    string `yaml:"data_dir"`
 	// InstancesDir holds the process provider's instances; empty:
 	// data_dir/instances. Each instance is a tmpfs of its own there
 	// (when corral runs as root), so a job never fills data_dir's disk.
@@ -203,6 +213,7 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 // envOverrides maps environment variables to the top-level keys they set.
 var envOverrides = []struct{ env, key string }{
 	{"CORRAL_LISTEN", "listen"},
+	{"CORRAL_API_LISTEN", "api_listen"},
 	{"CORRAL_DATA_DIR", "data_dir"},
 	{"CORRAL_STORE", "store"},
 	{"CORRAL_CONTROLLER_ID", "controller_id"},
@@ -222,6 +233,8 @@ func (c *Config) applyEnv(d *decoder) {
 		switch o.key {
 		case "listen":
 			c.Listen = v
+		case "api_listen":
+			c.APIListen = v
 		case "data_dir":
 			c.DataDir = v
 		case "store":

@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -176,6 +177,18 @@ func (b *builder) top() {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		b.bad("listen", "want host:port, got %q", c.Listen)
 	}
+	if c.APIListen != "" {
+		if _, _, err := net.SplitHostPort(c.APIListen); err != nil {
+			b.bad("api_listen", "want host:port, got %q", c.APIListen)
+		} else if c.APIListen == c.Listen {
+			b.bad("api_listen", "is listen's address too (%s): give it another one, or leave it out to serve both on listen", c.Listen)
+		}
+	}
+	b.tlsPair("tls", c.TLSCert, c.TLSKey)
+	b.tlsPair("api_tls", c.APITLSCert, c.APITLSKey)
+	if c.APIListen == "" && (c.APITLSCert != "" || c.APITLSKey != "") {
+		b.bad("api_tls_cert", "is set but api_listen is not: the API is served on listen (use tls_cert and tls_key)")
+	}
 	if c.DataDir == "" {
 		b.bad("data_dir", "required")
 	}
@@ -321,5 +334,18 @@ func (b *builder) routeProblems(err error) {
 			continue
 		}
 		b.bad(fmt.Sprintf("pools[%d].%s", e.Index, e.Field), "%s", e.Msg)
+	}
+}
+
+// tlsPair checks a certificate and key: both or neither, and loadable.
+func (b *builder) tlsPair(prefix, cert, key string) {
+	switch {
+	case cert == "" && key == "":
+	case cert == "" || key == "":
+		b.bad(prefix+"_cert", "%s_cert and %s_key go together: give both or neither", prefix, prefix)
+	default:
+		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			b.bad(prefix+"_cert", "cannot load the certificate and key: %v", err)
+		}
 	}
 }

@@ -19,6 +19,9 @@ var (
 	ErrLimit = errors.New("limit reached")
 	// ErrUnauthorized: a webhook signature or a credential was refused.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: the caller is known but may not do this (an API
+	// token of the wrong scope).
+	ErrForbidden = errors.New("forbidden")
 	// ErrBadInput: a payload or request is malformed.
 	ErrBadInput = errors.New("bad input")
 	// ErrTooLarge: a payload is over the size cap.

@@ -20,6 +20,7 @@ type Store interface {
 type JobFilter struct {
 	States   []JobState
 	TargetID string
+	TenantID string
 	PoolID   string
 	AfterID  int64 // paging: jobs with ID > AfterID, ordered by ID
 	Limit    int   // 0 = no limit
@@ -27,11 +28,12 @@ type JobFilter struct {
 
 // InstanceFilter selects instances. Zero fields select everything.
 type InstanceFilter struct {
-	States  []InstanceState
-	PoolID  string
-	JobID   int64
-	AfterID string // paging: instances with ID > AfterID, ordered by ID
-	Limit   int
+	States   []InstanceState
+	PoolID   string
+	TenantID string
+	JobID    int64
+	AfterID  string // paging: instances with ID > AfterID, ordered by ID
+	Limit    int
 }
 
 // CountFilter counts live instances (every state but deleted). Empty
@@ -68,6 +70,12 @@ type ReadTx interface {
 	Lease(ctx context.Context, name string) (Lease, error)
 	// Backoffs lists the pools resting after failures.
 	Backoffs(ctx context.Context) ([]Backoff, error)
+
+	// Tokens lists the API tokens (revoked and expired ones too), by id.
+	Tokens(ctx context.Context) ([]Token, error)
+	// TokenByHash returns the token whose secret has this SHA-256
+	// (ErrNotFound if none).
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
 }
 
 // Tx reads and writes the ledger inside one transaction.
@@ -135,6 +143,14 @@ type Tx interface {
 	// ends the rest. A new leader reads them back (Backoffs).
 	PutBackoff(ctx context.Context, b Backoff) error
 	DeleteBackoff(ctx context.Context, poolID, kind string) error
+
+	// PutToken inserts a token (ErrConflict if its id or hash exists).
+	PutToken(ctx context.Context, t Token) error
+	// RevokeToken marks a token revoked at at (ErrNotFound if unknown; a
+	// second revocation keeps the first time).
+	RevokeToken(ctx context.Context, id string, at time.Time) error
+	// TouchToken records a use of the token at at.
+	TouchToken(ctx context.Context, id string, at time.Time) error
 }
 
 // Lease is a named lease: who holds it, until when, and its fencing token.

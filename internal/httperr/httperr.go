@@ -17,6 +17,8 @@ func Status(err error) int {
 		return http.StatusOK
 	case errors.Is(err, corral.ErrUnauthorized):
 		return http.StatusUnauthorized
+	case errors.Is(err, corral.ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, corral.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, corral.ErrBadInput):

@@ -3,8 +3,9 @@
 // serve` fed by the stand-in GitHub, with real runner processes: pages
 // load with real data, a job's timeline shows its stamps, a live update
 // arrives without a reload, a phone-width screen has no horizontal
-// scroll, and a refused token goes back to the sign-in form. Screenshots
-// land in test/browser/artifacts/ (gitignored).
+// scroll, a refused token goes back to the sign-in form, and a tenant's
+// token sees that tenant's jobs only. Screenshots land in
+// test/browser/artifacts/ (gitignored).
 //
 // Without chromium the tests skip, except under CI=true, where they fail.
 package browser
@@ -50,24 +51,40 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// rig is a corral serving the stand-in GitHub's organization "e2e" with a
-// process pool "linux" (labels: corral; up to 8 cpu).
+// rig is a corral serving two tenants of the stand-in GitHub: team-a owns
+// the organization "e2e" (target e2e, process pool "linux": labels corral,
+// up to 8 cpu), team-b the organization "beta" (target beta, pool
+// "beta-linux").
 type rig struct {
-	gh   *e2etest.GitHub
-	base string // http://127.0.0.1:port
+	gh    *e2etest.GitHub
+	serve e2etest.Serve
+	base  string // http://127.0.0.1:port
+	admin string // an admin API token
 }
+
+const betaRepo = "beta/web"
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	gh := e2etest.NewGitHub(t, standin.Options{})
 	listen := e2etest.FreePort(t)
 	gh.Hook(listen, "e2e")
-	cfg := e2etest.Config{Listen: listen, DataDir: filepath.Join(t.TempDir(), "data"),
-		Targets: []e2etest.Target{gh.Target("e2e", "corral-ui")},
-		Pools: []e2etest.Pool{{ID: "linux", Labels: []string{"corral"}, Image: e2etest.RunnerImage(t, corralBin, ""),
-			Flavor: "2cpu4gb10gb", MaxFlavor: "8cpu16gb50gb", MaxInstances: 4}}}
-	e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: e2etest.WriteConfig(t, cfg), Listen: listen, Env: gh.Env()})
-	return &rig{gh: gh, base: "http://" + listen}
+	gh.AddRepo("beta", "web")
+	gh.AddHook("beta", "http://"+listen+"/webhooks/beta", gh.Secret)
+	a := gh.Target("e2e", "corral-a")
+	a.Tenant = "team-a"
+	b := gh.Target("beta", "corral-b")
+	b.Tenant, b.Path = "team-b", "beta"
+	image := e2etest.RunnerImage(t, corralBin, "")
+	cfg := e2etest.Config{Listen: listen, DataDir: filepath.Join(t.TempDir(), "data"), Tenants: []string{"team-a", "team-b"},
+		Targets: []e2etest.Target{a, b},
+		Pools: []e2etest.Pool{
+			{ID: "linux", Tenant: "team-a", Labels: []string{"corral"}, Image: image, Flavor: "2cpu4gb10gb", MaxFlavor: "8cpu16gb50gb", MaxInstances: 4},
+			{ID: "beta-linux", Tenant: "team-b", Labels: []string{"corral"}, Image: image, Flavor: "2cpu4gb10gb", MaxFlavor: "8cpu16gb50gb", MaxInstances: 2},
+		}}
+	s := e2etest.Serve{Bin: corralBin, Config: e2etest.WriteConfig(t, cfg), Listen: listen, Env: gh.Env()}
+	e2etest.Start(t, s)
+	return &rig{gh: gh, serve: s, base: "http://" + listen, admin: e2etest.AdminToken(listen)}
 }
 
 // apiGet reads the API as the dashboard does, with token.
@@ -90,6 +107,7 @@ func (r *rig) apiGet(t *testing.T, token, path string, v any) int {
 
 type job struct {
 	ID       int64  `json:"id"`
+	Target   string `json:"target"`
 	State    string `json:"state"`
 	Reason   string `json:"reason"`
 	Timeline []struct {
@@ -197,14 +215,21 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot %s (%d bytes)", p, len(png))
 }
 
-func signIn(t *testing.T, ctx context.Context, base, token string) {
+func signIn(t *testing.T, ctx context.Context, token string) {
 	t.Helper()
-	run(t, ctx, "open the sign-in form",
-		chromedp.Navigate(base+"/ui/"),
+	run(t, ctx, "sign in",
 		chromedp.WaitVisible(chromedp.CSS("#token")),
 		chromedp.SendKeys(chromedp.CSS("#token"), token),
 		chromedp.Click(chromedp.CSS(`#signin-form button[type="submit"]`)),
 	)
+}
+
+func signOut(t *testing.T, ctx context.Context) {
+	t.Helper()
+	run(t, ctx, "sign out", chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#token")))
+	if eval[string](t, ctx, `sessionStorage.getItem("corral.token") || ""`) != "" {
+		t.Fatal("signed out, the token is still in sessionStorage")
+	}
 }
 
 // show switches the page to a route (hash) without a reload and waits
@@ -233,19 +258,22 @@ func ids(js []job) []string {
 func TestDashboard(t *testing.T) {
 	ctx := browser(t)
 	r := newRig(t)
-	const token = "any-token-until-tokens-land"
+	token := r.admin
 
-	// Real data: three jobs that run to completion on real runner
-	// processes, and one no pool can take (64 cpu in a pool capped at 8).
+	// Real data: three jobs of team-a and one of team-b that run to
+	// completion on real runner processes, and one of team-a no pool can
+	// take (64 cpu in a pool capped at 8).
 	for i := range 3 {
 		r.gh.Queue(fmt.Sprint("build-", i), []string{"corral", fmt.Sprint("run-", i)}, 300*time.Millisecond)
 	}
+	r.gh.QueueJob(betaRepo, standin.JobSpec{Name: "beta-build", Labels: []string{"corral", "run-b"}, Duration: 300 * time.Millisecond})
 	r.gh.Queue("too-big", []string{"corral", "64cpu"}, time.Second)
-	e2etest.WaitFor(t, 60*time.Second, "3 jobs completed and 1 unroutable in the API", func() bool {
-		return len(r.jobs(t, token, "?state=completed")) == 3 && len(r.jobs(t, token, "?state=unroutable")) == 1
+	e2etest.WaitFor(t, 60*time.Second, "4 jobs completed and 1 unroutable in the API", func() bool {
+		return len(r.jobs(t, token, "?state=completed")) == 4 && len(r.jobs(t, token, "?state=unroutable")) == 1
 	})
 
-	signIn(t, ctx, r.base, token)
+	run(t, ctx, "open the dashboard", chromedp.Navigate(r.base+"/ui/"))
+	signIn(t, ctx, token)
 
 	t.Run("overview shows the API's counts", func(t *testing.T) {
 		run(t, ctx, "overview", chromedp.WaitVisible(chromedp.CSS(`[data-count="unroutable"]`)))
@@ -273,8 +301,8 @@ func TestDashboard(t *testing.T) {
 		// The state filter narrows to what the API gives for that state.
 		eval[bool](t, ctx, `(() => { const s = document.getElementById("state-filter"); s.value = "completed";
 			return s.dispatchEvent(new Event("change")) })()`)
-		waitJS(t, ctx, 5*time.Second, "only completed rows", `(() => { const r = [...document.querySelectorAll("tr[data-job-id]")];
-			return r.length === 3 && r.every(e => e.dataset.state === "completed") })()`)
+		waitJS(t, ctx, 5*time.Second, "only completed rows", fmt.Sprintf(`(() => { const r = [...document.querySelectorAll("tr[data-job-id]")];
+			return r.length === %d && r.every(e => e.dataset.state === "completed") })()`, len(r.jobs(t, token, "?state=completed"))))
 	})
 
 	t.Run("unroutable job shows its reason", func(t *testing.T) {
@@ -356,6 +384,46 @@ func TestDashboard(t *testing.T) {
 			case "overview":
 				screenshot(t, ctx, "overview-phone.png")
 			}
+		}
+	})
+
+	t.Run("a wrong token goes back to sign-in", func(t *testing.T) {
+		run(t, ctx, "desktop viewport", chromedp.EmulateViewport(1280, 900))
+		signOut(t, ctx)
+		signIn(t, ctx, "corral_not-a-token-corral-knows")
+		waitJS(t, ctx, 10*time.Second, "the sign-in form again, saying why", `!document.getElementById("signin").hidden &&
+			document.getElementById("status").textContent.includes("401") && !sessionStorage.getItem("corral.token") &&
+			document.getElementById("nav").hidden`)
+	})
+
+	t.Run("a tenant token sees only its tenant", func(t *testing.T) {
+		tenant := e2etest.MintToken(t, r.serve, "-scope", "tenant-read", "-tenant", "team-b", "-name", "browser team-b")
+		var beta []string
+		for _, j := range r.jobs(t, token, "") {
+			if j.Target == "beta" {
+				beta = append(beta, strconv.FormatInt(j.ID, 10))
+			}
+		}
+		slices.Sort(beta)
+		if len(beta) != 1 || strings.Join(ids(r.jobs(t, tenant, "")), ",") != strings.Join(beta, ",") {
+			t.Fatalf("the API shows team-b %v, the admin sees team-b's jobs %v: the test's premise fails", ids(r.jobs(t, tenant, "")), beta)
+		}
+		signIn(t, ctx, tenant)
+		run(t, ctx, "jobs page", show("jobs"))
+		got := eval[[]string](t, ctx, `[...document.querySelectorAll("tr[data-job-id]")].map(e => e.dataset.jobId).sort()`)
+		if strings.Join(got, ",") != strings.Join(beta, ",") {
+			t.Errorf("team-b's token shows job rows %v, want team-b's jobs %v only", got, beta)
+		}
+		screenshot(t, ctx, "tenant-jobs-desktop.png")
+		run(t, ctx, "overview", show("overview"))
+		pools := eval[[]string](t, ctx, `[...document.querySelectorAll("tr[data-pool]")].map(e => e.dataset.pool)`)
+		if strings.Join(pools, ",") != "beta-linux" {
+			t.Errorf("team-b's overview shows pools %v, want beta-linux only", pools)
+		}
+		run(t, ctx, "deliveries", show("deliveries"))
+		targets := eval[[]string](t, ctx, `[...document.querySelectorAll("tr[data-delivery] td:nth-child(2)")].map(e => e.textContent)`)
+		if len(targets) == 0 || slices.ContainsFunc(targets, func(s string) bool { return s != "beta" }) {
+			t.Errorf("team-b's deliveries page shows targets %v, want beta only", targets)
 		}
 	})
 }

@@ -230,7 +230,7 @@ func checkClean(t *testing.T, f *rig, engines []*engine, jobs int, mayFail func(
 // confirmed deleted): runner name -> state.
 func liveInstances(t testing.TB, listen string) map[string]string {
 	t.Helper()
-	resp, err := http.Get("http://" + listen + "/api/v1/instances")
+	resp, err := e2etest.APIGet("http://" + listen + "/api/v1/instances")
 	if err != nil {
 		t.Fatal(err)
 	}

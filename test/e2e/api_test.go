@@ -2,13 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
-	"net/http"
 	"testing"
+
+	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := e2etest.APIGet(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +38,25 @@ func TestDev(t *testing.T) {
 		s := out.String()
 		return strings.Contains(s, "success") && strings.Contains(s, "refused:") && strings.Contains(s, "routed")
 	})
+	// The printed admin token opens the API; without it the API says 401.
+	m := regexp.MustCompile(`HTTP on http://(\S+) .*\nAPI admin token \(shown once\): (\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("corral dev printed no API token:\n%s", out.String())
+	}
+	for tok, want := range map[string]int{m[2]: 200, "": 401} {
+		req, _ := http.NewRequest("GET", "http://"+m[1]+"/api/v1/jobs", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /api/v1/jobs with token %q: %s, want %d", tok, resp.Status, want)
+		}
+	}
 	if n := len(runnerProcesses(data)); n == 0 {
 		t.Log("no runner process alive at the moment of the stop (all idle between jobs)")
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,7 +118,7 @@ func TestReload(t *testing.T) {
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := e2etest.APIGet(url)
 	if err != nil {
 		t.Fatal(err)
 	}

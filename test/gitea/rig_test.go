@@ -146,7 +146,7 @@ type corralJob struct {
 
 func (r *rig) api(t testing.TB, path string, out any) {
 	t.Helper()
-	resp, err := http.Get("http://" + r.listen + "/api/v1" + path)
+	resp, err := e2etest.APIGet("http://" + r.listen + "/api/v1" + path)
 	if err != nil {
 		t.Fatal(err)
 	}

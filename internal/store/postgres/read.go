@@ -225,6 +225,9 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 	if f.PoolID != "" {
 		w.add("pool_id = ", f.PoolID)
 	}
+	if f.TenantID != "" {
+		w.add("tenant_id = ", f.TenantID)
+	}
 	w.args = append(w.args, limit(f.Limit))
 	q := "SELECT " + jobCols + " FROM jobs" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args)) + t.locking()
 	out, err := queryAll(ctx, t, scanJob, q, w.args...)
@@ -293,6 +296,9 @@ func (t *tx) Instances(ctx context.Context, f corral.InstanceFilter) ([]corral.I
 	}
 	if f.PoolID != "" {
 		w.add("pool_id = ", f.PoolID)
+	}
+	if f.TenantID != "" {
+		w.add("tenant_id = ", f.TenantID)
 	}
 	if f.JobID != 0 {
 		w.add("job_id = ", f.JobID)

@@ -230,6 +230,10 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 		where += " AND target_id = ?"
 		args = append(args, f.TargetID)
 	}
+	if f.TenantID != "" {
+		where += " AND tenant_id = ?"
+		args = append(args, f.TenantID)
+	}
 	if f.PoolID != "" {
 		where += " AND pool_id = ?"
 		args = append(args, f.PoolID)
@@ -317,6 +321,10 @@ func (t *tx) Instances(ctx context.Context, f corral.InstanceFilter) ([]corral.I
 	if f.JobID != 0 {
 		where += " AND job_id = ?"
 		args = append(args, f.JobID)
+	}
+	if f.TenantID != "" {
+		where += " AND tenant_id = ?"
+		args = append(args, f.TenantID)
 	}
 	args = append(args, limit(f.Limit))
 	out, err := queryAll(ctx, t, scanInstance, "SELECT "+instanceCols+" FROM "+from+where+" ORDER BY id LIMIT ?", args...)

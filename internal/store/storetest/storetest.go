@@ -46,6 +46,8 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 		{"Lease/Fence", testLeaseFence},
 		{"Catalog/VersionAndDelete", testCatalogVersion},
 		{"Backoff/RoundTrip", testBackoffRoundTrip},
+		{"Token/RoundTripRevokeTouch", testTokens},
+		{"Filters/Tenant", testTenantFilters},
 		{"Update/RollbackOnError", testRollbackOnError},
 		{"Update/ConcurrentMixed", testConcurrentMixed},
 		{"Update/Canceled", testUpdateCanceled},

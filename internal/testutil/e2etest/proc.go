@@ -40,7 +40,8 @@ type Proc struct {
 	Log  string // path of its combined output
 }
 
-// Start starts s and waits until it answers /healthz. The process is killed
+// Start mints an admin API token for s (AdminToken), starts s and waits
+// until it answers /healthz. The process is killed
 // (SIGKILL) at the end of the test, and its log shown if the test failed.
 func Start(t testing.TB, s Serve) *Proc {
 	t.Helper()
@@ -48,6 +49,9 @@ func Start(t testing.TB, s Serve) *Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every corral the harness starts gets an admin API token, which
+	// APIGet and Authorize send (the API answers nobody without one).
+	tokens.Store(s.Listen, MintToken(t, s, "-admin", "-name", "e2e "+s.Listen))
 	cmd := exec.Command(s.Bin, append([]string{"serve", "-config", s.Config}, s.Args...)...)
 	cmd.Env = append(os.Environ(), s.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -1,0 +1,100 @@
+package app
+
+import (
+	_ "embed"
+	"net/http"
+
+	"github.com/corral-ci/corral/internal/auth"
+	"github.com/corral-ci/corral/internal/dashboard"
+	"github.com/corral-ci/corral/internal/httperr"
+)
+
+// Listener names the listeners a route is served on. With one listener
+// (api_listen empty) every route is served on it.
+type Listener int
+
+// The listeners.
+const (
+	// OnWebhooks is the public listener (listen): webhooks, runner
+	// downloads, health.
+	OnWebhooks Listener = 1 << iota
+	// OnAPI is the private listener (api_listen): the API and metrics.
+	OnAPI
+	// OnBoth: health and readiness answer on both.
+	OnBoth = OnWebhooks | OnAPI
+)
+
+// Route is one HTTP route: its method and path (a net/http pattern), who
+// may call it, on which listener, and its handler. Every route of corral
+// is declared once, in Routes; the muxes, the access matrix test and the
+// OpenAPI test all read that one table.
+type Route struct {
+	Method  string
+	Path    string
+	Access  auth.Access
+	On      Listener
+	Handler http.Handler
+}
+
+// Pattern is the route's net/http pattern.
+func (r Route) Pattern() string { return r.Method + " " + r.Path }
+
+// Routes is corral's route table: one line per route.
+func (a *App) Routes() []Route {
+	rs := []Route{
+		{"GET", "/healthz", auth.Public, OnBoth, http.HandlerFunc(a.healthz)},
+		{"GET", "/readyz", auth.Public, OnBoth, a.Components.ReadyHandler()},
+		{"POST", "/webhooks/{target}", auth.WebhookSignature, OnWebhooks, a.Webhooks},
+		{"POST", "/webhooks/app/{app}", auth.WebhookSignature, OnWebhooks, http.HandlerFunc(a.Webhooks.ServeApp)},
+		{"GET", "/metrics", auth.Metrics, OnAPI, a.Metrics.Handler()},
+		{"GET", "/api/v1/jobs", auth.TenantRead, OnAPI, http.HandlerFunc(a.listJobs)},
+		{"GET", "/api/v1/jobs/{id}", auth.TenantRead, OnAPI, http.HandlerFunc(a.getJob)},
+		{"GET", "/api/v1/instances", auth.TenantRead, OnAPI, http.HandlerFunc(a.listInstances)},
+		{"GET", "/api/v1/targets", auth.TenantRead, OnAPI, http.HandlerFunc(a.listTargets)},
+		{"GET", "/api/v1/overview", auth.TenantRead, OnAPI, http.HandlerFunc(a.overview)},
+		{"GET", "/api/v1/pools", auth.TenantRead, OnAPI, http.HandlerFunc(a.listPools)},
+		{"GET", "/api/v1/usage/hourly", auth.TenantRead, OnAPI, http.HandlerFunc(a.usageHourly)},
+		{"GET", "/api/v1/deliveries", auth.TenantRead, OnAPI, http.HandlerFunc(a.listDeliveries)},
+		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},
+		{"GET", "/api/v1/openapi.json", auth.Public, OnAPI, http.HandlerFunc(serveOpenAPI)},
+		// The dashboard's files hold no data; its script calls the API
+		// above with the operator's token, so it is served where the API is.
+		{"GET", "/ui/", auth.Public, OnAPI, http.StripPrefix("/ui", dashboard.Handler())},
+		{"GET", "/ui", auth.Public, OnAPI, http.RedirectHandler("/ui/", http.StatusMovedPermanently)},
+	}
+	if a.opt.Runners != nil { // per-instance grants guard the downloads
+		rs = append(rs, Route{"GET", "/runners/", auth.Public, OnWebhooks, http.StripPrefix("/runners", a.opt.Runners.Handler())})
+	}
+	return rs
+}
+
+// Handler serves every route on one listener (api_listen empty).
+func (a *App) Handler() http.Handler { return a.HandlerFor(OnBoth) }
+
+// HandlerFor serves the routes of the listener on, each behind its access
+// rule; other paths answer 404.
+func (a *App) HandlerFor(on Listener) http.Handler {
+	g := &auth.Guard{Store: a.opt.Store, Clock: a.opt.Clock, Logger: a.log}
+	mux := http.NewServeMux()
+	for _, r := range a.Routes() {
+		if r.On&on != 0 {
+			mux.Handle(r.Pattern(), g.Wrap(r.Access, r.Handler))
+		}
+	}
+	return mux
+}
+
+func (a *App) healthz(w http.ResponseWriter, r *http.Request) {
+	httperr.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "leading": a.Leading()})
+}
+
+// OpenAPI is the OpenAPI 3 document of the routes (openapi.json); a test
+// keeps it true against Routes.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(OpenAPI)
+}
