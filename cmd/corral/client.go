@@ -241,7 +241,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return err
 		}
 		return printList(stdout, b, *output, "pools", []string{"POOL", "TENANT", "STATE", "INSTANCES", "MAX", "MIN IDLE", "CPU", "MEMORY MB", "PROVIDER"},
-			[]string{"id", "tenant", "state", "instances", "max_instances", "min_idle", "cpu", "memory_mb", "provider"})
+			[]string{"id", "tenant", "state", "live", "max_instances", "min_idle", "cpu", "memory_mb", "provider"})
 	case cmd == "pools" && len(rest) == 2 && (rest[0] == "drain" || rest[0] == "pause" || rest[0] == "resume"):
 		b, err := c.do(ctx, "POST", "/api/v1/pools/"+url.PathEscape(rest[1])+"/"+rest[0])
 		if err != nil {

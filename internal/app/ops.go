@@ -16,59 +16,6 @@ import (
 // read by the scheduler at each reservation; a stopped instance is
 // draining, and the leader deletes it; a retried job is routed.
 
-// PoolView is a pool as the API shows it, with its operational state.
-type PoolView struct {
-	ID           string   `json:"id"`
-	Tenant       string   `json:"tenant"`
-	State        string   `json:"state"`
-	Labels       []string `json:"labels"`
-	Provider     string   `json:"provider"`
-	CPU          int      `json:"cpu"`
-	MemoryMB     int      `json:"memory_mb"`
-	MaxInstances int      `json:"max_instances"`
-	MinIdle      int      `json:"min_idle"`
-	Instances    int      `json:"instances"`
-	Price        float64  `json:"price_per_minute,omitempty"`
-}
-
-func (a *App) listPools(w http.ResponseWriter, r *http.Request) {
-	var states map[string]corral.PoolState
-	counts := map[string]int{}
-	pools := a.Catalog.Current().Pools
-	err := a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
-		var err error
-		if states, err = tx.PoolStates(r.Context()); err != nil {
-			return err
-		}
-		for _, p := range pools {
-			if auth.Visible(r.Context(), p.TenantID) {
-				if counts[p.ID], err = tx.CountInstances(r.Context(), corral.CountFilter{PoolID: p.ID}); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		httperr.Write(w, err)
-		return
-	}
-	out := make([]PoolView, 0, len(pools))
-	for _, p := range pools {
-		if !auth.Visible(r.Context(), p.TenantID) {
-			continue
-		}
-		st := states[p.ID]
-		if st == "" {
-			st = corral.PoolActive
-		}
-		out = append(out, PoolView{ID: p.ID, Tenant: p.TenantID, State: string(st), Labels: p.Labels, Provider: p.Provider,
-			CPU: p.Flavor.CPU, MemoryMB: p.Flavor.MemoryMB, MaxInstances: p.MaxInstances, MinIdle: p.MinIdle,
-			Instances: counts[p.ID], Price: p.PricePerMinute})
-	}
-	httperr.WriteJSON(w, http.StatusOK, map[string]any{"pools": out})
-}
-
 // poolOp sets the state of the pool named in the path.
 func (a *App) poolOp(st corral.PoolState) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/auth"
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/dashboard"
 	"github.com/corral-ci/corral/internal/httperr"
 )
 
@@ -58,9 +59,16 @@ func (a *App) Routes() []Route {
 		{"POST", "/api/v1/instances/{id}/stop", auth.TenantAdmin, OnAPI, http.HandlerFunc(a.stopInstance)},
 		{"GET", "/api/v1/targets", auth.TenantRead, OnAPI, http.HandlerFunc(a.listTargets)},
 		{"GET", "/api/v1/usage", auth.TenantRead, OnAPI, http.HandlerFunc(a.usage)},
+		{"GET", "/api/v1/overview", auth.TenantRead, OnAPI, http.HandlerFunc(a.overview)},
+		{"GET", "/api/v1/usage/hourly", auth.TenantRead, OnAPI, http.HandlerFunc(a.usageHourly)},
+		{"GET", "/api/v1/deliveries", auth.TenantRead, OnAPI, http.HandlerFunc(a.listDeliveries)},
 		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},
 		{"GET", "/api/v1/leader", auth.Admin, OnAPI, http.HandlerFunc(a.getLeader)},
 		{"GET", "/api/v1/openapi.json", auth.Public, OnAPI, http.HandlerFunc(serveOpenAPI)},
+		// The dashboard's files hold no data; its script calls the API
+		// above with the operator's token, so it is served where the API is.
+		{"GET", "/ui/", auth.Public, OnAPI, http.StripPrefix("/ui", dashboard.Handler())},
+		{"GET", "/ui", auth.Public, OnAPI, http.RedirectHandler("/ui/", http.StatusMovedPermanently)},
 	}
 	if a.opt.Runners != nil { // per-instance grants guard the downloads
 		rs = append(rs, Route{"GET", "/runners/", auth.Public, OnWebhooks, http.StripPrefix("/runners", a.opt.Runners.Handler())})

@@ -65,9 +65,14 @@ var probes = map[string]probe{
 	}, ok: 409, otherTenant: 404}, // job A is routed, not unroutable
 	"GET /api/v1/targets":      {req: path("/api/v1/targets"), ok: 200, otherTenant: 200},
 	"GET /api/v1/usage":        {req: path("/api/v1/usage?group_by=pool"), ok: 200, otherTenant: 200},
+	"GET /api/v1/overview":     {req: path("/api/v1/overview"), ok: 200, otherTenant: 200},
+	"GET /api/v1/usage/hourly": {req: path("/api/v1/usage/hourly"), ok: 200, otherTenant: 200},
+	"GET /api/v1/deliveries":   {req: path("/api/v1/deliveries"), ok: 200, otherTenant: 200},
 	"GET /api/v1/tokens":       {req: path("/api/v1/tokens"), ok: 200},
 	"GET /api/v1/leader":       {req: path("/api/v1/leader"), ok: 200},
 	"GET /api/v1/openapi.json": {req: path("/api/v1/openapi.json"), ok: 200},
+	"GET /ui/":                 {req: path("/ui/app.js"), ok: 200}, // files without data: no token
+	"GET /ui":                  {req: path("/ui"), ok: 301},
 }
 
 // TestApp_AccessMatrix walks the route table and calls every route with

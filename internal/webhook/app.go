@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
@@ -21,10 +22,13 @@ import (
 // ServeApp serves POST /webhooks/app/{app}.
 func (h *Handler) ServeApp(w http.ResponseWriter, r *http.Request) {
 	app := r.PathValue("app")
-	code, err := h.serveApp(w, r, app)
+	seen := Seen{At: time.Now(), Target: "app:" + app, Delivery: deliveryID(r.Header), Event: eventOf(r.Header)}
+	code, err := h.serveApp(w, r, app, &seen)
 	if h.rec != nil {
 		h.rec.Delivery("app:"+app, Result(code))
 	}
+	seen.Result, seen.Status, seen.Took = Result(code), sentStatus(code), time.Since(seen.At)
+	h.recent.add(seen)
 	if err != nil {
 		h.log.Warn("app webhook refused", "app", app, "status", code, "delivery", deliveryID(r.Header), "err", err)
 		httperr.Write(w, err)
@@ -43,7 +47,7 @@ func (h *Handler) appTargets(app string) []corral.Target {
 	return out
 }
 
-func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, app string) (int, error) {
+func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, app string, seen *Seen) (int, error) {
 	ts := h.appTargets(app)
 	if len(ts) == 0 {
 		err := fmt.Errorf("no target uses GitHub App %q: %w", app, corral.ErrNotFound)
@@ -98,6 +102,7 @@ func (h *Handler) serveApp(w http.ResponseWriter, r *http.Request, app string) (
 		return httperr.Status(err), err
 	}
 	resp := Response{Status: "accepted", Delivery: d.ID, Event: d.Event, JobID: res.JobID, Duplicate: res.Duplicate, Target: t.ID}
+	seen.JobID, seen.Routed = res.JobID, t.ID
 	if res.Duplicate {
 		resp.Status = "duplicate"
 	}

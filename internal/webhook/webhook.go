@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
@@ -72,6 +73,7 @@ type Handler struct {
 	maxBody int64
 	gate    *gate // body bytes in flight (limits.go)
 	rec     Recorder
+	recent  *recent
 	log     *slog.Logger
 }
 
@@ -83,7 +85,7 @@ func New(targets []corral.Target, parsers Parsers, ing Ingester, maxBody int64, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{parsers: parsers, ing: ing, maxBody: maxBody, rec: rec, log: log.With("component", "webhook")}
+	h := &Handler{parsers: parsers, ing: ing, maxBody: maxBody, rec: rec, recent: newRecent(RecentSize), log: log.With("component", "webhook")}
 	h.SetLimits(0, 0)
 	h.SetTargets(targets)
 	return h
@@ -112,17 +114,20 @@ type Response struct {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("target")
-	code, err := h.serve(w, r, id)
+	seen := Seen{At: time.Now(), Target: id, Delivery: deliveryID(r.Header), Event: eventOf(r.Header)}
+	code, err := h.serve(w, r, id, &seen)
 	if h.rec != nil {
 		h.rec.Delivery(id, Result(code))
 	}
+	seen.Result, seen.Status, seen.Took = Result(code), sentStatus(code), time.Since(seen.At)
+	h.recent.add(seen)
 	if err != nil {
 		h.log.Warn("webhook refused", "target", id, "status", code, "delivery", deliveryID(r.Header), "err", err)
 		httperr.Write(w, err)
 	}
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string) (int, error) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string, seen *Seen) (int, error) {
 	h.mu.RLock()
 	t, ok := h.targets[id]
 	h.mu.RUnlock()
@@ -148,6 +153,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, id string) (int,
 		return httperr.Status(err), err
 	}
 	resp := Response{Status: "accepted", Delivery: d.ID, Event: d.Event, JobID: res.JobID, Duplicate: res.Duplicate}
+	seen.JobID = res.JobID
 	if res.Duplicate {
 		resp.Status = "duplicate"
 	}

@@ -20,8 +20,11 @@ type Config struct {
 	Reconcile       string // reconcile_interval, default "1s"
 	LeaseTTL        string // lease_ttl; empty: corral's default
 	LogLevel        string // default "info"
-	Targets         []Target
-	Pools           []Pool
+	// Tenants, when set, are listed in the config; targets and pools name
+	// theirs in Tenant (empty: corral's implicit tenant "default").
+	Tenants []string
+	Targets []Target
+	Pools   []Pool
 	// Docker is the settings of a docker provider instance named "docker"
 	// (pools say provider: docker), if any pool uses it.
 	Docker *Docker
@@ -50,11 +53,12 @@ type Target struct {
 	Token                      string // a reference: "env:X" or "file:/path"
 	RunnerPrefix               string
 	AppID                      int64 // GitHub App id (settings.app_id), 0 for none
+	Tenant                     string
 }
 
 // Pool is one pool. Empty durations get the defaults in WriteConfig.
 type Pool struct {
-	ID                                                   string
+	ID, Tenant                                           string
 	Labels                                               []string
 	Provider                                             string // a provider instance's name; default "process"
 	Image, Flavor, MaxFlavor                             string
@@ -83,9 +87,18 @@ reconcile_interval: {{.Reconcile}}
 lease_ttl: {{.LeaseTTL}}
 {{- end}}
 log: {level: {{.LogLevel}}, format: text}
+{{- if .Tenants}}
+tenants:
+{{- range .Tenants}}
+  - id: {{.}}
+{{- end}}
+{{- end}}
 targets:
 {{- range .Targets}}
   - id: {{.ID}}
+{{- if .Tenant}}
+    tenant: {{.Tenant}}
+{{- end}}
     kind: {{.Kind}}
     scope: {{.Scope}}
     path: {{.Path}}
@@ -100,6 +113,9 @@ targets:
 pools:
 {{- range .Pools}}
   - id: {{.ID}}
+{{- if .Tenant}}
+    tenant: {{.Tenant}}
+{{- end}}
     labels: [{{range $i, $l := .Labels}}{{if $i}}, {{end}}{{$l}}{{end}}]
     provider: {{.Provider}}
 {{- if .Image}}

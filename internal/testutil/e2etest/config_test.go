@@ -55,3 +55,29 @@ func TestConfig_Render(t *testing.T) {
 		t.Errorf("default controller id missing:\n%s", b)
 	}
 }
+
+// TestConfig_RenderTenants: targets and pools of two tenants.
+func TestConfig_RenderTenants(t *testing.T) {
+	c := Config{Listen: "127.0.0.1:1", DataDir: "/tmp/e2etest-data", Tenants: []string{"team-a", "team-b"},
+		Targets: []Target{
+			{ID: "a", Tenant: "team-a", Kind: "github", Scope: "org", Path: "e2e", URL: "http://127.0.0.1:2", SecretEnv: "S", Token: "env:T", RunnerPrefix: "corral-a"},
+			{ID: "b", Tenant: "team-b", Kind: "github", Scope: "org", Path: "beta", URL: "http://127.0.0.1:2", SecretEnv: "S", Token: "env:T", RunnerPrefix: "corral-b"},
+		},
+		Pools: []Pool{{ID: "linux", Tenant: "team-a", Labels: []string{"corral"}, Image: "/opt/runner", MaxInstances: 2}},
+	}
+	b, err := c.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("e2e.yaml", b, func(k string) string { return map[string]string{"S": "secret", "T": "token"}[k] })
+	if err != nil {
+		t.Fatalf("corral refuses the harness's config: %v\n%s", err, b)
+	}
+	d, err := cfg.Domain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Tenants) != 2 || d.Targets[0].TenantID != "team-a" || d.Targets[1].TenantID != "team-b" || d.Pools[0].TenantID != "team-a" {
+		t.Errorf("config read back: tenants %+v targets %+v pools %+v", d.Tenants, d.Targets, d.Pools)
+	}
+}
