@@ -225,9 +225,19 @@ func (d *decoder) object(n *yaml.Node, v reflect.Value, key string) {
 	}
 }
 
+// fieldByTag finds the exported field whose yaml tag is name. An empty
+// key (YAML allows one) matches nothing: untagged and unexported fields
+// are never set from the file (found by FuzzParse: an empty key reached
+// the unexported file field and panicked).
 func fieldByTag(v reflect.Value, name string) (reflect.Value, bool) {
+	if name == "" {
+		return reflect.Value{}, false
+	}
 	t := v.Type()
 	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 		if tag == name && tag != "-" {
 			return v.Field(i), true
