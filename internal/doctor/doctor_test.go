@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/corral-ci/corral/internal/config"
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/store/sqlite"
+	"github.com/corral-ci/corral/internal/testutil/pgtest"
 )
 
 func TestClock(t *testing.T) {
@@ -110,5 +113,35 @@ func TestPrint(t *testing.T) {
 	}
 	if !Failed(rs) || Failed(rs[:2]) {
 		t.Fatal("Failed")
+	}
+}
+
+// TestStore_Postgres: a fresh PostgreSQL database has no migrations (a
+// warning, and doctor creates nothing); after corral's Open all are
+// applied; a stopped server's DSN fails without showing its password.
+func TestStore_Postgres(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	cfg := &config.Config{DataDir: t.TempDir(), Store: corral.Secret(dsn)}
+	ms, err := postgres.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if r := Store(ctx, cfg); r.Status != Warn || !strings.Contains(r.Message, fmt.Sprintf("%d of %d migrations not applied", len(ms), len(ms))) {
+			t.Fatalf("fresh database: %+v", r)
+		}
+	}
+	st, err := postgres.Open(ctx, dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if r := Store(ctx, cfg); r.Status != OK || !strings.Contains(r.Message, "PostgreSQL answers") {
+		t.Fatalf("migrated: %+v", r)
+	}
+	down := &config.Config{Store: corral.Secret("postgres://corral:s3cretPassw0rd@127.0.0.1:1/corral?connect_timeout=2")}
+	if r := Store(ctx, down); r.Status != Fail || strings.Contains(r.Message, "s3cretPassw0rd") {
+		t.Fatalf("unreachable: %+v", r)
 	}
 }
