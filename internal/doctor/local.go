@@ -142,9 +142,12 @@ type healthChecker interface {
 	Health(context.Context) error
 }
 
-// Provider opens a provider instance and asks it whether it can work: its
-// Health where it has one, and in any case a listing of corral's
-// instances (which needs the engine or host to answer). It starts nothing.
+// Provider opens a provider instance and asks it whether it can work: a
+// listing of corral's instances (which needs the engine or host to
+// answer: FAIL otherwise), its Health where it has one (the process
+// provider's degraded isolation: WARN) and its Capacity where it has one
+// (the Docker provider's places taken per endpoint; an endpoint down while
+// others answer: WARN). It starts nothing.
 func Provider(ctx context.Context, def corral.ProviderDef, env provider.Env, controllerID string) Result {
 	check := "provider " + def.Name
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -156,9 +159,10 @@ func Provider(ctx context.Context, def corral.ProviderDef, env provider.Env, con
 	if c, ok := p.(interface{ Close() }); ok {
 		defer c.Close()
 	}
+	var notes []string
 	if h, ok := p.(healthChecker); ok {
 		if err := h.Health(ctx); err != nil {
-			return fail(check, "see the reason; corral cannot start runners on it until it is fixed", "%s: %v", def.Type, err)
+			notes = append(notes, err.Error())
 		}
 	}
 	insts, err := p.List(ctx, controllerID)
@@ -171,7 +175,25 @@ func Provider(ctx context.Context, def corral.ProviderDef, env provider.Env, con
 			running++
 		}
 	}
-	return ok(check, "%s answers; %d of corral's instances on it (%d running)", def.Type, len(insts), running)
+	msg := fmt.Sprintf("%s answers; %d of corral's instances on it (%d running)", def.Type, len(insts), running)
+	if c, ok := p.(capacityReporter); ok {
+		summary, err := c.Capacity(ctx)
+		msg += "; " + summary
+		if err != nil {
+			notes = append(notes, err.Error())
+		}
+	}
+	if len(notes) > 0 {
+		return warn(check, "see the reason: corral starts runners here, with less "+
+			"isolation or on fewer engines than configured", "%s; %s", msg, strings.Join(notes, "; "))
+	}
+	return ok(check, "%s", msg)
+}
+
+// capacityReporter is implemented by providers that can say how much room
+// they have (the Docker provider, per endpoint).
+type capacityReporter interface {
+	Capacity(context.Context) (string, error)
 }
 
 func hostFix(typ string) string {
