@@ -37,6 +37,8 @@ Usage:
   corral dev [flags]               run with embedded defaults: SQLite, a stand-in GitHub, real runner processes
   corral serve -config FILE        run from a config file (environment overrides: see the README)
   corral route -config FILE LABEL...  print the pool and flavor a job with these runs-on labels gets, and why
+  corral doctor -config FILE [-o json]
+                                   check the setup: config, store, providers, credentials, webhooks, clock, runner cache
   corral token create|list|revoke -config FILE
                                    API tokens, directly in the store (the secret is printed once)
   corral github app create -name NAME -webhook-url URL [-org ORG]
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stdout, stderr)
 	case "route":
 		return runRoute(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, args[1:], stdout, stderr)
 	case "token":
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "github":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -56,6 +57,20 @@ func TestProvider_endpoints(t *testing.T) {
 	}
 	if list := listIDs(t, p, ctl); len(list) != 4 {
 		t.Fatalf("List gives %d instances, want 4", len(list))
+	}
+	// Capacity (corral doctor) counts the places taken on each engine.
+	if sum, err := p.Capacity(tctx(t)); err != nil || sum != "a: 3 of 3 places taken; b: 1 of 1 places taken" {
+		t.Fatalf("Capacity = %q, %v", sum, err)
+	}
+	half, err := New(Config{Endpoints: []Endpoint{{Name: "a", Host: a.Host()},
+		{Name: "gone", Host: "unix://" + filepath.Join(t.TempDir(), "nobody.sock")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := half.Capacity(tctx(t))
+	half.Close()
+	if err == nil || !strings.Contains(sum, "a: 3 containers, no cap") || !strings.Contains(sum, "gone: does not answer") {
+		t.Fatalf("Capacity with one engine down = %q, %v", sum, err)
 	}
 
 	// b goes down with its instance.

@@ -68,3 +68,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Migrations returns the schema migrations this build applies, in order
+// (corral doctor compares them with schema_migrations).
+func Migrations() ([]store.Migration, error) {
+	return store.LoadMigrations(migrationFS, "migrations")
+}

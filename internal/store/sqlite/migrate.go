@@ -69,3 +69,9 @@ func apply(ctx context.Context, c *sql.Conn, m store.Migration, log *slog.Logger
 	log.Info("applied schema migration", "version", m.Version, "name", m.Name)
 	return nil
 }
+
+// Migrations returns the schema migrations this build applies, in order
+// (corral doctor compares them with schema_migrations).
+func Migrations() ([]store.Migration, error) {
+	return store.LoadMigrations(migrationFS, "migrations")
+}

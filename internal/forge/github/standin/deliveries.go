@@ -147,3 +147,33 @@ func (s *Server) handleRedeliver(w http.ResponseWriter, r *http.Request, c *call
 	s.mu.Unlock()
 	s.respond(w, r, c, http.StatusAccepted, map[string]any{})
 }
+
+// handleListHooks lists the repository's or organization's webhooks
+// (GET /repos/{owner}/{repo}/hooks, GET /orgs/{org}/hooks), in GitHub's
+// shape: config.secret is "********" when one is set, never the secret.
+// Stand-in hooks get every event it sends, so events lists those.
+func (s *Server) handleListHooks(w http.ResponseWriter, r *http.Request, c *call) {
+	kind, typ := hookRepo, "Repository"
+	if c.scope.kind == "orgs" {
+		kind, typ = hookOrg, "Organization"
+	}
+	s.mu.Lock()
+	out := []map[string]any{}
+	for _, h := range s.sortedHooksLocked() {
+		if h.kind != kind || h.target != strings.ToLower(c.scope.name) {
+			continue
+		}
+		self := fmt.Sprintf("%s/%s/%s/hooks/%d", c.base, c.scope.kind, c.scope.name, h.id)
+		cfg := map[string]any{"url": h.url, "content_type": "json", "insecure_ssl": "0"}
+		if h.secret != "" {
+			cfg["secret"] = "********"
+		}
+		out = append(out, map[string]any{
+			"id": h.id, "type": typ, "name": "web", "active": true,
+			"events": []string{"workflow_job", "workflow_run"}, "config": cfg,
+			"url": self, "ping_url": self + "/pings", "deliveries_url": self + "/deliveries",
+		})
+	}
+	s.mu.Unlock()
+	s.respond(w, r, c, http.StatusOK, out)
+}

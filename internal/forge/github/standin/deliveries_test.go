@@ -3,6 +3,7 @@ package standin
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -145,4 +146,52 @@ func TestServer_Deliveries(t *testing.T) {
 			t.Fatalf("stats %+v", s.Stats().Webhooks)
 		}
 	})
+}
+
+func TestServer_ListHooks(t *testing.T) {
+	s, base := newStandin(t, Options{})
+	repoHook := s.AddHook("acme/app", "http://127.0.0.1:9/webhooks/r", testSecret)
+	orgHook := s.AddHook("acme", "http://127.0.0.1:9/webhooks/o", testSecret)
+	type item struct {
+		ID     int64
+		Type   string
+		Active bool
+		Events []string
+		Config map[string]string
+	}
+	for _, c := range []struct {
+		path string
+		id   int64
+		typ  string
+		url  string
+	}{{"/repos/acme/app/hooks", repoHook, "Repository", "http://127.0.0.1:9/webhooks/r"},
+		{"/orgs/acme/hooks", orgHook, "Organization", "http://127.0.0.1:9/webhooks/o"}} {
+		a := do(t, "GET", base+c.path, token(adminPAT), nil)
+		want(t, a, http.StatusOK)
+		var items []item
+		a.json(t, &items)
+		if len(items) != 1 || items[0].ID != c.id || items[0].Type != c.typ || !items[0].Active || items[0].Config["url"] != c.url {
+			t.Fatalf("%s: %s", c.path, a.body)
+		}
+		if items[0].Config["secret"] != "********" || strings.Contains(string(a.body), testSecret.Reveal()) {
+			t.Fatalf("%s: the secret must show as ******** only: %s", c.path, a.body)
+		}
+	}
+	// A classic PAT without admin:org_hook is refused, like GitHub does.
+	s.AddPAT("ghp_no_hook_scope", "repo", "admin:org")
+	want(t, do(t, "GET", base+"/orgs/acme/hooks", token("ghp_no_hook_scope"), nil), http.StatusForbidden)
+}
+
+func TestServer_DateFollowsClock(t *testing.T) {
+	ahead := 2 * time.Minute
+	_, base := newStandin(t, Options{Now: func() time.Time { return time.Now().Add(ahead) }})
+	before := time.Now()
+	a := do(t, "GET", base+"/meta", "", nil)
+	d, err := http.ParseTime(a.header.Get("Date"))
+	if err != nil {
+		t.Fatalf("Date %q: %v", a.header.Get("Date"), err)
+	}
+	if skew := d.Sub(before); skew < ahead-2*time.Second || skew > ahead+5*time.Second {
+		t.Fatalf("Date is %s from the local clock, want about %s", skew, ahead)
+	}
 }

@@ -91,6 +91,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /app/hook/deliveries/{delivery_id}", s.api(&route{name: "GET hook delivery", auth: authJWT, h: s.handleGetDelivery}))
 	mux.Handle("POST /app/hook/deliveries/{delivery_id}/attempts", s.api(&route{name: "POST hook delivery attempts", auth: authJWT, h: s.handleRedeliver}))
 	for _, p := range []string{"/repos/{owner}/{repo}", "/orgs/{org}"} {
+		mux.Handle("GET "+p+"/hooks", s.api(&route{name: "GET hooks", auth: authToken, area: "hooks", h: s.handleListHooks}))
 		mux.Handle("GET "+p+"/hooks/{hook_id}/deliveries", s.api(&route{name: "GET hook deliveries", auth: authToken, area: "hooks", h: s.handleListDeliveries}))
 		mux.Handle("GET "+p+"/hooks/{hook_id}/deliveries/{delivery_id}", s.api(&route{name: "GET hook delivery", auth: authToken, area: "hooks", h: s.handleGetDelivery}))
 		mux.Handle("POST "+p+"/hooks/{hook_id}/deliveries/{delivery_id}/attempts", s.api(&route{name: "POST hook delivery attempts", auth: authToken, area: "hooks", write: true, h: s.handleRedeliver}))
@@ -112,6 +113,8 @@ func (s *Server) routes() http.Handler {
 		reqID := fmt.Sprintf("%04X:%04X:%06X:%06X:%08X", a>>16, a&0xffff, b>>8, s.nextReq&0xffffff, uint32(s.nextReq*2654435761))
 		s.mu.Unlock()
 		w.Header().Set("X-GitHub-Request-Id", reqID)
+		// GitHub stamps its own clock; with Options.Now skewed, so is Date.
+		w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 		w.Header().Set("X-GitHub-Media-Type", "github.v3; format=json")
 		prefix := ""
 		if rest, ok := strings.CutPrefix(r.URL.Path, ghesAPI); ok && (rest == "" || rest[0] == '/') {
