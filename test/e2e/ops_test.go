@@ -28,7 +28,7 @@ func post(t *testing.T, url string) {
 type apiPool struct {
 	ID        string `json:"id"`
 	State     string `json:"state"`
-	Instances int    `json:"instances"`
+	Instances int    `json:"live"`
 }
 
 func pools(t *testing.T, api string) map[string]apiPool {
