@@ -166,3 +166,52 @@ wait:
 		t.Errorf("advice %+v, want `small`, smaller than the large flavor it ran on", a)
 	}
 }
+
+// TestCgroups_stats reads the files of both cgroup versions as the kernel
+// writes them; the v2 files are written here because this CI host's
+// controllers are on cgroup v1 (its v2 hierarchy has none).
+func TestCgroups_stats(t *testing.T) {
+	write := func(dir string, files map[string]string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, body := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	base := t.TempDir()
+	write(filepath.Join(base, "v2", cgroupPrefix+"a"), map[string]string{
+		"cpu.stat":       "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n",
+		"memory.current": "1048576\n", "memory.peak": "67108864\n"})
+	write(filepath.Join(base, "v2", cgroupPrefix+"old"), map[string]string{ // a kernel before 5.19: no memory.peak
+		"cpu.stat": "usage_usec 1\n", "memory.current": "4096\n"})
+	write(filepath.Join(base, "v2", cgroupPrefix+"bad"), map[string]string{"cpu.stat": "user_usec 1\n", "memory.current": "1\n"})
+	write(filepath.Join(base, "cpuacct", cgroupPrefix+"a"), map[string]string{"cpuacct.usage": "1500000000\n"})
+	write(filepath.Join(base, "memory", cgroupPrefix+"a"), map[string]string{
+		"memory.usage_in_bytes": "2097152\n", "memory.max_usage_in_bytes": "8388608\n"})
+
+	v2 := cgroups{v2: filepath.Join(base, "v2")}
+	if u, err := v2.stats("a"); err != nil || u != (corral.Usage{CPUSeconds: 2.5, MemoryBytes: 1 << 20, MemoryPeakBytes: 64 << 20}) {
+		t.Errorf("v2 stats = %+v, %v", u, err)
+	}
+	if u, err := v2.stats("old"); err != nil || u != (corral.Usage{CPUSeconds: 1e-6, MemoryBytes: 4096}) {
+		t.Errorf("v2 stats without memory.peak = %+v, %v", u, err)
+	}
+	if _, err := v2.stats("bad"); err == nil || !strings.Contains(err.Error(), "no usage_usec line") {
+		t.Errorf("v2 stats of a cpu.stat without usage_usec: %v", err)
+	}
+	if _, err := v2.stats("gone"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("v2 stats of a missing cgroup: %v", err)
+	}
+	v1 := cgroups{v1: map[string]string{"cpu": filepath.Join(base, "cpu"), "memory": filepath.Join(base, "memory")},
+		acct: map[string]string{"cpuacct": filepath.Join(base, "cpuacct")}}
+	if u, err := v1.stats("a"); err != nil || u != (corral.Usage{CPUSeconds: 1.5, MemoryBytes: 2 << 20, MemoryPeakBytes: 8 << 20}) {
+		t.Errorf("v1 stats = %+v, %v", u, err)
+	}
+	if got := strings.Join(v1.dirs("a"), " "); !strings.HasSuffix(got, filepath.Join(base, "cpuacct", cgroupPrefix+"a")) {
+		t.Errorf("v1 dirs %s lack the cpuacct cgroup", got)
+	}
+}
