@@ -30,6 +30,7 @@ const clientUsage = `Usage:
   corral instances stop ID [-force]                          stop an instance (-force: even a busy one)
   corral usage [-from T] [-to T] [-group-by G] [-format json|csv]
                                                              runner minutes and jobs (G: tenant, pool, target, repository, day)
+  corral rightsizing                                         peak CPU and memory per repository and job, and the size that would do
 
 Every command takes:
   -server URL   corral's API address (env CORRAL_SERVER; default http://127.0.0.1:8080)
@@ -175,7 +176,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	return rest, nil
 }
 
-// runClient runs corral jobs|pools|instances|usage.
+// runClient runs corral jobs|pools|instances|usage|rightsizing.
 func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -269,6 +270,13 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return err
 		}
 		return printResult(stdout, b, *output, "instance {instance}: {was} -> {state}")
+	case cmd == "rightsizing" && len(rest) == 0:
+		b, err := c.do(ctx, "GET", "/api/v1/rightsizing")
+		if err != nil {
+			return err
+		}
+		return printList(stdout, b, *output, "jobs", []string{"REPOSITORY", "JOB", "POOL", "JOBS", "PEAK CPU", "P95 CPU", "PEAK MEMORY MB", "CPU", "MEMORY MB", "ADVICE"},
+			[]string{"repository", "job", "pool", "jobs", "peak_cpu", "p95_cpu", "peak_memory_mb", "cpu", "memory_mb", "advice"})
 	case cmd == "usage" && len(rest) == 0:
 		q := url.Values{"group_by": {*groupBy}}
 		if *from != "" {

@@ -195,6 +195,18 @@ func TestRun_Client(t *testing.T) {
 		t.Fatalf("usage csv: %v\n%s", err, out)
 	}
 
+	// rightsizing: a recorded job that used little of a large flavor.
+	u := corral.JobUsage{JobID: r.jobs["completed"], TenantID: "default", PoolID: "linux", Repo: "acme/app", JobName: "lint",
+		Flavor: corral.Flavor{CPU: 8, MemoryMB: 16384}, PeakCPU: 1.2, P95CPU: 1.1, PeakMemoryBytes: 900 << 20, Samples: 5, RecordedAt: time.Now()}
+	if err := r.st.Update(context.Background(), func(tx corral.Tx) error { return tx.PutJobUsage(context.Background(), u) }); err != nil {
+		t.Fatal(err)
+	}
+	out, err = r.run(t, "rightsizing")
+	if err != nil || strings.Join(column(t, out, "JOB"), ",") != "lint" || strings.Join(column(t, out, "PEAK CPU"), ",") != "1.20" ||
+		!strings.Contains(out, "this job peaks at 1.2 CPU (p95 1.1) and 900 MiB: `small` would do") {
+		t.Fatalf("rightsizing: %v\n%s", err, out)
+	}
+
 	if _, err = r.run(t, "jobs", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), `-o "yaml": want table or json`) {
 		t.Fatalf("-o yaml: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/corral-ci/corral/internal/ledger"
 	"github.com/corral-ci/corral/internal/metrics"
 	"github.com/corral-ci/corral/internal/reconciler"
+	"github.com/corral-ci/corral/internal/rightsize"
 	"github.com/corral-ci/corral/internal/route"
 	"github.com/corral-ci/corral/internal/scheduler"
 	"github.com/corral-ci/corral/internal/webhook"
@@ -48,7 +49,10 @@ type Options struct {
 	Holder            string
 	SchedulerInterval time.Duration
 	ReconcileInterval time.Duration
-	LeaseTTL          time.Duration
+	// SampleInterval: how often right-sizing samples busy instances;
+	// 0 = rightsize.DefaultInterval.
+	SampleInterval time.Duration
+	LeaseTTL       time.Duration
 	// CatalogInterval is how often every replica looks for a catalog
 	// change in the store (default 500 ms).
 	CatalogInterval time.Duration
@@ -102,6 +106,7 @@ type App struct {
 	Ledger     *ledger.Ledger
 	Scheduler  *scheduler.Scheduler
 	Reconciler *reconciler.Reconciler
+	Sampler    *rightsize.Sampler
 	Webhooks   *webhook.Handler
 	Components *component.Manager
 	Metrics    *metrics.Metrics
@@ -160,13 +165,16 @@ func New(opt Options) (*App, error) {
 		leaderStore = a.fenced
 	}
 	a.Ledger = ledger.New(opt.Store, m, opt.Clock, opt.Logger)
+	a.Sampler = rightsize.NewSampler(rightsize.SamplerConfig{Store: leaderStore, Providers: opt.Providers,
+		Interval: opt.SampleInterval, Clock: opt.Clock, Logger: opt.Logger})
 	a.Scheduler, err = scheduler.New(scheduler.Config{
 		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,
 		Tenants: opt.Tenants, Targets: opt.Targets, Pools: opt.Pools,
 		MaxInstances: opt.MaxInstances, ControllerID: opt.ControllerID,
 		WarmLabels: route.WarmLabels, Covers: route.Covers, RunnerDir: opt.RunnerDir,
 		Interval: opt.SchedulerInterval, InterruptedAfter: interrupted, Recorder: opt.Recorders.Scheduler,
-		Clock: opt.Clock, Logger: opt.Logger,
+		BeforeDelete: a.Sampler.BeforeDelete,
+		Clock:        opt.Clock, Logger: opt.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -255,6 +263,7 @@ func (a *App) addComponents() {
 	}
 	m.Add(component.Func("scheduler", a.Scheduler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("reconciler", a.Reconciler.Run), component.Options{LeaderOnly: true})
+	m.Add(component.Func("rightsizing", a.Sampler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("reroute", func(ctx context.Context) error {
 		for {
 			select {

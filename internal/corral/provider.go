@@ -80,3 +80,22 @@ type ExitNotifier interface {
 type LogReader interface {
 	RunnerLog(ctx context.Context, inst ProviderInstance, maxBytes int) (string, error)
 }
+
+// Usage is what an instance has used so far, as its provider measures it
+// (cgroup statistics for processes and containers).
+type Usage struct {
+	// CPUSeconds is the CPU time used since the instance started, in
+	// seconds (user plus system, all its processes).
+	CPUSeconds float64
+	// MemoryBytes is the memory in use now; MemoryPeakBytes the most in
+	// use at any time since the instance started, when the provider can
+	// tell (0 otherwise: a sampler then keeps the highest MemoryBytes).
+	MemoryBytes     int64
+	MemoryPeakBytes int64
+}
+
+// StatsReader is implemented by providers that can measure an instance's
+// CPU and memory use while it lives (right-sizing samples it).
+type StatsReader interface {
+	Stats(ctx context.Context, inst ProviderInstance) (Usage, error)
+}

@@ -77,6 +77,10 @@ type ReadTx interface {
 	// or draining); a pool absent from the map is active.
 	PoolStates(ctx context.Context) (map[string]PoolState, error)
 
+	// UsageSummaries sums up the recorded job usage per tenant,
+	// repository and job name, ordered so; tenantID "" means all tenants.
+	UsageSummaries(ctx context.Context, tenantID string) ([]UsageSummary, error)
+
 	// Tokens lists the API tokens (revoked and expired ones too), by id.
 	Tokens(ctx context.Context) ([]Token, error)
 	// TokenByHash returns the token whose secret has this SHA-256
@@ -159,6 +163,10 @@ type Tx interface {
 	// it). It is kept apart from the pool's configuration row, so that
 	// writing the catalog does not change it.
 	SetPoolState(ctx context.Context, poolID string, st PoolState, at time.Time) error
+
+	// PutJobUsage records what a job used (right-sizing), replacing an
+	// earlier record of the same job.
+	PutJobUsage(ctx context.Context, u JobUsage) error
 
 	// PutToken inserts a token (ErrConflict if its id or hash exists).
 	PutToken(ctx context.Context, t Token) error

@@ -256,6 +256,9 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 	if !s.mayAct(in, "delete") {
 		return
 	}
+	if s.cfg.BeforeDelete != nil {
+		s.cfg.BeforeDelete(ctx, in)
+	}
 	lost := false
 	for name, prov := range provs {
 		err := prov.Delete(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID})

@@ -49,6 +49,9 @@ type Config struct {
 	// crash (adopted or created again). 0 suits a single leader; replicas
 	// that schedule without a leader need more than a create takes.
 	InterruptedAfter time.Duration
+	// BeforeDelete, when set, is called with an instance right before its
+	// provider deletes it (right-sizing takes its last sample).
+	BeforeDelete func(ctx context.Context, in corral.Instance)
 	// Recorder observes the scheduler (metrics); nil = no-op.
 	Recorder Recorder
 	Clock    corral.Clock

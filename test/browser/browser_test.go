@@ -366,6 +366,11 @@ func TestDashboard(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`[data-result="accepted"]`)))
 	})
 
+	t.Run("pools page has the right-sizing table", func(t *testing.T) {
+		run(t, ctx, "pools page", show("pools"))
+		waitJS(t, ctx, 20*time.Second, "the right-sizing table under the pools", `[...document.querySelectorAll("caption")].some(c => c.textContent.startsWith("Right-sizing"))`)
+	})
+
 	t.Run("phone width has no horizontal scroll", func(t *testing.T) {
 		run(t, ctx, "phone viewport", chromedp.EmulateViewport(375, 812, chromedp.EmulateScale(2)))
 		done := r.jobs(t, token, "?state=completed")[0]

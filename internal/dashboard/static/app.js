@@ -253,7 +253,10 @@
     },
     pools: {
       title: "Pools",
-      load: () => api("pools"),
+      load: async () => {
+        const [p, r] = await Promise.all([api("pools"), api("rightsizing")]);
+        return { pools: p.pools, rightsizing: r.jobs };
+      },
       draw(d) {
         render("Pools", table("Pools in priority order", [
           { h: "Pool", v: (p) => p.id },
@@ -265,7 +268,14 @@
           { h: "Min idle", v: (p) => p.min_idle },
           { h: "Waiting", v: (p) => p.waiting },
           { h: "Back-off", v: (p) => p.backoff ? h("span", { class: "bad" }, p.backoff.kind + " ×" + p.backoff.failures + ": " + (p.backoff.last_error || "")) : "" },
-        ], d.pools, (p) => ({ "data-pool": p.id })));
+        ], d.pools, (p) => ({ "data-pool": p.id })),
+        table("Right-sizing: what jobs used (peaks sampled from their cgroups) and the size that would do", [
+          { h: "Repository", v: (r) => r.repository },
+          { h: "Job", v: (r) => r.job },
+          { h: "Pool", v: (r) => r.pool },
+          { h: "Jobs", v: (r) => r.jobs },
+          { h: "Advice", v: (r) => h("span", { class: r.smaller ? "warn" : "" }, r.advice) },
+        ], d.rightsizing, (r) => ({ "data-rightsizing": r.repository + " " + r.job })));
       },
     },
     instances: {

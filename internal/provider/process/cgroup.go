@@ -18,6 +18,11 @@ import (
 // The cgroup controllers that enforce a flavor.
 var cgroupControllers = []string{"cpu", "memory", "pids"}
 
+// cgroupAccounting are v1 controllers that only measure: cpuacct gives the
+// CPU time of an instance (cgroup v2's cpu.stat always holds it). They are
+// used where their hierarchy is mounted apart from the enforcing ones.
+var cgroupAccounting = []string{"cpuacct"}
+
 // cgroupPrefix starts the name of every instance's cgroup.
 const cgroupPrefix = "corral-"
 
@@ -30,6 +35,9 @@ const cpuPeriod = 100000
 type cgroups struct {
 	v2 string            // the v2 cgroup under which instances go; "" when v1 or none
 	v1 map[string]string // controller -> v1 cgroup under which instances go
+	// acct: accounting-only v1 controller -> v1 cgroup under which
+	// instances go, when mounted apart from cpu (cpuacct).
+	acct map[string]string
 }
 
 // enforced names the controllers that apply, e.g. "cgroup v1: cpu, memory, pids".
@@ -99,6 +107,21 @@ func detectCgroups() (cgroups, []string) {
 	if len(c.v1) == 0 {
 		return cgroups{}, append(why, v1why...)
 	}
+	for _, k := range cgroupAccounting {
+		m, ok := mounts[k]
+		if !ok || m == mounts["cpu"] {
+			continue // absent, or co-mounted with cpu (one directory)
+		}
+		base := filepath.Join(m, own[k])
+		if err := tryMkdir(filepath.Join(base, probe)); err != nil {
+			v1why = append(v1why, "cgroup v1: "+k+" (CPU time for right-sizing): "+err.Error())
+			continue
+		}
+		if c.acct == nil {
+			c.acct = map[string]string{}
+		}
+		c.acct[k] = base
+	}
 	return c, v1why
 }
 
@@ -166,7 +189,7 @@ func cgroupMounts(mountinfo string) (map[string]string, error) {
 			}
 		case "cgroup":
 			for o := range strings.SplitSeq(sf[2], ",") {
-				if slices.Contains(cgroupControllers, o) {
+				if slices.Contains(cgroupControllers, o) || slices.Contains(cgroupAccounting, o) {
 					if _, seen := out[o]; !seen {
 						out[o] = pf[4]
 					}
@@ -209,6 +232,11 @@ func (c cgroups) dirs(id string) []string {
 	var out []string
 	for _, k := range cgroupControllers {
 		if base := c.v1[k]; base != "" {
+			out = append(out, filepath.Join(base, cgroupPrefix+id))
+		}
+	}
+	for _, k := range cgroupAccounting {
+		if base := c.acct[k]; base != "" {
 			out = append(out, filepath.Join(base, cgroupPrefix+id))
 		}
 	}

@@ -45,6 +45,8 @@ func TestMain(m *testing.M) {
 			syscall.Exit(providertest.RunHostile())
 		case providertest.GrandchildArg:
 			syscall.Exit(providertest.RunGrandchild())
+		case burnArg:
+			syscall.Exit(runBurn())
 		}
 	}
 	os.Exit(m.Run())

@@ -1,0 +1,48 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+func (t *tx) PutJobUsage(ctx context.Context, u corral.JobUsage) error {
+	_, err := t.exec(ctx, `INSERT INTO job_usage (job_id, tenant_id, pool_id, repo, job_name, flavor_cpu, flavor_memory_mb,
+			peak_cpu, p95_cpu, peak_memory, cpu_seconds, duration_ms, samples, recorded_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		ON CONFLICT (job_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, pool_id = EXCLUDED.pool_id, repo = EXCLUDED.repo,
+			job_name = EXCLUDED.job_name, flavor_cpu = EXCLUDED.flavor_cpu, flavor_memory_mb = EXCLUDED.flavor_memory_mb,
+			peak_cpu = EXCLUDED.peak_cpu, p95_cpu = EXCLUDED.p95_cpu, peak_memory = EXCLUDED.peak_memory,
+			cpu_seconds = EXCLUDED.cpu_seconds, duration_ms = EXCLUDED.duration_ms, samples = EXCLUDED.samples,
+			recorded_at = EXCLUDED.recorded_at`,
+		u.JobID, u.TenantID, u.PoolID, u.Repo, u.JobName, u.Flavor.CPU, u.Flavor.MemoryMB,
+		u.PeakCPU, u.P95CPU, u.PeakMemoryBytes, u.CPUSeconds, u.Duration.Milliseconds(), u.Samples,
+		u.RecordedAt.Truncate(time.Microsecond).UTC())
+	if err != nil {
+		return fmt.Errorf("put usage of job %d: %w", u.JobID, err)
+	}
+	return nil
+}
+
+func (t *tx) UsageSummaries(ctx context.Context, tenantID string) ([]corral.UsageSummary, error) {
+	out, err := queryAll(ctx, t, func(r pgx.Rows) (corral.UsageSummary, error) {
+		var s corral.UsageSummary
+		var ms int64
+		err := r.Scan(&s.TenantID, &s.Repo, &s.JobName, &s.PoolID, &s.Jobs, &s.PeakCPU, &s.P95CPU, &s.PeakMemoryBytes,
+			&ms, &s.Flavor.CPU, &s.Flavor.MemoryMB, &s.LastAt)
+		s.MaxDuration = time.Duration(ms) * time.Millisecond
+		s.LastAt = s.LastAt.UTC()
+		return s, err
+	}, `SELECT tenant_id, repo, job_name, MAX(pool_id), COUNT(*), MAX(peak_cpu), MAX(p95_cpu), MAX(peak_memory),
+			MAX(duration_ms), MAX(flavor_cpu), MAX(flavor_memory_mb), MAX(recorded_at)
+		FROM job_usage WHERE $1 = '' OR tenant_id = $1
+		GROUP BY tenant_id, repo, job_name ORDER BY tenant_id, repo, job_name`, tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("list usage summaries: %w", err)
+	}
+	return out, nil
+}
