@@ -22,9 +22,9 @@ import (
 )
 
 const (
-	// stderrTail is how much of the plugin's standard error an error
+	// StderrTail is how much of the plugin's standard error an error
 	// message carries.
-	stderrTail = 2048
+	StderrTail = 2048
 	// waitDelay is how long corral waits, after the plugin exited or was
 	// killed, for its output pipes to close (a leftover child may hold
 	// them).
@@ -57,14 +57,18 @@ type ids struct {
 	controller, instance, pool string
 }
 
-// tailBuffer keeps the last n bytes written.
-type tailBuffer struct {
+// TailBuffer keeps the last N bytes written (a plugin's standard error);
+// the shoes provider type uses it too.
+type TailBuffer struct {
 	mu sync.Mutex
 	n  int
 	b  []byte
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+// NewTailBuffer returns a TailBuffer that keeps the last n bytes.
+func NewTailBuffer(n int) *TailBuffer { return &TailBuffer{n: n} }
+
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
@@ -74,7 +78,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *TailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.TrimSpace(strings.ToValidUTF8(string(t.b), "?"))
@@ -128,7 +132,7 @@ func (p *Provider) run(ctx context.Context, command string, req pp.Request, id i
 	cmd.Dir = "/"
 	cmd.Stdin = bytes.NewReader(in)
 	out := &capBuffer{n: p.maxOutput(), overC: make(chan struct{})}
-	errTail := &tailBuffer{n: stderrTail}
+	errTail := NewTailBuffer(StderrTail)
 	cmd.Stdout, cmd.Stderr = out, errTail
 	// Its own process group, so that a timeout kills its children too.
 	// Pdeathsig: a plugin still running when corral dies (SIGKILL) dies
@@ -136,7 +140,7 @@ func (p *Provider) run(ctx context.Context, command string, req pp.Request, id i
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = waitDelay
 
-	closeInheritable()
+	CloseInheritable()
 	if err := cmd.Start(); err != nil {
 		return fail("", fmt.Errorf("%w: start: %w", corral.ErrUnavailable, err))
 	}
@@ -244,10 +248,10 @@ func (p *Provider) environ(command string, id ids) []string {
 	)
 }
 
-// closeInheritable marks every descriptor of corral above standard error
+// CloseInheritable marks every descriptor of corral above standard error
 // close-on-exec, so that none leaks into a plugin even if some code opened
 // it without O_CLOEXEC (Go's fork passes on every such descriptor).
-func closeInheritable() {
+func CloseInheritable() {
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err == nil {
 		return
 	}
