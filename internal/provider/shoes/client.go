@@ -172,12 +172,13 @@ func (p *Provider) Close() error {
 // call runs one RPC with its timeout. A plugin that does not answer in
 // time is killed (and started again for the next call); one that died is
 // reported as crashed; every failure is a *plugin.PluginError carrying the
-// tail of the plugin's standard error. answered tells whether the plugin
-// itself gave the error (so it did nothing, as far as it says).
-func (p *Provider) call(ctx context.Context, method string, timeout time.Duration, fn func(context.Context, shoespb.ShoesClient) error) (answered bool, err error) {
+// tail of the plugin's standard error. nothing tells, on failure, that the
+// call did nothing: the plugin never got it (no handshake) or answered
+// with an error itself.
+func (p *Provider) call(ctx context.Context, method string, timeout time.Duration, fn func(context.Context, shoespb.ShoesClient) error) (nothing bool, err error) {
 	c, err := p.connect()
 	if err != nil {
-		return false, err
+		return true, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -207,10 +208,10 @@ func (p *Provider) call(ctx context.Context, method string, timeout time.Duratio
 			kind = fmt.Errorf("%w: connection lost: %s", corral.ErrUnavailable, st.Message())
 		}
 	default:
-		answered = true
+		nothing = true
 		kind = fmt.Errorf("%w: %s: %s", codeErr(st.Code()), st.Code(), st.Message())
 	}
-	return answered, &plugin.PluginError{Provider: p.name, Path: p.s.Path, Command: method, Stderr: c.stderr.String(), Err: kind}
+	return nothing, &plugin.PluginError{Provider: p.name, Path: p.s.Path, Command: method, Stderr: c.stderr.String(), Err: kind}
 }
 
 // codeErr maps a gRPC status the plugin answered to corral's errors.

@@ -90,7 +90,8 @@ func setupScript(spec corral.InstanceSpec, s *Settings) (string, error) {
 	}
 	// The deadline is absolute; the machine may boot late, so the time
 	// left is computed there (its clock is assumed right).
-	fmt.Fprintf(&b, "left=$(( %d - $(date +%%s) ))\n", spec.Deadline.Unix())
+	// Rounded up to the second: never before the deadline.
+	fmt.Fprintf(&b, "left=$(( %d - $(date +%%s) ))\n", spec.Deadline.Add(time.Second-1).Unix())
 	b.WriteString("if [ \"$left\" -le 0 ]; then echo 'corral: deadline passed before the runner started' >&2; exit 1; fi\n")
 	fmt.Fprintf(&b, "if command -v timeout >/dev/null 2>&1; then exec timeout -k %d \"$left\" %s; fi\n", int(killGrace/time.Second), cmd)
 	fmt.Fprintf(&b, "exec %s\n", cmd)

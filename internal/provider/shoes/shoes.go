@@ -128,7 +128,7 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 		return corral.ProviderInstance{}, createErr(spec, err)
 	}
 	var resp *shoespb.AddResponse
-	answered, err := p.call(ctx, "AddInstance", p.s.timeout(p.s.Timeouts.Create, DefaultCreateTimeout), func(ctx context.Context, c shoespb.ShoesClient) error {
+	nothing, err := p.call(ctx, "AddInstance", p.s.timeout(p.s.Timeouts.Create, DefaultCreateTimeout), func(ctx context.Context, c shoespb.ShoesClient) error {
 		var err error
 		resp, err = c.AddInstance(ctx, &shoespb.AddRequest{RunnerName: rec.RunnerName, SetupScript: script, Size: size, Labels: spec.Labels})
 		return err
@@ -136,11 +136,12 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 	if err == nil && resp.GetCloudId() == "" {
 		err = &plugin.PluginError{Provider: p.name, Path: p.s.Path, Command: "AddInstance", Stderr: p.stderr(),
 			Err: fmt.Errorf("%w: malformed answer: no cloud_id", corral.ErrUnavailable)}
-		answered = false // something may have been made
+		nothing = false // something may have been made
 	}
 	if err != nil {
-		if answered {
-			// The plugin refused: nothing was made, as far as it says.
+		if nothing {
+			// No call, or the plugin refused: nothing was made, as far
+			// as it says.
 			if derr := p.led.drop(spec.InstanceID); derr != nil {
 				p.log.Warn("drop record", "instance", spec.InstanceID, "err", derr)
 			}
