@@ -13,6 +13,7 @@
 //	CORRAL_SHOES_NAMESPACES  auto (default), on or off (process provider isolation)
 //	CORRAL_SHOES_KEEP        host paths (':'-separated) runners see even under the private /tmp:
 //	                         the runner program the setup script starts
+//	CORRAL_SHOES_HIDE        host paths (':'-separated) runners must not see (corral's data directory)
 //	CORRAL_SHOES_FAULT       for tests only: handshake, hang or crash
 //
 // Instances run under this binary acting as their shim
@@ -46,6 +47,7 @@ const (
 	EnvDir        = "CORRAL_SHOES_DIR"
 	EnvNamespaces = "CORRAL_SHOES_NAMESPACES"
 	EnvKeep       = "CORRAL_SHOES_KEEP"
+	EnvHide       = "CORRAL_SHOES_HIDE"
 	EnvFault      = "CORRAL_SHOES_FAULT"
 )
 
@@ -103,11 +105,16 @@ func open() (*server, error) {
 	if k := os.Getenv(EnvKeep); k != "" {
 		keep = append(keep, strings.Split(k, ":")...)
 	}
+	var hide []string
+	if h := os.Getenv(EnvHide); h != "" {
+		hide = strings.Split(h, ":")
+	}
 	p, err := process.New(process.Config{
 		Dir:        dir,
 		Shim:       []string{exe, "shim"},
 		Namespaces: os.Getenv(EnvNamespaces),
 		Keep:       keep,
+		Hide:       hide,
 	})
 	if err != nil {
 		return nil, err

@@ -70,32 +70,46 @@ func setupScript(spec corral.InstanceSpec, s *Settings) (string, error) {
 		b.WriteString("\n")
 	}
 	argv := spec.Bootstrap.Command
-	if spec.Image != "" {
-		argv = append([]string{spec.Image}, argv...)
-	}
-	if len(argv) == 0 {
+	if spec.Image == "" && len(argv) == 0 {
 		return "", fmt.Errorf("%w: no runner program: the pool names no image and the bootstrap no command", corral.ErrBadInput)
 	}
-	words := make([]string, len(argv))
-	for i, a := range argv {
+	for _, a := range append([]string{spec.Image}, argv...) {
 		if strings.IndexByte(a, 0) >= 0 {
-			return "", fmt.Errorf("%w: NUL byte in the runner command", corral.ErrBadInput)
+			return "", fmt.Errorf("%w: NUL byte in the image or the runner command", corral.ErrBadInput)
 		}
-		words[i] = quote(a)
 	}
-	cmd := strings.Join(words, " ")
+	// The runner program: the image itself, or, when the image is a
+	// directory on the machine (a runner release unpacked there), the
+	// command's first word inside it; the rest are its arguments.
+	switch {
+	case spec.Image == "":
+		fmt.Fprintf(&b, "set -- %s\n", words(argv))
+	case len(argv) > 0:
+		fmt.Fprintf(&b, "if [ -d %s ]; then set -- %s %s; else set -- %s %s; fi\n", quote(spec.Image),
+			quote(strings.TrimRight(spec.Image, "/")+"/"+argv[0]), words(argv[1:]), quote(spec.Image), words(argv))
+	default:
+		fmt.Fprintf(&b, "set -- %s\n", quote(spec.Image))
+	}
 	if spec.Deadline.IsZero() {
-		fmt.Fprintf(&b, "exec %s\n", cmd)
+		b.WriteString("exec \"$@\"\n")
 		return b.String(), nil
 	}
 	// The deadline is absolute; the machine may boot late, so the time
-	// left is computed there (its clock is assumed right).
-	// Rounded up to the second: never before the deadline.
+	// left is computed there (its clock is assumed right). Rounded up to
+	// the second: never before the deadline.
 	fmt.Fprintf(&b, "left=$(( %d - $(date +%%s) ))\n", spec.Deadline.Add(time.Second-1).Unix())
 	b.WriteString("if [ \"$left\" -le 0 ]; then echo 'corral: deadline passed before the runner started' >&2; exit 1; fi\n")
-	fmt.Fprintf(&b, "if command -v timeout >/dev/null 2>&1; then exec timeout -k %d \"$left\" %s; fi\n", int(killGrace/time.Second), cmd)
-	fmt.Fprintf(&b, "exec %s\n", cmd)
+	fmt.Fprintf(&b, "if command -v timeout >/dev/null 2>&1; then exec timeout -k %d \"$left\" \"$@\"; fi\n", int(killGrace/time.Second))
+	b.WriteString("exec \"$@\"\n")
 	return b.String(), nil
+}
+
+func words(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = quote(a)
+	}
+	return strings.Join(q, " ")
 }
 
 var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
