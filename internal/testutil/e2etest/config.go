@@ -38,6 +38,14 @@ type Provider struct {
 	Name, Type string
 	Docker     *Docker
 	Plugin     *Plugin
+	Shoes      *Shoes
+}
+
+// Shoes is a shoes provider instance's settings (docs/plugins.md).
+type Shoes struct {
+	Path     string
+	Env      map[string]string
+	Timeouts string // a YAML mapping like "{create: 30s}"; empty: the defaults
 }
 
 // Plugin is a plugin provider instance's settings.
@@ -159,6 +167,18 @@ providers:
     path: {{.Path}}
 {{- if .ConfigFile}}
     config_file: {{.ConfigFile}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
+{{- end}}
+{{- end}}
+{{- with .Shoes}}
+    path: {{.Path}}
+{{- if .Env}}
+    env:
+{{- range $k, $v := .Env}}
+      {{$k}}: "{{$v}}"
+{{- end}}
 {{- end}}
 {{- if .Timeouts}}
     timeouts: {{.Timeouts}}
