@@ -105,7 +105,7 @@ type Timeouts struct {
 }
 
 // PoolOptions is what a pool may ask of a shoes provider
-// (provider_options: {resource_type: large}).
+// (the pool's options: {resource_type: large}).
 type PoolOptions struct {
 	// ResourceType, when set, is sent as is instead of the one the
 	// flavor maps to.
