@@ -106,6 +106,18 @@ func (r *rig) start(t *testing.T) *e2etest.Proc {
 	return e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: e2etest.WriteConfig(t, r.cfg), Listen: r.listen, Env: r.Env()})
 }
 
+// pluginProcs lists the running test plugin processes (not the machines'
+// shims, which run the same binary with the argument "shim").
+func pluginProcs() []string {
+	var out []string
+	for _, p := range e2etest.Processes(pluginBin) {
+		if !strings.Contains(p, pluginBin+" shim") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // instances lists the test plugin's machines.
 func (r *rig) instances() []string {
 	entries, _ := os.ReadDir(r.machines)
@@ -274,7 +286,15 @@ func TestShoes_SIGKILL(t *testing.T) {
 		return r.Count(standin.StatusInProgress) >= 2
 	})
 	running := r.instances()
+	if len(pluginProcs()) == 0 {
+		t.Fatalf("no shoes plugin process while corral runs: the check below shows nothing")
+	}
 	p.Kill()
+	// The plugin process dies with corral (PDEATHSIG); the machines live on.
+	e2etest.WaitFor(t, 10*time.Second, "the shoes plugin to die with corral", func() bool { return len(pluginProcs()) == 0 })
+	if len(r.instances()) < len(running) {
+		t.Errorf("machines gone with corral: %v, were %v", r.instances(), running)
+	}
 
 	hands := r.provider(t, "")
 	orphan, err := hands.Create(context.Background(), corral.InstanceSpec{InstanceID: "orphan-1", Name: "corral-orphan-1",
