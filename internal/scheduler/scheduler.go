@@ -282,8 +282,14 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		return err
 	}
 	p := s.plan(snap)
-	if err := s.apply(ctx, snap, p); err != nil {
+	reserved, err := s.apply(ctx, snap, p)
+	if err != nil {
 		return err
+	}
+	if p.more && reserved > 0 {
+		// Demand is left beyond the batch and room was found: pass again
+		// now rather than at the next interval. (No room: no busy loop.)
+		s.Wake()
 	}
 	// New reservations are created by apply; launch the rest (crashed
 	// creates, deletes) from the snapshot.
