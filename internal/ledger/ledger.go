@@ -68,6 +68,7 @@ type Result struct {
 	Duplicate bool  // the delivery id was seen before: nothing changed
 	JobID     int64 // the job touched, if any
 	Changed   bool  // the ledger changed
+	Created   bool  // the job was new to the ledger
 }
 
 // Ingest records a verified webhook delivery and applies its job event, in
@@ -115,6 +116,9 @@ func (l *Ledger) Observe(ctx context.Context, t corral.Target, ev corral.JobEven
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("observe job %d of target %s: %w", ev.ForgeJobID, t.ID, err)
+	}
+	for _, c := range seen {
+		res.Created = res.Created || c.from == ""
 	}
 	l.record(ctx, seen)
 	if res.Changed && l.OnChange != nil {
