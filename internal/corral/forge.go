@@ -30,6 +30,14 @@ type JobEvent struct {
 	RunnerName string // set from in_progress on
 	Conclusion string // set when completed
 	At         time.Time
+	// What a completed event carries for CI analytics, when the forge
+	// sends it: the workflow's name (GitHub), the forge's created_at,
+	// started_at and completed_at, and the steps with their timings.
+	Workflow    string
+	CreatedAt   time.Time
+	StartedAt   time.Time
+	CompletedAt time.Time
+	Steps       []Step
 }
 
 // Delivery is one verified, decoded webhook delivery.
