@@ -29,6 +29,9 @@ func (r JobRun) Duration() time.Duration { return span(r.StartedAt, r.CompletedA
 // is unknown.
 func (r JobRun) QueueTime() time.Duration { return span(r.QueuedAt, r.StartedAt) }
 
+// MaxSteps bounds the steps kept of one job (GitHub allows 1,000).
+const MaxSteps = 1000
+
 // Step is one step of a job as the forge reports it.
 type Step struct {
 	Number      int       `json:"number"`
