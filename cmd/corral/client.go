@@ -284,8 +284,8 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 		if err != nil {
 			return err
 		}
-		return printList(stdout, b, *output, "jobs", []string{"REPOSITORY", "JOB", "POOL", "JOBS", "PEAK CPU", "P95 CPU", "PEAK MEMORY MB", "CPU", "MEMORY MB", "ADVICE"},
-			[]string{"repository", "job", "pool", "jobs", "peak_cpu", "p95_cpu", "peak_memory_mb", "cpu", "memory_mb", "advice"})
+		return printList(stdout, b, *output, "jobs", []string{"REPOSITORY", "WORKFLOW", "JOB", "POOL", "JOBS", "PEAK CPU", "P95 CPU", "PEAK MEMORY MB", "CPU", "MEMORY MB", "ADVICE"},
+			[]string{"repository", "workflow", "job", "pool", "jobs", "peak_cpu", "p95_cpu", "peak_memory_mb", "cpu", "memory_mb", "advice"})
 	case cmd == "analytics" && len(rest) == 0:
 		q := url.Values{}
 		for k, v := range map[string]*string{"from": from, "to": to, "repository": repo, "workflow": workflow, "job": job} {

@@ -78,7 +78,8 @@ type ReadTx interface {
 	PoolStates(ctx context.Context) (map[string]PoolState, error)
 
 	// UsageSummaries sums up the recorded job usage per tenant,
-	// repository and job name, ordered so; tenantID "" means all tenants.
+	// repository, workflow (from the job's JobRun) and job name, ordered
+	// so; tenantID "" means all tenants.
 	UsageSummaries(ctx context.Context, tenantID string) ([]UsageSummary, error)
 	// JobRuns lists the completed jobs kept for CI analytics, oldest
 	// completion first.

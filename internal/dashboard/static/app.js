@@ -271,11 +271,12 @@
         ], d.pools, (p) => ({ "data-pool": p.id })),
         table("Right-sizing: what jobs used (peaks sampled from their cgroups) and the size that would do", [
           { h: "Repository", v: (r) => r.repository },
+          { h: "Workflow", v: (r) => r.workflow || "–" },
           { h: "Job", v: (r) => r.job },
           { h: "Pool", v: (r) => r.pool },
           { h: "Jobs", v: (r) => r.jobs },
           { h: "Advice", v: (r) => h("span", { class: r.smaller ? "warn" : "" }, r.advice) },
-        ], d.rightsizing, (r) => ({ "data-rightsizing": r.repository + " " + r.job })));
+        ], d.rightsizing, (r) => ({ "data-rightsizing": r.repository + " " + r.workflow + " " + r.job })));
       },
     },
     instances: {
