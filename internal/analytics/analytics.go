@@ -82,9 +82,11 @@ func Summarize(runs []corral.JobRun, since, until time.Time, top int) Report {
 	}
 	rep := Report{Since: since, Until: until, Runs: len(runs), Jobs: []Group{}, Slowest: []Group{}, MostFailing: []Group{}, Days: []Day{}}
 	type key struct{ repo, workflow, job string }
-	groups := map[key][]corral.JobRun{}
-	days := map[string][]corral.JobRun{}
-	for _, r := range runs {
+	// Pointers, not copies: a run is a large struct.
+	groups := map[key][]*corral.JobRun{}
+	days := map[string][]*corral.JobRun{}
+	for i := range runs {
+		r := &runs[i]
 		k := key{r.Repo, r.Workflow, r.JobName}
 		groups[k] = append(groups[k], r)
 		d := r.CompletedAt.UTC().Format(time.DateOnly)
@@ -133,7 +135,7 @@ func Summarize(runs []corral.JobRun, since, until time.Time, top int) Report {
 	return rep
 }
 
-func figures(rs []corral.JobRun) Figures {
+func figures(rs []*corral.JobRun) Figures {
 	f := Figures{Count: len(rs)}
 	var dur, queue []time.Duration
 	for _, r := range rs {
@@ -162,7 +164,7 @@ func figures(rs []corral.JobRun) Figures {
 	return f
 }
 
-func steps(rs []corral.JobRun) []StepStat {
+func steps(rs []*corral.JobRun) []StepStat {
 	type acc struct {
 		number  int
 		count   int
