@@ -69,6 +69,9 @@ type Recorder interface {
 	LimitHit(pool string)                 // a reservation found no room in any of the job's pools
 	InstanceCreated(pool string)          // a provider made an instance
 	PoolBackoff(pool, kind string, n int) // a pool rests after n failures in a row
+	// ProviderError: a call of kind (corral.ProviderCalls) to the named
+	// provider failed.
+	ProviderError(provider, kind string)
 }
 
 type nopRecorder struct{}
@@ -77,6 +80,7 @@ func (nopRecorder) InstanceReserved(string)         {}
 func (nopRecorder) LimitHit(string)                 {}
 func (nopRecorder) InstanceCreated(string)          {}
 func (nopRecorder) PoolBackoff(string, string, int) {}
+func (nopRecorder) ProviderError(string, string)    {}
 
 // Scheduler is the demand/supply loop. Run it on the leader only.
 type Scheduler struct {
