@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider/providertest"
@@ -232,3 +233,7 @@ func TestProvider_Suite(t *testing.T) {
 	}
 	t.Logf("provider log:\n%s", h.logs.String())
 }
+
+// Wait: VMs boot under emulation here, on a machine shared with other
+// tests.
+func (h *harness) Wait() time.Duration { return 60 * time.Second }
