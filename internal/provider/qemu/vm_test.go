@@ -221,3 +221,52 @@ echo "net: done"; sleep 600`, fwdPort, hiddenPort)
 		t.Errorf("forwarded service saw %d requests, want 2", fwdHits.Load())
 	}
 }
+
+// TestArm64_GuestRunsRunner boots an arm64 guest (qemu-system-aarch64,
+// cortex-a57, emulated) for a pool with arch arm64 and runs an arm64
+// build of the test runner in it.
+func TestArm64_GuestRunsRunner(t *testing.T) {
+	h := newHarness(t)
+	if _, err := os.Stat("/usr/bin/qemu-system-aarch64"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("qemu-system-aarch64 is missing (apt-get install qemu-system-arm)")
+		}
+		t.Skip("qemu-system-aarch64 is missing")
+	}
+	guest := buildGuest(t, "arm64")
+	runner, err := staticBuild(t.TempDir(), "corral-test-runner",
+		"github.com/corral-ci/corral/internal/provider/docker/internal/testrunner", "arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.Runner = runner
+	p := h.provider(t)
+	ctl := providertest.Unique("ctl-")
+	spec := providertest.Spec(t, h, ctl, map[string]corral.Secret{providertest.EnvEcho: "arm64-hello", providertest.EnvRunFor: "1s"})
+	spec.Image = guest
+	spec.Flavor.Arch = "arm64"
+
+	x64 := spec
+	x64.Flavor.Arch = "x64"
+	if _, err := p.Create(t.Context(), x64); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Errorf("an x64 pool on the arm64 guest: err %v, want a clear refusal", err)
+	}
+	inst, err := p.Create(t.Context(), spec)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Delete(t.Context(), inst) })
+	waitFor(t, "the arm64 runner to finish", func() bool {
+		return strings.Contains(consoleOf(h, inst), "corral-test-runner: done")
+	})
+	out := consoleOf(h, inst)
+	t.Logf("console:\n%s", out)
+	if !strings.Contains(out, "echo=arm64-hello") {
+		t.Errorf("the runner did not print its bootstrap")
+	}
+	st, _ := readState(p.InstanceDir(inst.ProviderID))
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.Pid))
+	if st.Arch != "arm64" || (len(cmdline) > 0 && !bytes.Contains(cmdline, []byte("qemu-system-aarch64"))) {
+		t.Errorf("state arch %q, QEMU %q: want arm64 under qemu-system-aarch64", st.Arch, cmdline)
+	}
+}
