@@ -85,6 +85,7 @@ const (
 	deadlineGrace = 30 * time.Second
 	qmpTimeout    = 10 * time.Second
 	stopTimeout   = 10 * time.Second
+	quitGrace     = 2 * time.Second // after QMP quit, before SIGKILL
 	exitedBuffer  = 256
 	// guestNet is the guest side of user-mode networking; forward i is
 	// reached at guestNet.(forwardBase+i).
@@ -922,14 +923,14 @@ func (p *Provider) stop(ctx context.Context, st state) error {
 	if err := qmp(st.QMP, "quit", 3*time.Second); err != nil {
 		p.log.Debug("qmp quit failed; killing QEMU", "instance", st.InstanceID, "err", err)
 	}
-	end := time.Now().Add(stopTimeout)
+	start := time.Now()
 	killed := false
 	for alive(st) {
-		if !killed && time.Now().After(end.Add(-stopTimeout+2*time.Second)) {
+		if !killed && time.Since(start) > quitGrace {
 			_ = syscall.Kill(st.Pid, syscall.SIGKILL)
 			killed = true
 		}
-		if time.Now().After(end) {
+		if time.Since(start) > stopTimeout {
 			return fmt.Errorf("QEMU %d survived SIGKILL", st.Pid)
 		}
 		select {
