@@ -236,4 +236,4 @@ func TestProvider_Suite(t *testing.T) {
 
 // Wait: VMs boot under emulation here, on a machine shared with other
 // tests.
-func (h *harness) Wait() time.Duration { return 60 * time.Second }
+func (h *harness) Wait() time.Duration { return vmWait }

@@ -18,7 +18,9 @@ import (
 	"github.com/corral-ci/corral/internal/provider/providertest"
 )
 
-const vmWait = 60 * time.Second
+// vmWait bounds every wait for a guest: boots are CPU-bound under TCG
+// and take 2-3 s on an idle machine, 15-25 s on this shared one.
+const vmWait = 2 * time.Minute
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
