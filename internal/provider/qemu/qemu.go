@@ -773,9 +773,12 @@ func (p *Provider) runnerTar(src string) (string, error) {
 	name := filepath.Join(p.cfg.Dir, runnersDir, hex.EncodeToString(h.Sum(nil))[:24]+".tar")
 	p.runners.Lock()
 	defer p.runners.Unlock()
+	now := time.Now()
 	if _, err := os.Stat(name); err == nil {
+		_ = os.Chtimes(name, now, now) // in use: not pruned
 		return name, nil
 	}
+	p.pruneRunners(now)
 	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return "", fmt.Errorf("%w: %w", corral.ErrUnavailable, err)
 	}
@@ -821,6 +824,21 @@ func (p *Provider) runnerTar(src string) (string, error) {
 		return "", err
 	}
 	return name, nil
+}
+
+// runnerKeep is how long a runner tar no Create used stays in Dir/.runners.
+const runnerKeep = 24 * time.Hour
+
+// pruneRunners removes runner tars unused for runnerKeep (older versions
+// of a runner). A VM still running from one keeps its open file.
+func (p *Provider) pruneRunners(now time.Time) {
+	ents, _ := os.ReadDir(filepath.Join(p.cfg.Dir, runnersDir))
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > runnerKeep {
+			_ = os.Remove(filepath.Join(p.cfg.Dir, runnersDir, e.Name()))
+		}
+	}
 }
 
 func writeState(dir string, st state) error {

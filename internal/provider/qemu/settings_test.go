@@ -3,8 +3,11 @@ package qemu
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider"
@@ -72,3 +75,41 @@ func TestCreate_RefusesBadInput(t *testing.T) {
 }
 
 func readDirNames(dir string) ([]string, error) { return mustReadDir(dir), nil }
+
+// A runner is packed once per version; a changed runner gets a new tar,
+// and tars unused for a day are pruned.
+func TestRunnerTar_CachedAndPruned(t *testing.T) {
+	dir := t.TempDir()
+	p, err := New(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "runner")
+	if err := os.WriteFile(src, []byte("#!/bin/sh\necho one\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a, err := p.runnerTar(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := p.runnerTar(src); again != a {
+		t.Errorf("the same runner packed twice: %s, %s", a, again)
+	}
+	if fi, _ := os.Stat(a); fi.Size()%512 != 0 {
+		t.Errorf("tar of %d bytes: not whole sectors", fi.Size())
+	}
+	old := time.Now().Add(-2 * runnerKeep)
+	if err := os.Chtimes(a, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src, []byte("#!/bin/sh\necho two, longer\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.runnerTar(src)
+	if err != nil || b == a {
+		t.Fatalf("changed runner: %s (%v), want a new tar", b, err)
+	}
+	if _, err := os.Stat(a); !os.IsNotExist(err) {
+		t.Errorf("the old tar unused for 2 days was not pruned: %v", err)
+	}
+}
