@@ -272,3 +272,41 @@ func TestArm64_GuestRunsRunner(t *testing.T) {
 		t.Errorf("state arch %q, QEMU %q: want arm64 under qemu-system-aarch64", st.Arch, cmdline)
 	}
 }
+
+// TestDeadline_HostKillsOverdueVM: a VM whose guest did not power off at
+// its deadline (its timer was killed, say) is killed by the host side:
+// List kills a QEMU alive past deadline plus grace and lists it stopped.
+// Accelerator and machine are stated for /readyz.
+func TestDeadline_HostKillsOverdueVM(t *testing.T) {
+	h := newHarness(t)
+	p := h.provider(t)
+	if d := p.Describe(); !strings.Contains(d, "accel tcg") && !strings.Contains(d, "accel kvm") {
+		t.Errorf("Describe() = %q: want the accelerator named", d)
+	}
+	ctl := providertest.Unique("ctl-")
+	inst, err := p.Create(t.Context(), providertest.Spec(t, h, ctl, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Delete(t.Context(), inst) })
+	dir := p.InstanceDir(inst.ProviderID)
+	st, err := readState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := providertest.Find(t, p, ctl, inst.InstanceID); !ok || !got.Running {
+		t.Fatalf("before the deadline: %+v (found %v), want running", got, ok)
+	}
+	st.Deadline = time.Now().Add(-deadlineGrace - time.Second) // overdue, as the guest would not see
+	if err := writeState(dir, st); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := providertest.Find(t, h.provider(t), ctl, inst.InstanceID)
+	if !ok || got.Running {
+		t.Errorf("overdue VM listed %+v (found %v), want stopped", got, ok)
+	}
+	waitFor(t, "QEMU to die", func() bool { return !alive(st) })
+	if !strings.Contains(h.logs.String(), "VM outlived its deadline") {
+		t.Errorf("no log line for the kill")
+	}
+}
