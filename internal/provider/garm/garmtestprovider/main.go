@@ -95,7 +95,7 @@ func provide() int {
 		time.Sleep(time.Hour)
 	case "crash":
 		fmt.Fprintln(os.Stderr, "garmtestprovider: crashing on purpose")
-		_ = syscall.Kill(os.Getpid(), syscall.SIGSEGV)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		time.Sleep(time.Second)
 	case "garbage":
 		fmt.Fprintln(os.Stderr, "garmtestprovider: printing garbage on purpose")
