@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/corral-ci/corral/internal/config"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider"
 	_ "github.com/corral-ci/corral/internal/provider/builtin" // the provider types corral has
+	"github.com/corral-ci/corral/internal/provider/garm"
 )
 
 // openProviders opens every provider instance the config declares (or its
@@ -51,8 +54,45 @@ func providerEnv(cfg *config.Config, log *slog.Logger) (provider.Env, error) {
 	if err != nil {
 		return provider.Env{}, err
 	}
-	return provider.Env{DataDir: dataDir, Executable: exe, InstancesDir: cfg.InstancesDir,
-		InstanceDiskMB: cfg.InstanceDiskMB, Logger: log}, nil
+	env := provider.Env{DataDir: dataDir, Executable: exe, InstancesDir: cfg.InstancesDir,
+		InstanceDiskMB: cfg.InstanceDiskMB, Logger: log}
+	if m := instanceMetadata(cfg, log); m != nil {
+		env.Metadata = m
+	}
+	return env, nil
+}
+
+var (
+	metaMu sync.Mutex
+	meta   *garm.Metadata
+)
+
+// instanceMetadata is this process's metadata endpoint for instances that
+// fetch their own bootstrap (garm providers): one for the process, made
+// at the first call, at the address instance_url (or the scheme and host
+// of runners.public_url) names; nil when neither is set.
+func instanceMetadata(cfg *config.Config, log *slog.Logger) *garm.Metadata {
+	metaMu.Lock()
+	defer metaMu.Unlock()
+	if meta != nil {
+		return meta
+	}
+	base := cfg.InstanceURL
+	if base == "" && cfg.Runners.PublicURL != "" {
+		if u, err := url.Parse(cfg.Runners.PublicURL); err == nil {
+			base = u.Scheme + "://" + u.Host
+		}
+	}
+	if base == "" {
+		return nil
+	}
+	m, err := garm.NewMetadata(garm.MetadataConfig{BaseURL: base, Logger: log})
+	if err != nil {
+		log.Error("instance metadata endpoint not served", "instance_url", base, "err", err)
+		return nil
+	}
+	meta = m
+	return meta
 }
 
 // fillPoolImages gives each pool without an image its provider type's

@@ -82,6 +82,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Holder:            replicaName(controllerID, cfg.Listen),
 		ReconcileInterval: cfg.ReconcileInterval, LeaseTTL: cfg.LeaseTTL, Logger: log,
 	}
+	if m := instanceMetadata(cfg, log); m != nil {
+		opt.Metadata = m
+	}
 	a, err := app.New(opt)
 	if err != nil {
 		return err
