@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 		{"PoolState/SetAndForget", testPoolStates},
 		{"JobUsage/RecordAndSummarize", testJobUsage},
 		{"Token/RoundTripRevokeTouch", testTokens},
+		{"InstanceGrant/UseOnceReplaceSweep", testInstanceGrants},
 		{"Filters/Tenant", testTenantFilters},
 		{"Update/RollbackOnError", testRollbackOnError},
 		{"Update/ConcurrentMixed", testConcurrentMixed},
