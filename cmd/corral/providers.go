@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
@@ -56,7 +57,7 @@ func providerEnv(cfg *config.Config, log *slog.Logger) (provider.Env, error) {
 	}
 	env := provider.Env{DataDir: dataDir, Executable: exe, InstancesDir: cfg.InstancesDir,
 		InstanceDiskMB: cfg.InstanceDiskMB, Logger: log}
-	if m := instanceMetadata(cfg, log); m != nil {
+	if m := instanceMetadata(); m != nil {
 		env.Metadata = m
 	}
 	return env, nil
@@ -67,16 +68,11 @@ var (
 	meta   *garm.Metadata
 )
 
-// instanceMetadata is this process's metadata endpoint for instances that
-// fetch their own bootstrap (garm providers): one for the process, made
-// at the first call, at the address instance_url (or the scheme and host
-// of runners.public_url) names; nil when neither is set.
-func instanceMetadata(cfg *config.Config, log *slog.Logger) *garm.Metadata {
-	metaMu.Lock()
-	defer metaMu.Unlock()
-	if meta != nil {
-		return meta
-	}
+// openMetadata makes this process's metadata endpoint for instances that
+// fetch their own bootstrap (garm providers), on the store, at the
+// address instance_url (or the scheme and host of runners.public_url)
+// names; none when neither is set. providerEnv hands it to the providers.
+func openMetadata(cfg *config.Config, st corral.Store, log *slog.Logger) (*garm.Metadata, error) {
 	base := cfg.InstanceURL
 	if base == "" && cfg.Runners.PublicURL != "" {
 		if u, err := url.Parse(cfg.Runners.PublicURL); err == nil {
@@ -84,14 +80,22 @@ func instanceMetadata(cfg *config.Config, log *slog.Logger) *garm.Metadata {
 		}
 	}
 	if base == "" {
-		return nil
+		return nil, nil
 	}
-	m, err := garm.NewMetadata(garm.MetadataConfig{BaseURL: base, Logger: log})
+	m, err := garm.NewMetadata(garm.MetadataConfig{BaseURL: base, Store: st, Logger: log})
 	if err != nil {
-		log.Error("instance metadata endpoint not served", "instance_url", base, "err", err)
-		return nil
+		return nil, fmt.Errorf("instance_url: %w", err)
 	}
+	metaMu.Lock()
 	meta = m
+	metaMu.Unlock()
+	return m, nil
+}
+
+// instanceMetadata is the endpoint openMetadata made, if any.
+func instanceMetadata() *garm.Metadata {
+	metaMu.Lock()
+	defer metaMu.Unlock()
 	return meta
 }
 

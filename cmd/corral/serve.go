@@ -65,6 +65,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	metadata, err := openMetadata(cfg, store, log)
+	if err != nil {
+		return err
+	}
 	providers, err := openProviders(ctx, cfg, dom, store, log)
 	if err != nil {
 		return err
@@ -82,8 +86,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Holder:            replicaName(controllerID, cfg.Listen),
 		ReconcileInterval: cfg.ReconcileInterval, LeaseTTL: cfg.LeaseTTL, Logger: log,
 	}
-	if m := instanceMetadata(cfg, log); m != nil {
-		opt.Metadata = m
+	if metadata != nil {
+		opt.Metadata = metadata
 	}
 	a, err := app.New(opt)
 	if err != nil {

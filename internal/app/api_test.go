@@ -56,7 +56,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta, err := garm.NewMetadata(garm.MetadataConfig{BaseURL: "http://127.0.0.1:1"})
+	meta, err := garm.NewMetadata(garm.MetadataConfig{BaseURL: "http://127.0.0.1:1", Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}

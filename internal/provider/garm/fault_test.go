@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +30,7 @@ func spec(h *harness, pool string) corral.InstanceSpec {
 // its stderr, within its timeout, and its instance's token is revoked.
 func TestGarm_Faults(t *testing.T) {
 	h := newHarness(t)
+	rec := &recording{Metadata: h.meta}
 	cases := []struct {
 		fault string
 		want  []string
@@ -43,7 +46,7 @@ func TestGarm_Faults(t *testing.T) {
 			s := h.settings()
 			s.Env = map[string]string{"GARMTEST_FAULT": c.fault}
 			s.Timeouts.Create = 2 * time.Second
-			p, err := New("faulty", s, provider.Env{DataDir: h.data, Metadata: h.meta})
+			p, err := New("faulty", s, provider.Env{DataDir: h.data, Metadata: rec})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,20 +68,39 @@ func TestGarm_Faults(t *testing.T) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
 			}
-			if h.meta.byInstLen(sp.InstanceID) != 0 {
-				t.Errorf("the failed instance's metadata grant outlives the failure")
+			g := rec.get(sp.InstanceID)
+			if g.Token == "" {
+				t.Fatal("no grant was made")
+			}
+			if code, _ := do(t, "GET", g.MetadataURL+"/runner-metadata", g.Token, ""); code != http.StatusUnauthorized {
+				t.Errorf("the failed instance's token: %d, want 401 (revoked)", code)
 			}
 		})
 	}
 }
 
-func (m *Metadata) byInstLen(id string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.byInst[id]; ok {
-		return 1
+// recording remembers the grants a provider asked for.
+type recording struct {
+	*Metadata
+	mu     sync.Mutex
+	grants map[string]provider.MetadataGrant
+}
+
+func (r *recording) Grant(spec corral.InstanceSpec) (provider.MetadataGrant, error) {
+	g, err := r.Metadata.Grant(spec)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.grants == nil {
+		r.grants = map[string]provider.MetadataGrant{}
 	}
-	return 0
+	r.grants[spec.InstanceID] = g
+	return g, err
+}
+
+func (r *recording) get(id string) provider.MetadataGrant {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.grants[id]
 }
 
 // TestGarm_ListFaultFailsWhole: a pool whose ListInstances prints garbage

@@ -2,6 +2,7 @@ package garm
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider"
 	"github.com/corral-ci/corral/internal/provider/providertest"
+	"github.com/corral-ci/corral/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) {
@@ -65,6 +67,17 @@ func testProvider(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(buildDir, "garmtestprovider")
+}
+
+// testStore opens a real SQLite store in a temporary directory.
+func testStore(t testing.TB) corral.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func testExe(t testing.TB) string {
@@ -125,7 +138,7 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	h.meta, _ = serveMetadata(t, func(base string) *Metadata {
-		m, err := NewMetadata(MetadataConfig{BaseURL: base, Logger: slog.New(slog.NewTextHandler(h.logs, nil))})
+		m, err := NewMetadata(MetadataConfig{BaseURL: base, Store: testStore(t), Logger: slog.New(slog.NewTextHandler(h.logs, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,9 +1,11 @@
 package garm
 
 import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +35,6 @@ const (
 	TokenPrefix = "corral_instance_"
 	// DefaultGrantTTL is how long an instance may fetch its bootstrap.
 	DefaultGrantTTL = 15 * time.Minute
-	maxGrants       = 10_000
 	maxCallbackBody = 64 << 10
 )
 
@@ -74,6 +76,9 @@ type MetadataConfig struct {
 	// BaseURL is corral's address as instances reach it, e.g.
 	// http://10.0.0.1:8080 (no path).
 	BaseURL string
+	// Store keeps the grants (table instance_grants), so that every
+	// replica answers every instance and a restart loses none.
+	Store corral.Store
 	// TTL bounds how long after its grant an instance may fetch its
 	// bootstrap (default 15 min). Callbacks are taken until the instance's
 	// deadline.
@@ -93,35 +98,36 @@ type MetadataConfig struct {
 // after its TTL, after Revoke (the instance is deleted) and, for the
 // metadata paths, once the runner reported its setup done.
 //
-// Grants live in memory, as the runner download grants do: a corral
-// restart ends them, and an instance that had not fetched its credential
-// by then never comes online and is replaced by the startup timeout.
+// Grants live in the store, keyed by the SHA-256 of their token, their
+// content sealed (AES-256-GCM) with a key derived from the token: the
+// store alone cannot open them, any replica shown the token can.
 type Metadata struct {
 	cfg MetadataConfig
 	log *slog.Logger
 
-	mu     sync.Mutex
-	grants map[[32]byte]*grant // by token hash
-	byInst map[string][32]byte // instance id -> token hash
+	mu        sync.Mutex
+	events    map[string][]Event // by instance id, this replica's only
+	lastSweep time.Time
 }
 
 var _ provider.InstanceMetadata = (*Metadata)(nil)
 
+// grant is the sealed content of a grant.
 type grant struct {
-	instance, name, pool string
-	labels               []string
-	forge                string
-	repoURL              string
-	kind                 string            // credentialJIT, credentialToken or ""
-	credEnv              string            // the variable the credential goes in
-	token                string            // registration token
-	jitFiles             map[string][]byte // credentials/<file>
-	boot                 corral.Bootstrap  // without the credential
-	deadline             time.Time
-	fetchBy, callBy      time.Time
-	used                 map[string]bool
-	done                 bool
-	events               []Event
+	Instance string            `json:"instance"`
+	Name     string            `json:"name"`
+	Pool     string            `json:"pool"`
+	Labels   []string          `json:"labels,omitempty"`
+	Forge    string            `json:"forge,omitempty"`
+	RepoURL  string            `json:"repo_url,omitempty"`
+	Kind     string            `json:"kind,omitempty"`     // credentialJIT, credentialToken or ""
+	CredEnv  string            `json:"cred_env,omitempty"` // the variable the credential goes in
+	Token    string            `json:"token,omitempty"`    // registration token
+	JITFiles map[string][]byte `json:"jit_files,omitempty"`
+	Command  []string          `json:"command,omitempty"`
+	Env      map[string]string `json:"env,omitempty"` // without the credential
+	Files    map[string]string `json:"files,omitempty"`
+	Deadline time.Time         `json:"deadline,omitzero"`
 }
 
 // Event is one callback an instance made.
@@ -139,6 +145,9 @@ func NewMetadata(cfg MetadataConfig) (*Metadata, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: metadata base URL %q: want http(s)://host[:port]", corral.ErrBadInput, cfg.BaseURL)
 	}
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("%w: the metadata endpoint needs the store", corral.ErrBadInput)
+	}
 	cfg.BaseURL = strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/")
 	if cfg.TTL <= 0 {
 		cfg.TTL = DefaultGrantTTL
@@ -149,9 +158,60 @@ func NewMetadata(cfg MetadataConfig) (*Metadata, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Metadata{cfg: cfg, log: cfg.Logger.With("component", "garm-metadata"),
-		grants: map[[32]byte]*grant{}, byInst: map[string][32]byte{}}, nil
+	return &Metadata{cfg: cfg, log: cfg.Logger.With("component", "garm-metadata"), events: map[string][]Event{}}, nil
 }
+
+// sealKey derives a grant's key from its token.
+func sealKey(token string) []byte {
+	k := sha256.Sum256([]byte("corral instance grant v1\x00" + token))
+	return k[:]
+}
+
+func seal(token, instance string, g *grant) ([]byte, error) {
+	plain, err := json.Marshal(g)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(sealKey(token))
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return aead.Seal(nonce, nonce, plain, []byte(instance)), nil
+}
+
+func open(token string, sg corral.InstanceGrant) (*grant, error) {
+	block, err := aes.NewCipher(sealKey(token))
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	if len(sg.Sealed) < aead.NonceSize() {
+		return nil, errors.New("sealed grant too short")
+	}
+	plain, err := aead.Open(nil, sg.Sealed[:aead.NonceSize()], sg.Sealed[aead.NonceSize():], []byte(sg.InstanceID))
+	if err != nil {
+		return nil, err
+	}
+	var g grant
+	if err := json.Unmarshal(plain, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// storeTimeout bounds each store call of a request.
+const storeTimeout = 10 * time.Second
 
 // Grant keeps spec's bootstrap for its instance and returns the URLs and
 // a new token. A grant made again for the same instance replaces the old
@@ -166,55 +226,76 @@ func (m *Metadata) Grant(spec corral.InstanceSpec) (provider.MetadataGrant, erro
 		return provider.MetadataGrant{}, err
 	}
 	token := TokenPrefix + hex.EncodeToString(b)
+	sealed, err := seal(token, spec.InstanceID, g)
+	if err != nil {
+		return provider.MetadataGrant{}, err
+	}
 	now := m.cfg.Clock.Now()
-	g.fetchBy = now.Add(m.cfg.TTL)
-	g.callBy = g.fetchBy
-	if spec.Deadline.After(g.callBy) {
-		g.callBy = spec.Deadline
-	}
 	h := sha256.Sum256([]byte(token))
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sweepLocked(now)
-	if len(m.grants) >= maxGrants {
-		return provider.MetadataGrant{}, fmt.Errorf("%w: %d instance metadata grants outstanding", corral.ErrLimit, len(m.grants))
+	sg := corral.InstanceGrant{Hash: h[:], InstanceID: spec.InstanceID, Sealed: sealed, FetchBy: now.Add(m.cfg.TTL)}
+	sg.CallBy = sg.FetchBy
+	if spec.Deadline.After(sg.CallBy) {
+		sg.CallBy = spec.Deadline
 	}
-	if old, ok := m.byInst[spec.InstanceID]; ok {
-		delete(m.grants, old)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	sweep := m.sweepDue(now)
+	err = m.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		if sweep {
+			if _, err := tx.SweepInstanceGrants(ctx, now); err != nil {
+				return err
+			}
+		}
+		return tx.PutInstanceGrant(ctx, sg)
+	})
+	if err != nil {
+		return provider.MetadataGrant{}, fmt.Errorf("instance %s: metadata grant: %w", spec.InstanceID, err)
 	}
-	m.grants[h] = g
-	m.byInst[spec.InstanceID] = h
-	m.log.Info("instance metadata granted", "instance", spec.InstanceID, "credential", g.kind, "until", g.fetchBy)
+	m.log.Info("instance metadata granted", "instance", spec.InstanceID, "credential", g.Kind, "until", sg.FetchBy)
 	return provider.MetadataGrant{MetadataURL: m.cfg.BaseURL + strings.TrimSuffix(MetadataPath, "/"),
 		CallbackURL: m.cfg.BaseURL + strings.TrimSuffix(CallbackPath, "/"), Token: token,
-		JIT: g.kind == credentialJIT, RepoURL: g.repoURL}, nil
+		JIT: g.Kind == credentialJIT, RepoURL: g.RepoURL}, nil
+}
+
+// sweepDue says whether this Grant also deletes the expired grants (once a
+// minute).
+func (m *Metadata) sweepDue(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Sub(m.lastSweep) < time.Minute {
+		return false
+	}
+	m.lastSweep = now
+	return true
 }
 
 // newGrant sorts spec's bootstrap into garm's pieces: the credential (a
 // JIT config's files, or a registration token) apart from the rest.
 func newGrant(spec corral.InstanceSpec) (*grant, error) {
-	g := &grant{instance: spec.InstanceID, name: spec.Name, pool: spec.PoolID, labels: spec.Labels,
-		deadline: spec.Deadline, used: map[string]bool{}}
-	env := make(map[string]corral.Secret, len(spec.Bootstrap.Env))
+	g := &grant{Instance: spec.InstanceID, Name: spec.Name, Pool: spec.PoolID, Labels: spec.Labels,
+		Deadline: spec.Deadline, Command: spec.Bootstrap.Command, Env: map[string]string{}, Files: map[string]string{}}
 	for k, v := range spec.Bootstrap.Env {
-		env[k] = v
+		g.Env[k] = v.Reveal()
 	}
-	g.boot = corral.Bootstrap{RunnerID: spec.Bootstrap.RunnerID, Command: spec.Bootstrap.Command, Env: env, Files: spec.Bootstrap.Files}
+	for k, v := range spec.Bootstrap.Files {
+		g.Files[k] = v.Reveal()
+	}
+	env := g.Env
 	switch {
 	case env[envGitHubJIT] != "":
-		files, err := decodeJIT(env[envGitHubJIT].Reveal())
+		files, err := decodeJIT(env[envGitHubJIT])
 		if err != nil {
 			return nil, fmt.Errorf("%w: instance %s: the GitHub JIT config: %w", corral.ErrBadInput, spec.InstanceID, err)
 		}
-		g.kind, g.credEnv, g.jitFiles, g.forge = credentialJIT, envGitHubJIT, files, forgeGitHub
+		g.Kind, g.CredEnv, g.JITFiles, g.Forge = credentialJIT, envGitHubJIT, files, forgeGitHub
 		delete(env, envGitHubJIT)
 	case env[envGitHubToken] != "":
-		g.kind, g.credEnv, g.token, g.forge = credentialToken, envGitHubToken, env[envGitHubToken].Reveal(), forgeGitHub
-		g.repoURL = env[envGitHubURL].Reveal()
+		g.Kind, g.CredEnv, g.Token, g.Forge = credentialToken, envGitHubToken, env[envGitHubToken], forgeGitHub
+		g.RepoURL = env[envGitHubURL]
 		delete(env, envGitHubToken)
 	case env[envGiteaToken] != "":
-		g.kind, g.credEnv, g.token, g.forge = credentialToken, envGiteaToken, env[envGiteaToken].Reveal(), forgeGitea
-		g.repoURL = env[envGiteaURL].Reveal()
+		g.Kind, g.CredEnv, g.Token, g.Forge = credentialToken, envGiteaToken, env[envGiteaToken], forgeGitea
+		g.RepoURL = env[envGiteaURL]
 		delete(env, envGiteaToken)
 	}
 	return g, nil
@@ -260,64 +341,100 @@ func EncodeJIT(files map[string][]byte) string {
 
 // Revoke ends the instance's grant.
 func (m *Metadata) Revoke(instanceID string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if h, ok := m.byInst[instanceID]; ok {
-		delete(m.grants, h)
-		delete(m.byInst, instanceID)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := m.cfg.Store.Update(ctx, func(tx corral.Tx) error { return tx.DeleteInstanceGrants(ctx, instanceID) }); err != nil {
+		// The grant then ends at its TTL.
+		m.log.Warn("instance metadata revoke", "instance", instanceID, "err", err)
 	}
+	m.mu.Lock()
+	delete(m.events, instanceID)
+	m.mu.Unlock()
 }
 
-// Events returns the callbacks the instance made while its grant lived.
+// Events returns the callbacks of the instance this replica took.
 func (m *Metadata) Events(instanceID string) []Event {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	h, ok := m.byInst[instanceID]
-	if !ok {
-		return nil
-	}
-	return append([]Event(nil), m.grants[h].events...)
+	return append([]Event(nil), m.events[instanceID]...)
 }
 
-func (m *Metadata) sweepLocked(now time.Time) {
-	for h, g := range m.grants {
-		if now.After(g.callBy) {
-			delete(m.grants, h)
-			if m.byInst[g.instance] == h {
-				delete(m.byInst, g.instance)
-			}
-		}
-	}
+// errRefused is a request the token does not allow; reason is logged and
+// told to the caller (it names no secret).
+type errRefused struct {
+	status int
+	reason string
 }
 
-// lookup finds the grant of r's bearer token. The caller holds m.mu.
-func (m *Metadata) lookupLocked(r *http.Request) (*grant, string) {
+func (e *errRefused) Error() string { return e.reason }
+
+// lookup finds and opens the grant of r's bearer token.
+func (m *Metadata) lookup(r *http.Request) (corral.InstanceGrant, *grant, string, error) {
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimSpace(tok)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(tok, TokenPrefix) {
-		return nil, reasonUnknown
+		return corral.InstanceGrant{}, nil, "", &errRefused{http.StatusUnauthorized, reasonUnknown}
 	}
-	h := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	g, ok := m.grants[h]
-	if !ok {
-		return nil, reasonUnknown
+	h := sha256.Sum256([]byte(tok))
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	var sg corral.InstanceGrant
+	err := m.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
+		var err error
+		sg, err = tx.InstanceGrant(ctx, h[:])
+		return err
+	})
+	switch {
+	case errors.Is(err, corral.ErrNotFound):
+		return sg, nil, "", &errRefused{http.StatusUnauthorized, reasonUnknown}
+	case err != nil:
+		return sg, nil, "", err
 	}
-	// The map lookup found it by hash; compare once more in constant time.
-	if want := m.byInst[g.instance]; subtle.ConstantTimeCompare(want[:], h[:]) != 1 {
-		return nil, reasonUnknown
+	g, err := open(tok, sg)
+	if err != nil {
+		return sg, nil, "", &errRefused{http.StatusUnauthorized, reasonUnknown}
 	}
-	return g, ""
+	return sg, g, tok, nil
 }
 
-func (m *Metadata) refuse(w http.ResponseWriter, r *http.Request, g *grant, status int, reason string) {
-	inst := ""
-	if g != nil {
-		inst = g.instance
+// use records that the grant gave piece: false (and the refusal written)
+// if it gave it before.
+func (m *Metadata) use(w http.ResponseWriter, r *http.Request, sg corral.InstanceGrant, piece string) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	err := m.cfg.Store.Update(ctx, func(tx corral.Tx) error { return tx.UseInstanceGrant(ctx, sg.Hash, piece) })
+	switch {
+	case errors.Is(err, corral.ErrConflict):
+		m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusUnauthorized, reasonUsed + ": " + piece})
+		return false
+	case errors.Is(err, corral.ErrNotFound):
+		m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusUnauthorized, reasonUnknown})
+		return false
+	case err != nil:
+		m.refuse(w, r, sg.InstanceID, err)
+		return false
 	}
-	m.log.Info("instance metadata refused", "path", r.URL.Path, "instance", inst, "reason", reason, "remote", r.RemoteAddr)
-	if status == http.StatusUnauthorized {
+	if piece != pieceDone {
+		m.log.Info("instance metadata fetched", "instance", sg.InstanceID, "piece", piece)
+	}
+	return true
+}
+
+// pieceDone marks a grant whose runner reported its setup over.
+const pieceDone = "done"
+
+func (m *Metadata) refuse(w http.ResponseWriter, r *http.Request, inst string, err error) {
+	var rf *errRefused
+	if !errors.As(err, &rf) {
+		m.log.Warn("instance metadata: store", "path", r.URL.Path, "instance", inst, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "Service Unavailable", "details": "the store did not answer"})
+		return
+	}
+	m.log.Info("instance metadata refused", "path", r.URL.Path, "instance", inst, "reason", rf.reason, "remote", r.RemoteAddr)
+	if rf.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="corral-instance"`)
 	}
-	writeJSON(w, status, map[string]string{"error": http.StatusText(status), "details": reason})
+	writeJSON(w, rf.status, map[string]string{"error": http.StatusText(rf.status), "details": rf.reason})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -367,72 +484,59 @@ func (m *Metadata) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := strings.Trim(strings.TrimPrefix(r.URL.Path, strings.TrimSuffix(MetadataPath, "/")), "/")
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	g, reason := m.lookupLocked(r)
-	now := m.cfg.Clock.Now()
+	sg, g, _, err := m.lookup(r)
 	switch {
-	case g == nil:
-		m.refuse(w, r, nil, http.StatusUnauthorized, reason)
+	case err != nil:
+		m.refuse(w, r, sg.InstanceID, err)
 		return
-	case now.After(g.fetchBy):
-		m.refuse(w, r, g, http.StatusUnauthorized, reasonExpired)
+	case m.cfg.Clock.Now().After(sg.FetchBy):
+		m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusUnauthorized, reasonExpired})
 		return
-	case g.done:
-		m.refuse(w, r, g, http.StatusUnauthorized, reasonDone)
+	case slices.Contains(sg.Used, pieceDone):
+		m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusUnauthorized, reasonDone})
 		return
-	}
-	// once serves a piece a single time.
-	once := func(piece string) bool {
-		if g.used[piece] {
-			m.refuse(w, r, g, http.StatusUnauthorized, reasonUsed+": "+piece)
-			return false
-		}
-		g.used[piece] = true
-		m.log.Info("instance metadata fetched", "instance", g.instance, "piece", piece)
-		return true
 	}
 	switch {
 	case path == pathRunnerMeta:
-		writeJSON(w, http.StatusOK, RunnerMetadata{ForgeType: g.forge, RunnerRegistrationURL: g.repoURL,
-			RunnerName: g.name, RunnerLabels: g.labels, JITEnabled: g.kind == credentialJIT})
+		writeJSON(w, http.StatusOK, RunnerMetadata{ForgeType: g.Forge, RunnerRegistrationURL: g.RepoURL,
+			RunnerName: g.Name, RunnerLabels: g.Labels, JITEnabled: g.Kind == credentialJIT})
 	case path == pathRegToken:
-		if g.kind != credentialToken {
-			m.refuse(w, r, g, http.StatusUnauthorized, "this instance has no registration token (JIT or none)")
+		if g.Kind != credentialToken {
+			m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusUnauthorized, "this instance has no registration token (JIT or none)"})
 			return
 		}
-		if once(pathRegToken) {
-			writeText(w, []byte(g.token))
+		if m.use(w, r, sg, pathRegToken) {
+			writeText(w, []byte(g.Token))
 		}
 	case strings.HasPrefix(path, pathCredentials):
 		file := strings.TrimPrefix(path, pathCredentials)
-		b, ok := g.jitFiles[file]
-		if g.kind != credentialJIT || !ok {
-			m.refuse(w, r, g, http.StatusNotFound, fmt.Sprintf("no JIT file %q for this instance", file))
+		b, ok := g.JITFiles[file]
+		if g.Kind != credentialJIT || !ok {
+			m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusNotFound, fmt.Sprintf("no JIT file %q for this instance", file)})
 			return
 		}
-		if once(pathCredentials + file) {
+		if m.use(w, r, sg, pathCredentials+file) {
 			writeText(w, b)
 		}
 	case path == pathServiceName:
-		writeText(w, []byte("actions.runner."+g.name))
+		writeText(w, []byte("actions.runner."+g.Name))
 	case path == pathCertBundle:
 		writeJSON(w, http.StatusOK, map[string]map[string][]byte{"root-certificates": {}})
 	case path == pathBootstrap:
-		if !once(pathBootstrap) {
+		if !m.use(w, r, sg, pathBootstrap) {
 			return
 		}
-		a := BootstrapAnswer{InstanceID: g.instance, Command: g.boot.Command, Env: map[string]string{}, Files: map[string]string{},
-			Credential: g.kind, CredentialEnv: g.credEnv, Deadline: g.deadline}
-		for k, v := range g.boot.Env {
-			a.Env[k] = v.Reveal()
+		a := BootstrapAnswer{InstanceID: g.Instance, Command: g.Command, Env: g.Env, Files: g.Files,
+			Credential: g.Kind, CredentialEnv: g.CredEnv, Deadline: g.Deadline}
+		if a.Env == nil {
+			a.Env = map[string]string{}
 		}
-		for k, v := range g.boot.Files {
-			a.Files[k] = v.Reveal()
+		if a.Files == nil {
+			a.Files = map[string]string{}
 		}
 		writeJSON(w, http.StatusOK, a)
 	default:
-		m.refuse(w, r, g, http.StatusNotFound, "no such metadata path")
+		m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusNotFound, "no such metadata path"})
 	}
 }
 
@@ -449,26 +553,24 @@ func (m *Metadata) ServeCallback(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "body too large or unreadable"})
 		return
 	}
+	sg, _, _, err := m.lookup(r)
+	switch {
+	case err != nil:
+		m.refuse(w, r, sg.InstanceID, err)
+		return
+	case m.cfg.Clock.Now().After(sg.CallBy):
+		m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusUnauthorized, reasonExpired})
+		return
+	case path != callbackStatus && path != callbackSysInfo:
+		m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusNotFound, "no such callback path"})
+		return
+	}
 	var msg struct {
 		Status    string `json:"status"`
 		Message   string `json:"message"`
 		AgentID   *int64 `json:"agent_id"`
 		OSName    string `json:"os_name"`
 		OSVersion string `json:"os_version"`
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	g, reason := m.lookupLocked(r)
-	switch {
-	case g == nil:
-		m.refuse(w, r, nil, http.StatusUnauthorized, reason)
-		return
-	case m.cfg.Clock.Now().After(g.callBy):
-		m.refuse(w, r, g, http.StatusUnauthorized, reasonExpired)
-		return
-	case path != callbackStatus && path != callbackSysInfo:
-		m.refuse(w, r, g, http.StatusNotFound, "no such callback path")
-		return
 	}
 	if err := json.Unmarshal(body, &msg); err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "Bad Request", "details": "body is not JSON: " + err.Error()})
@@ -486,12 +588,22 @@ func (m *Metadata) ServeCallback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if msg.Status == statusIdle || msg.Status == statusFailed {
-			g.done = true // setup is over: no more metadata
+			// Setup is over: no more metadata. A second report changes
+			// nothing.
+			ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+			err := m.cfg.Store.Update(ctx, func(tx corral.Tx) error { return tx.UseInstanceGrant(ctx, sg.Hash, pieceDone) })
+			cancel()
+			if err != nil && !errors.Is(err, corral.ErrConflict) {
+				m.refuse(w, r, sg.InstanceID, err)
+				return
+			}
 		}
 	}
-	if len(g.events) < 100 {
-		g.events = append(g.events, ev)
+	m.mu.Lock()
+	if len(m.events[sg.InstanceID]) < 100 {
+		m.events[sg.InstanceID] = append(m.events[sg.InstanceID], ev)
 	}
-	m.log.Info("instance callback", "instance", g.instance, "kind", path, "status", msg.Status, "message", msg.Message)
+	m.mu.Unlock()
+	m.log.Info("instance callback", "instance", sg.InstanceID, "kind", path, "status", msg.Status, "message", msg.Message)
 	writeJSON(w, http.StatusOK, map[string]string{})
 }

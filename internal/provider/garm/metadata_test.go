@@ -1,6 +1,7 @@
 package garm
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -32,7 +33,7 @@ func (c *fakeClock) Add(d time.Duration) {
 
 func newMeta(t *testing.T, clock corral.Clock) (*Metadata, string) {
 	m, srv := serveMetadata(t, func(base string) *Metadata {
-		m, err := NewMetadata(MetadataConfig{BaseURL: base, TTL: time.Minute, Clock: clock})
+		m, err := NewMetadata(MetadataConfig{BaseURL: base, Store: testStore(t), TTL: time.Minute, Clock: clock})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,5 +201,47 @@ func TestMetadata_JIT(t *testing.T) {
 	sp.Bootstrap.Env["ACTIONS_RUNNER_INPUT_JITCONFIG"] = "not base64!"
 	if _, err := m.Grant(sp); err == nil || !strings.Contains(err.Error(), "JIT config") {
 		t.Errorf("Grant of a bad JIT config: %v", err)
+	}
+}
+
+// TestMetadata_SharedStore: a grant made by one replica (or before a
+// restart) is answered by another Metadata on the same store, its single
+// use holds across both, and the store keeps neither the token nor the
+// credential in the clear.
+func TestMetadata_SharedStore(t *testing.T) {
+	st := testStore(t)
+	mk := func() (*Metadata, string) {
+		m, srv := serveMetadata(t, func(base string) *Metadata {
+			m, err := NewMetadata(MetadataConfig{BaseURL: base, Store: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		})
+		return m, srv.URL
+	}
+	one, _ := mk()
+	_, base2 := mk()
+	g, err := one.Grant(tokenSpec("s", "reg-secret-s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do(t, "GET", base2+"/api/v1/metadata/runner-registration-token", g.Token, ""); code != 200 || body != "reg-secret-s" {
+		t.Errorf("the other replica: %d %q", code, body)
+	}
+	if code, _ := do(t, "GET", g.MetadataURL+"/runner-registration-token", g.Token, ""); code != http.StatusUnauthorized {
+		t.Errorf("the first replica after the other gave the token: %d, want 401", code)
+	}
+	var raw []byte
+	if err := st.View(t.Context(), func(tx corral.ReadTx) error {
+		h := sha256.Sum256([]byte(g.Token))
+		sg, err := tx.InstanceGrant(t.Context(), h[:])
+		raw = append(append(raw, sg.Sealed...), []byte(sg.InstanceID)...)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "reg-secret-s") || strings.Contains(string(raw), g.Token) {
+		t.Errorf("the store keeps the credential or the token in the clear")
 	}
 }
