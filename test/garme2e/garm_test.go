@@ -302,3 +302,36 @@ func TestGarm_SIGKILL(t *testing.T) {
 	r.CheckJobs(t, jobs, nil)
 	p.Stop(t)
 }
+
+// TestGarm_SIGKILLBeforeFetch: corral is SIGKILLed after it created garm
+// instances but before they fetched their credentials (they wait 3 s);
+// the restarted corral answers their tokens from the store, and every job
+// runs once.
+func TestGarm_SIGKILLBeforeFetch(t *testing.T) {
+	const jobs = 2
+	r := newRig(t, jobs)
+	r.cfg.Providers[0].Garm.Env = "{GARMTEST_BOOT_DELAY: 3s}"
+	p := r.start(t)
+	for i := range jobs {
+		r.Queue(fmt.Sprint("job-", i), []string{"self-hosted", "corral", fmt.Sprint("run-", i)}, 300*time.Millisecond)
+	}
+	e2etest.WaitFor(t, 60*time.Second, "the garm instances created", func() bool { return len(r.instances()) >= jobs })
+	p.Kill()
+	if n := r.Count(standin.StatusInProgress) + r.Count(standin.StatusCompleted); n != 0 {
+		t.Fatalf("%d jobs started before the kill: the instances fetched too early for this test", n)
+	}
+	p = r.start(t)
+	e2etest.WaitFor(t, 90*time.Second, "every job completed", func() bool { return r.Count(standin.StatusCompleted) == jobs })
+	e2etest.WaitFor(t, 60*time.Second, "every registration removed and no instance left", func() bool {
+		return r.Stats().Registered == 0 && len(r.instances()) == 0
+	})
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "piece=credentials/runner"); n < jobs {
+		t.Errorf("the restarted corral gave %d JIT runner files, want %d (the instances granted before the kill)", n, jobs)
+	}
+	r.CheckJobs(t, jobs, nil)
+	p.Stop(t)
+}

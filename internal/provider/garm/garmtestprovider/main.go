@@ -14,7 +14,8 @@
 //
 // Test switches (in the provider's environment, set through corral's
 // provider env): GARMTEST_FAULT=hang|crash|garbage|badstatus|noid makes
-// every command misbehave that way.
+// every command misbehave that way; GARMTEST_BOOT_DELAY=3s makes every
+// instance wait before it fetches its bootstrap.
 package main
 
 import (
@@ -46,6 +47,9 @@ const (
 	envImage    = "GARMTEST_IMAGE"
 	envName     = "GARMTEST_NAME"
 	envFault    = "GARMTEST_FAULT"
+	// envBootDelay (a duration, in the provider's environment) makes each
+	// instance wait that long before it fetches its bootstrap.
+	envBootDelay = "GARMTEST_BOOT_DELAY"
 )
 
 const exitNotFound = 30
@@ -285,6 +289,9 @@ func create(ctx context.Context, p *process.Provider, cfg config, controller, po
 			envMetadata: corral.Secret(b.MetadataURL), envCallback: corral.Secret(b.CallbackURL),
 			envToken: corral.Secret(b.InstanceToken), envImage: corral.Secret(b.Image), envName: corral.Secret(b.Name),
 		}, Files: map[string]corral.Secret{}},
+	}
+	if d := os.Getenv(envBootDelay); d != "" {
+		spec.Bootstrap.Env[envBootDelay] = corral.Secret(d)
 	}
 	inst, err := p.Create(ctx, spec)
 	if err != nil {

@@ -25,9 +25,11 @@ import (
 func userdata() int {
 	meta, cb, token := os.Getenv(envMetadata), os.Getenv(envCallback), os.Getenv(envToken)
 	image, name := os.Getenv(envImage), os.Getenv(envName)
-	for _, k := range []string{envMetadata, envCallback, envToken, envImage, envName} {
+	delay, _ := time.ParseDuration(os.Getenv(envBootDelay))
+	for _, k := range []string{envMetadata, envCallback, envToken, envImage, envName, envBootDelay} {
 		os.Unsetenv(k) // the runner and its jobs never see them
 	}
+	time.Sleep(delay)
 	c := &client{meta: strings.TrimRight(meta, "/"), cb: strings.TrimRight(cb, "/"), token: token,
 		http: &http.Client{Timeout: 10 * time.Second}}
 	bootFail := func(format string, a ...any) int {
