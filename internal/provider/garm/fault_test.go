@@ -235,3 +235,57 @@ func TestSettings_Validate(t *testing.T) {
 		t.Errorf("New without a data directory: %v", err)
 	}
 }
+
+// TestGarm_ListMapping: garm's statuses map onto corral's running flag
+// (unknown counts as running), a listed name corral recorded maps back to
+// its instance id, an unknown one stays its name (an orphan to sweep), and
+// a provider_id listed twice is refused.
+func TestGarm_ListMapping(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	sp := spec(h, "pool-m")
+	list := `[{"provider_id":"vm-1","name":"` + sp.Name + `","status":"running"},` +
+		`{"provider_id":"vm-2","name":"stray-2","status":"stopped"},` +
+		`{"provider_id":"vm-3","name":"stray-3","status":"unknown"},` +
+		`{"provider_id":"vm-4","name":"stray-4","status":"error"}]`
+	script := filepath.Join(dir, "provider.sh")
+	body := "#!/bin/sh\ncase $GARM_COMMAND in\nCreateInstance) cat >/dev/null; echo '{\"provider_id\":\"vm-1\",\"name\":\"" + sp.Name + "\",\"status\":\"running\"}';;\n" +
+		"ListInstances) cat " + dir + "/list.json;;\nesac\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "list.json"), []byte(list), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New("map", Settings{Executable: script, ConfigFile: h.cfg}, provider.Env{DataDir: t.TempDir(), Metadata: h.meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Create(context.Background(), sp); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.List(context.Background(), sp.ControllerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		id      string
+		running bool
+	}{"vm-1": {sp.InstanceID, true}, "vm-2": {"stray-2", false}, "vm-3": {"stray-3", true}, "vm-4": {"stray-4", false}}
+	if len(got) != len(want) {
+		t.Fatalf("List = %+v", got)
+	}
+	for _, in := range got {
+		w := want[in.ProviderID]
+		if in.InstanceID != w.id || in.Running != w.running || in.PoolID != "pool-m" {
+			t.Errorf("listed %+v, want id %s running %v in pool-m", in, w.id, w.running)
+		}
+	}
+	dup := `[{"provider_id":"vm-1","name":"a","status":"running"},{"provider_id":"vm-1","name":"b","status":"running"}]`
+	if err := os.WriteFile(filepath.Join(dir, "list.json"), []byte(dup), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.List(context.Background(), sp.ControllerID); err == nil || !strings.Contains(err.Error(), `provider_id "vm-1" listed twice`) {
+		t.Errorf("duplicate provider_id: %v", err)
+	}
+}
