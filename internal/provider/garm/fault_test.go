@@ -157,7 +157,8 @@ func TestGarm_Wire(t *testing.T) {
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := Settings{Executable: script, ConfigFile: h.cfg, Env: map[string]string{"LXD_DIR": "/x"}}
+	s := Settings{Executable: script, ConfigFile: h.cfg, Env: map[string]string{"LXD_DIR": "/x"},
+		Tools: []Tool{{OS: "linux", Architecture: "x64", DownloadURL: "https://example.test/actions-runner-linux-x64.tar.gz", Filename: "actions-runner-linux-x64.tar.gz"}}}
 	p, err := New("wire", s, provider.Env{DataDir: h.data, Metadata: h.meta})
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +200,9 @@ func TestGarm_Wire(t *testing.T) {
 		!strings.HasPrefix(raw["instance-token"].(string), TokenPrefix) || !strings.HasSuffix(raw["metadata-url"].(string), "/api/v1/metadata") {
 		t.Errorf("bootstrap %s", stdin)
 	}
+	if tools, _ := raw["tools"].([]any); len(tools) != 1 || tools[0].(map[string]any)["download_url"] != "https://example.test/actions-runner-linux-x64.tar.gz" {
+		t.Errorf("bootstrap tools %v, want the configured one", raw["tools"])
+	}
 	if strings.Contains(string(stdin), "reg-token-1") {
 		t.Errorf("the registration token is in the bootstrap JSON (it belongs behind the metadata endpoint): %s", stdin)
 	}
@@ -216,10 +220,12 @@ func TestGarm_Wire(t *testing.T) {
 // TestSettings_Validate names every bad key at once.
 func TestSettings_Validate(t *testing.T) {
 	s := Settings{Executable: "garm-provider-lxd", ConfigFile: "lxd.toml", InterfaceVersion: "v2",
-		Env: map[string]string{"GARM_COMMAND": "x", "1BAD": "y"}, Timeouts: Timeouts{Create: -time.Second}, MaxOutputBytes: -1}
+		Env: map[string]string{"GARM_COMMAND": "x", "1BAD": "y"}, Timeouts: Timeouts{Create: -time.Second}, MaxOutputBytes: -1,
+		Tools: []Tool{{OS: "linux", Architecture: "x64", DownloadURL: "/relative", SHA256Checksum: "abc"}}}
 	err := s.Validate()
 	for _, w := range []string{"executable: want an absolute path", "config_file: want an absolute path", "interface_version: want v0.1.0 or v0.1.1",
-		"env.GARM_COMMAND: GARM_* variables are set by corral", "env.1BAD: want a variable name", "timeouts.create: want a positive duration", "max_output_bytes"} {
+		"env.GARM_COMMAND: GARM_* variables are set by corral", "env.1BAD: want a variable name", "timeouts.create: want a positive duration", "max_output_bytes",
+		"tools[0].download_url: want an http(s) URL", "tools[0].sha256_checksum: want 64 hex digits"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("Validate() = %v, want %q", err, w)
 		}

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,7 @@ func New(name string, s Settings, env provider.Env) (*Provider, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s.Env = cloneMap(s.Env)
+	s.Tools = slices.Clone(s.Tools)
 	return &Provider{name: name, s: s, meta: env.Metadata, log: log.With("component", "provider/garm"),
 		state: &state{path: filepath.Join(env.DataDir, "garm", name+".json")}, now: time.Now}, nil
 }
@@ -287,7 +289,7 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 func (p *Provider) bootstrap(spec corral.InstanceSpec, opt PoolOptions, g provider.MetadataGrant) Bootstrap {
 	b := Bootstrap{
 		Name:          spec.Name,
-		Tools:         []Tool{},
+		Tools:         append([]Tool{}, p.s.Tools...),
 		RepoURL:       g.RepoURL,
 		CallbackURL:   g.CallbackURL,
 		MetadataURL:   g.MetadataURL,

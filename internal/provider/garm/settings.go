@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,6 +64,10 @@ type Settings struct {
 	Timeouts Timeouts          `yaml:"timeouts" json:"timeouts,omitzero"`
 	// MaxOutputBytes caps what corral reads of one answer (default 4 MiB).
 	MaxOutputBytes int `yaml:"max_output_bytes" json:"max_output_bytes,omitempty"`
+	// Tools are the runner downloads handed to the provider in the
+	// bootstrap's "tools": garm's providers pick the one of the pool's OS
+	// and arch for the instance's userdata, and refuse to create without.
+	Tools []Tool `yaml:"tools" json:"tools,omitempty"`
 }
 
 // Timeouts bound each command; zero takes the default. At the timeout the
@@ -74,7 +79,10 @@ type Timeouts struct {
 	List   time.Duration `yaml:"list" json:"list,omitempty"`
 }
 
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var (
+	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	sha256Hex = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+)
 
 // Validate reports every problem at once, by key.
 func (s *Settings) Validate() error {
@@ -108,6 +116,18 @@ func (s *Settings) Validate() error {
 	}{{"create", s.Timeouts.Create}, {"delete", s.Timeouts.Delete}, {"get", s.Timeouts.Get}, {"list", s.Timeouts.List}} {
 		if d.v < 0 {
 			es = append(es, provider.FieldError{Field: "timeouts." + d.key, Msg: fmt.Sprintf("want a positive duration, got %v", d.v)})
+		}
+	}
+	for i, t := range s.Tools {
+		k := fmt.Sprintf("tools[%d]", i)
+		if t.OS == "" || t.Architecture == "" {
+			es = append(es, provider.FieldError{Field: k, Msg: "needs os (linux, win, osx) and architecture (x64, arm64, arm)"})
+		}
+		if u, err := url.Parse(t.DownloadURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			es = append(es, provider.FieldError{Field: k + ".download_url", Msg: fmt.Sprintf("want an http(s) URL, got %q", t.DownloadURL)})
+		}
+		if t.SHA256Checksum != "" && !sha256Hex.MatchString(t.SHA256Checksum) {
+			es = append(es, provider.FieldError{Field: k + ".sha256_checksum", Msg: "want 64 hex digits"})
 		}
 	}
 	if s.MaxOutputBytes < 0 || s.MaxOutputBytes > maxOutputCap {

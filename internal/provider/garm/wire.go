@@ -75,12 +75,12 @@ type Bootstrap struct {
 
 // Tool is one runner download the instance may use.
 type Tool struct {
-	OS                string `json:"os,omitempty"`
-	Architecture      string `json:"architecture,omitempty"`
-	DownloadURL       string `json:"download_url,omitempty"`
-	Filename          string `json:"filename,omitempty"`
-	TempDownloadToken string `json:"temp_download_token,omitempty"`
-	SHA256Checksum    string `json:"sha256_checksum,omitempty"`
+	OS                string `yaml:"os" json:"os,omitempty"`
+	Architecture      string `yaml:"architecture" json:"architecture,omitempty"`
+	DownloadURL       string `yaml:"download_url" json:"download_url,omitempty"`
+	Filename          string `yaml:"filename" json:"filename,omitempty"`
+	TempDownloadToken string `yaml:"-" json:"temp_download_token,omitempty"`
+	SHA256Checksum    string `yaml:"sha256_checksum" json:"sha256_checksum,omitempty"`
 }
 
 // UserDataOptions tune the userdata a provider renders.
