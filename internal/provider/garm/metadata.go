@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ const (
 	pathCredentials  = "credentials/"
 	pathServiceName  = "system/service-name"
 	pathCertBundle   = "system/cert-bundle"
+	pathUnitFile     = "systemd/unit-file"
 	callbackStatus   = "status"
 	callbackSysInfo  = "system-info"
 	statusIdle       = "idle"
@@ -520,6 +522,16 @@ func (m *Metadata) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 		}
 	case path == pathServiceName:
 		writeText(w, []byte("actions.runner."+g.Name))
+	case path == pathUnitFile:
+		user := r.URL.Query().Get("runAsUser")
+		if user == "" {
+			user = "runner"
+		}
+		if !unixUser.MatchString(user) {
+			m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusBadRequest, "runAsUser: want a user name of lower-case letters, digits, '_' and '-'"})
+			return
+		}
+		writeText(w, []byte(unitFile(g, user)))
 	case path == pathCertBundle:
 		writeJSON(w, http.StatusOK, map[string]map[string][]byte{"root-certificates": {}})
 	case path == pathBootstrap:
@@ -538,6 +550,21 @@ func (m *Metadata) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 	default:
 		m.refuse(w, r, sg.InstanceID, &errRefused{http.StatusNotFound, "no such metadata path"})
 	}
+}
+
+var unixUser = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// unitFile is the systemd unit garm's userdata installs to run the runner
+// it set up under /home/<user> (the GitHub runner's runsvc.sh, or
+// gitea-runner's daemon for one job).
+func unitFile(g *grant, user string) string {
+	dir, start, what := "/home/"+user+"/actions-runner", "/home/"+user+"/actions-runner/runsvc.sh", "GitHub Actions runner"
+	if g.Forge == forgeGitea {
+		dir, start, what = "/home/"+user+"/gitea-runner", "/home/"+user+"/gitea-runner/gitea-runner daemon --once", "Gitea runner"
+	}
+	return "[Unit]\nDescription=" + what + " " + g.Name + " (corral)\nAfter=network-online.target\nWants=network-online.target\n\n" +
+		"[Service]\nUser=" + user + "\nWorkingDirectory=" + dir + "\nExecStart=" + start + "\n" +
+		"KillMode=process\nKillSignal=SIGTERM\nTimeoutStopSec=5min\n\n[Install]\nWantedBy=multi-user.target\n"
 }
 
 // ServeCallback answers POST CallbackPath{status,system-info}.

@@ -191,6 +191,18 @@ func TestMetadata_JIT(t *testing.T) {
 	if code, _ := do(t, "GET", g.MetadataURL+"/credentials/runner", g.Token, ""); code != http.StatusUnauthorized {
 		t.Errorf("credentials/runner twice: %d, want 401", code)
 	}
+	// What garm's userdata fetches next for a JIT runner: the service
+	// name and a unit file for the user it runs as.
+	if code, body := do(t, "GET", g.MetadataURL+"/system/service-name", g.Token, ""); code != 200 || body != "actions.runner.corral-j" {
+		t.Errorf("service-name: %d %q", code, body)
+	}
+	if code, body := do(t, "GET", g.MetadataURL+"/systemd/unit-file?runAsUser=runner", g.Token, ""); code != 200 ||
+		!strings.Contains(body, "ExecStart=/home/runner/actions-runner/runsvc.sh\n") || !strings.Contains(body, "User=runner\n") {
+		t.Errorf("unit-file: %d %q", code, body)
+	}
+	if code, _ := do(t, "GET", g.MetadataURL+"/systemd/unit-file?runAsUser=root%0AExecStartPre=/bin/evil", g.Token, ""); code != http.StatusBadRequest {
+		t.Errorf("unit-file for a user name with a newline: %d, want 400", code)
+	}
 	if code, _ := do(t, "GET", g.MetadataURL+"/runner-registration-token/", g.Token, ""); code != http.StatusUnauthorized {
 		t.Errorf("registration token of a JIT instance: %d, want 401", code)
 	}
