@@ -75,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "github-sim-runner":
 		return runGitHubSimRunner(ctx, args[1:], stdout, stderr)
+	case "vm-relay":
+		return runVMRelay(args[1:])
 	case "shim":
 		return runShim(ctx, args[1:])
 	case "help", "-h", "--help":

@@ -115,6 +115,7 @@ func (*limitCounter) InstanceReserved(string)         {}
 func (c *limitCounter) LimitHit(string)               { c.hits.Add(1) }
 func (*limitCounter) InstanceCreated(string)          {}
 func (*limitCounter) PoolBackoff(string, string, int) {}
+func (*limitCounter) ProviderError(string, string)    {}
 
 // TestScheduler_FullPoolNoBusyLoop: demand beyond the batch with no room
 // left (a tenant max the plan's pre-check cannot see) does not make the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider/plugin"
+	"github.com/corral-ci/corral/internal/provider/pluginexec"
 	"github.com/corral-ci/corral/internal/provider/shoes/shoespb"
 )
 
@@ -74,7 +75,7 @@ func Serve(srv shoespb.ShoesServer) {
 type conn struct {
 	client *goplugin.Client
 	shoes  shoespb.ShoesClient
-	stderr *plugin.TailBuffer // its standard error and its forwarded output
+	stderr *pluginexec.TailBuffer // its standard error and its forwarded output
 }
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -105,14 +106,14 @@ func (p *Provider) connect() (*conn, error) {
 		p.c.client.Kill()
 		p.c = nil
 	}
-	tail := plugin.NewTailBuffer(plugin.StderrTail)
+	tail := pluginexec.NewTailBuffer(pluginexec.StderrTail)
 	cmd := exec.Command(p.s.Path, p.s.Args...)
 	cmd.Env = p.environ()
 	cmd.Dir = "/"
 	// Its own process group; Pdeathsig: a plugin still running when corral
 	// dies (SIGKILL) dies with it. The machines it made live on.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	plugin.CloseInheritable()
+	pluginexec.CloseInheritable()
 	c := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          goplugin.PluginSet{PluginName: &GRPCPlugin{}},

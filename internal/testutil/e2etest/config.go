@@ -30,6 +30,9 @@ type Config struct {
 	Docker *Docker
 	// Providers are further named provider instances.
 	Providers []Provider
+	// InstanceURL is instance_url: where instances of garm providers
+	// reach corral's metadata endpoint (e.g. "http://" + Listen).
+	InstanceURL string
 }
 
 // Provider is a named provider instance of a type; Docker holds a docker
@@ -38,7 +41,18 @@ type Provider struct {
 	Name, Type string
 	Docker     *Docker
 	Plugin     *Plugin
+	Garm       *Garm
 	Shoes      *Shoes
+	// Settings are further setting lines of the instance, each a YAML
+	// "key: value" (flow style for structures), e.g. "forwards: [{host: ...}]".
+	Settings []string
+}
+
+// Garm is a garm provider instance's settings.
+type Garm struct {
+	Executable, ConfigFile string
+	Env                    string // a YAML mapping like "{X: y}"; empty: none
+	Timeouts               string // a YAML mapping like "{create: 30s}"; empty: the defaults
 }
 
 // Shoes is a shoes provider instance's settings (docs/plugins.md).
@@ -72,6 +86,9 @@ type Pool struct {
 	Image, Flavor, MaxFlavor                             string
 	MaxInstances, MinIdle                                int
 	BootTimeout, MaxJobRuntime, IdleTimeout, MaxLifetime string
+	// Options are the pool's provider options as a YAML flow mapping,
+	// e.g. "{workspace: tmpfs}"; empty: none.
+	Options string
 }
 
 // Docker is the docker provider's section.
@@ -95,6 +112,9 @@ reconcile_interval: {{.Reconcile}}
 lease_ttl: {{.LeaseTTL}}
 {{- end}}
 log: {level: {{.LogLevel}}, format: text}
+{{- if .InstanceURL}}
+instance_url: {{.InstanceURL}}
+{{- end}}
 {{- if .Tenants}}
 tenants:
 {{- range .Tenants}}
@@ -141,6 +161,9 @@ pools:
     max_job_runtime: {{.MaxJobRuntime}}
     idle_timeout: {{.IdleTimeout}}
     max_lifetime: {{.MaxLifetime}}
+{{- if .Options}}
+    options: {{.Options}}
+{{- end}}
 {{- end}}
 {{- if or .Docker .Providers}}
 providers:
@@ -163,10 +186,23 @@ providers:
       - {name: {{.Name}}, host: "{{.Host}}"{{if .Max}}, max_instances: {{.Max}}{{end}}}
 {{- end}}
 {{- end}}
+{{- range .Settings}}
+    {{.}}
+{{- end}}
 {{- with .Plugin}}
     path: {{.Path}}
 {{- if .ConfigFile}}
     config_file: {{.ConfigFile}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
+{{- end}}
+{{- end}}
+{{- with .Garm}}
+    executable: {{.Executable}}
+    config_file: {{.ConfigFile}}
+{{- if .Env}}
+    env: {{.Env}}
 {{- end}}
 {{- if .Timeouts}}
     timeouts: {{.Timeouts}}
