@@ -42,6 +42,7 @@ type Provider struct {
 	Docker     *Docker
 	Plugin     *Plugin
 	Garm       *Garm
+	Shoes      *Shoes
 	// Settings are further setting lines of the instance, each a YAML
 	// "key: value" (flow style for structures), e.g. "forwards: [{host: ...}]".
 	Settings []string
@@ -52,6 +53,13 @@ type Garm struct {
 	Executable, ConfigFile string
 	Env                    string // a YAML mapping like "{X: y}"; empty: none
 	Timeouts               string // a YAML mapping like "{create: 30s}"; empty: the defaults
+}
+
+// Shoes is a shoes provider instance's settings (docs/plugins.md).
+type Shoes struct {
+	Path     string
+	Env      map[string]string
+	Timeouts string // a YAML mapping like "{create: 30s}"; empty: the defaults
 }
 
 // Plugin is a plugin provider instance's settings.
@@ -195,6 +203,18 @@ providers:
     config_file: {{.ConfigFile}}
 {{- if .Env}}
     env: {{.Env}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
+{{- end}}
+{{- end}}
+{{- with .Shoes}}
+    path: {{.Path}}
+{{- if .Env}}
+    env:
+{{- range $k, $v := .Env}}
+      {{$k}}: "{{$v}}"
+{{- end}}
 {{- end}}
 {{- if .Timeouts}}
     timeouts: {{.Timeouts}}
