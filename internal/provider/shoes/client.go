@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/provider/plugin"
 	"github.com/corral-ci/corral/internal/provider/pluginexec"
 	"github.com/corral-ci/corral/internal/provider/shoes/shoespb"
 )
