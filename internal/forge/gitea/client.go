@@ -40,6 +40,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -81,7 +82,12 @@ type Client struct {
 	scope   string   // /repos/o/r, /orgs/o, /user or /admin
 	runURL  string   // what runners register against
 	tok     tokenCache
+	calls   atomic.Int64 // API requests sent
+	poll    pollCache
 }
+
+// Calls is how many API requests the client has sent.
+func (c *Client) Calls() int64 { return c.calls.Load() }
 
 var (
 	_ corral.Forge           = (*Client)(nil)
@@ -180,6 +186,11 @@ func scopePath(s corral.Scope, path string) (string, error) {
 // most 4 MiB) and headers of an answer with one of the wanted statuses, or
 // a *corral.CallError that names the call and never holds a credential.
 func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, want ...int) ([]byte, http.Header, error) {
+	return c.doWith(ctx, op, method, path, q, nil, want...)
+}
+
+// doWith is do with extra request headers (a conditional request).
+func (c *Client) doWith(ctx context.Context, op, method, path string, q url.Values, hdr http.Header, want ...int) ([]byte, http.Header, error) {
 	u := c.api + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -190,8 +201,12 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 		ce.Err = fmt.Errorf("%w: %v", corral.ErrBadInput, err)
 		return nil, nil, ce
 	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "token "+c.t.Token.Reveal())
+	c.calls.Add(1)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -1,0 +1,95 @@
+package gitea
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"sync"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+var _ corral.JobPoller = (*Client)(nil)
+
+// pollCache keeps the validator of the last single-page answer of the
+// waiting-jobs listing, so the next poll can be a conditional request.
+type pollCache struct {
+	mu   sync.Mutex
+	etag string
+}
+
+// WaitingJobs lists the jobs waiting for a runner, for poll mode: Gitea's
+// GET …/actions/jobs?status=queued, page 1 with limit 50, which is one call
+// while at most 50 jobs wait (further pages otherwise). When the previous
+// single-page answer carried an ETag it is sent back (If-None-Match), and a
+// 304 answer costs no decoding. Forgejo: its …/actions/runners/jobs
+// listing, filtered to waiting jobs.
+func (c *Client) WaitingJobs(ctx context.Context) ([]corral.JobEvent, bool, error) {
+	if c.forgejo {
+		jobs, err := c.forgejoJobs(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		out := jobs[:0]
+		for _, j := range jobs {
+			if j.Action == corral.ActionQueued {
+				out = append(out, j)
+			}
+		}
+		return out, false, nil
+	}
+	const op = "poll-jobs"
+	path := c.scope + "/actions/jobs"
+	q := url.Values{"status": {"queued"}, "page": {"1"}, "limit": {"50"}}
+	c.poll.mu.Lock()
+	etag := c.poll.etag
+	c.poll.mu.Unlock()
+	var hdr http.Header
+	if etag != "" {
+		hdr = http.Header{"If-None-Match": {etag}}
+	}
+	b, h, err := c.doWith(ctx, op, http.MethodGet, path, q, hdr, http.StatusOK, http.StatusNotModified)
+	if err != nil {
+		return nil, false, err
+	}
+	if etag != "" && len(b) == 0 && h.Get("Etag") == etag {
+		return nil, true, nil
+	}
+	var out []corral.JobEvent
+	seen := map[int64]bool{}
+	add := func(b []byte, h http.Header) (int, int, error) {
+		jobs, total, err := decodeList[jobModel](b, h, "jobs")
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, j := range jobs {
+			ev, err := j.listed()
+			if err != nil {
+				return 0, 0, err
+			}
+			if ev.Action == corral.ActionQueued && !seen[ev.ForgeJobID] {
+				seen[ev.ForgeJobID] = true
+				out = append(out, ev)
+			}
+		}
+		return len(jobs), total, nil
+	}
+	n, total, err := add(b, h)
+	if err != nil {
+		return nil, false, c.malformed(op, http.MethodGet, path, err)
+	}
+	next := ""
+	if n < pageLimit || (total >= 0 && n >= total) {
+		next = h.Get("Etag") // one page said it all: it may validate the next poll
+	} else {
+		// More than a page waits: read the rest (no conditional request).
+		out, seen = nil, map[int64]bool{}
+		if err := c.pages(ctx, op, path, url.Values{"status": {"queued"}}, add); err != nil {
+			return nil, false, err
+		}
+	}
+	c.poll.mu.Lock()
+	c.poll.etag = next
+	c.poll.mu.Unlock()
+	return out, false, nil
+}
