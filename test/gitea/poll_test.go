@@ -1,0 +1,134 @@
+package gitea
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/corral"
+)
+
+// apiCounter is a reverse proxy in front of Gitea, on 127.0.0.1, that
+// counts the REST calls (/api/v1/…) corral sends, by method and path.
+type apiCounter struct {
+	URL   string
+	n     atomic.Int64
+	mu    sync.Mutex
+	paths map[string]int
+}
+
+func newAPICounter(t testing.TB, to string) *apiCounter {
+	t.Helper()
+	u, err := url.Parse(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &apiCounter{URL: "http://" + ln.Addr().String(), paths: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/v1/") {
+			c.n.Add(1)
+			c.mu.Lock()
+			c.paths[r.Method+" "+r.URL.Path]++
+			c.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return c
+}
+
+func (c *apiCounter) calls() int64 { return c.n.Load() }
+
+func (c *apiCounter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for k, v := range c.paths {
+		out = append(out, fmt.Sprintf("%s=%d", k, v))
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
+// TestGitea_PollMode: Gitea has no webhook for the repository at all and
+// the target is in mode poll; the reconciler's sweep runs once a minute
+// only, so the jobs are found by the poller. Six jobs over two pools all
+// succeed, each on its own runner of corral's, each recorded "via poll";
+// nothing is left behind.
+func TestGitea_PollMode(t *testing.T) {
+	needGitea(t)
+	api := newAPICounter(t, shared.URL)
+	r := newRigWith(t, rigOptions{Poll: true, PollInterval: "1s", Reconcile: "60s", APIVia: api.URL})
+	if hooks, err := r.g.hooks(r.repo); err != nil || len(hooks) != 0 {
+		t.Fatalf("the repository has webhooks %v (err %v); want none", hooks, err)
+	}
+	p := r.start(t)
+	var jobs [][]string
+	for i := 0; i < 6; i++ {
+		if i%2 == 0 {
+			jobs = append(jobs, []string{"self-hosted", "corral-a"})
+		} else {
+			jobs = append(jobs, []string{"self-hosted", "corral-b", "2cpu4gb"})
+		}
+	}
+	before := api.calls()
+	r.push(t, "poll", jobs)
+	var js []job
+	waitFor(t, 3*time.Minute, "6 jobs completed at Gitea", func() bool {
+		js = r.giteaJobs(t)
+		done := 0
+		for _, j := range js {
+			if j.Status == "completed" {
+				done++
+			}
+		}
+		return len(js) == 6 && done == 6
+	})
+	runners := map[string]bool{}
+	for _, j := range js {
+		if j.Conclusion != "success" {
+			t.Errorf("job %d (%s) concluded %q, want success", j.ID, j.Name, j.Conclusion)
+		}
+		if !strings.HasPrefix(j.RunnerName, "corral-"+r.id) {
+			t.Errorf("job %d ran on %q, not a runner of corral's", j.ID, j.RunnerName)
+		}
+		if runners[j.RunnerName] {
+			t.Errorf("runner %s ran two jobs", j.RunnerName)
+		}
+		runners[j.RunnerName] = true
+	}
+	r.checkClean(t)
+	waitFor(t, 30*time.Second, "corral to record every job completed, each found by the poller", func() bool {
+		done, viaPoll := 0, 0
+		for _, j := range r.corralJobs(t) {
+			if j.State == string(corral.JobCompleted) {
+				done++
+			}
+			var one corralJob
+			r.api(t, fmt.Sprint("/jobs/", j.ID), &one)
+			for _, e := range one.Timeline {
+				if e.Kind == string(corral.EvQueued) && e.Detail == "via poll" {
+					viaPoll++
+				}
+			}
+		}
+		return done == 6 && viaPoll == 6
+	})
+	during := api.calls() - before
+	t.Logf("Gitea REST calls by corral while the 6 jobs ran: %d (%.1f per job); all calls: %s", during, float64(during)/6, api)
+	p.Stop(t)
+}
