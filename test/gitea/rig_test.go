@@ -107,7 +107,7 @@ func newRigWith(t testing.TB, o rigOptions) *rig {
 	}
 	r.cfg = e2etest.Config{Listen: r.listen, DataDir: r.dataDir, Reconcile: o.Reconcile,
 		Targets: []e2etest.Target{tgt},
-		Pools: []e2etest.Pool{pool("small", "corral-a", "", ""), pool("big", "corral-b", "2cpu4gb10gb", "4cpu8gb50gb")}}
+		Pools:   []e2etest.Pool{pool("small", "corral-a", "", ""), pool("big", "corral-b", "2cpu4gb10gb", "4cpu8gb50gb")}}
 	return r
 }
 
