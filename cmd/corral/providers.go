@@ -90,3 +90,15 @@ func forgetRetired(ctx context.Context, st corral.Store, configured []corral.Pro
 		}
 	}
 }
+
+// providerConcurrency gives each declared provider instance's cap on calls
+// under way (config key concurrency); those without one are absent.
+func providerConcurrency(dom config.Domain) map[string]int {
+	out := map[string]int{}
+	for _, d := range dom.Providers {
+		if d.Concurrency > 0 {
+			out[d.Name] = d.Concurrency
+		}
+	}
+	return out
+}

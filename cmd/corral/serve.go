@@ -76,7 +76,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	opt := app.Options{
 		Runners: cache, RunnerDir: runnerDir,
-		Store: store, Forges: forge.NewRegistry(nil, log), Providers: providers,
+		Store: store, Forges: forge.NewRegistry(nil, log), Providers: providers, ProviderConcurrency: providerConcurrency(dom),
 		Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools, Sizes: dom.Sizes, DefaultArch: dom.DefaultArch,
 		MaxInstances: cfg.MaxInstances, ControllerID: controllerID, NoLeader: *noLeader,
 		Holder:            replicaName(controllerID, cfg.Listen),

@@ -35,16 +35,19 @@ const LeaseName = "leader"
 // Options are everything an App needs; cmd fills them from the config.
 // Tenants, Targets and Pools seed the live catalog (Sync applies them).
 type Options struct {
-	Store        corral.Store
-	Forges       corral.Forges
-	Providers    map[string]corral.Provider
-	Tenants      []corral.Tenant
-	Targets      []corral.Target
-	Pools        []corral.Pool
-	Sizes        map[string]corral.Flavor
-	DefaultArch  string // the arch of jobs that name none; default x64
-	MaxInstances int
-	ControllerID string
+	Store     corral.Store
+	Forges    corral.Forges
+	Providers map[string]corral.Provider
+	// ProviderConcurrency caps calls under way per provider instance (its
+	// config key concurrency); absent or 0 = no cap.
+	ProviderConcurrency map[string]int
+	Tenants             []corral.Tenant
+	Targets             []corral.Target
+	Pools               []corral.Pool
+	Sizes               map[string]corral.Flavor
+	DefaultArch         string // the arch of jobs that name none; default x64
+	MaxInstances        int
+	ControllerID        string
 	// Holder names this replica in the leader lease; default ControllerID
 	// plus a random suffix.
 	Holder            string
@@ -170,7 +173,7 @@ func New(opt Options) (*App, error) {
 	a.Sampler = rightsize.NewSampler(rightsize.SamplerConfig{Store: leaderStore, Providers: opt.Providers,
 		Interval: opt.SampleInterval, Clock: opt.Clock, Logger: opt.Logger})
 	a.Scheduler, err = scheduler.New(scheduler.Config{
-		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,
+		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers, ProviderConcurrency: opt.ProviderConcurrency,
 		Tenants: opt.Tenants, Targets: opt.Targets, Pools: opt.Pools,
 		MaxInstances: opt.MaxInstances, ControllerID: opt.ControllerID,
 		WarmLabels: route.WarmLabels, Covers: route.Covers, RunnerDir: opt.RunnerDir,

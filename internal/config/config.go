@@ -153,6 +153,7 @@ type Pool struct {
 	Priority      int               `yaml:"priority"`
 	MaxInstances  int               `yaml:"max_instances"`
 	MinIdle       int               `yaml:"min_idle"`
+	Concurrency   int               `yaml:"concurrency"` // provider calls at once; 0 = 8
 	Schedules     []Schedule        `yaml:"schedules"`
 	Headroom      string            `yaml:"headroom"` // "2" or "25%"
 	BootTimeout   time.Duration     `yaml:"boot_timeout"`

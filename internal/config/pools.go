@@ -72,7 +72,7 @@ func (b *builder) buildPools() []corral.Pool {
 			ID: p.ID, TenantID: p.Tenant, Targets: slices.Clone(p.Targets), Labels: slices.Clone(p.Labels),
 			Provider: p.Provider, Image: p.Image, Priority: p.Priority, ManagedRunner: p.Runner == "managed", ProviderOptions: poolOptions(p.ProviderOptions),
 			AcceptAnyArch: p.AcceptAnyArch, PricePerMinute: p.PricePerMinute,
-			MaxInstances: p.MaxInstances, MinIdle: p.MinIdle,
+			MaxInstances: p.MaxInstances, MinIdle: p.MinIdle, Concurrency: p.Concurrency,
 			BootTimeout: p.BootTimeout, MaxJobRuntime: p.MaxJobRuntime, IdleTimeout: p.IdleTimeout, MaxLifetime: p.MaxLifetime,
 		}
 		if p.Flavor != "" {
@@ -106,6 +106,9 @@ func (b *builder) counts(k string, p Pool) {
 	}
 	if p.MaxInstances < 0 {
 		b.bad(k+".max_instances", "must not be negative")
+	}
+	if p.Concurrency < 0 {
+		b.bad(k+".concurrency", "must not be negative (0 = the default, 8)")
 	}
 	switch {
 	case p.MinIdle < 0:

@@ -29,6 +29,9 @@ import (
 type Provider struct {
 	Name     string
 	Type     string
+	// Concurrency caps the calls under way at once to this instance over
+	// all its pools (key concurrency, beside name and type); 0 = no cap.
+	Concurrency int
 	Settings provider.Settings // nil when the type is unknown
 	// Implicit: not declared, made for the pools that name a type.
 	Implicit bool
@@ -60,6 +63,9 @@ func (d *decoder) providerList(n *yaml.Node, key string) []Provider {
 			for j := 0; j+1 < len(item.Content); j += 2 {
 				kn, vn := item.Content[j], item.Content[j+1]
 				switch kn.Value {
+				case "concurrency":
+					d.src.lines[k+".concurrency"] = kn.Line
+					d.value(vn, reflect.ValueOf(&p.Concurrency).Elem(), k+".concurrency")
 				case "name", "type":
 					d.src.lines[k+"."+kn.Value] = kn.Line
 					var s string
@@ -191,7 +197,10 @@ func (b *builder) buildProviders() []corral.ProviderDef {
 			b.bad(p.key, "settings: %v", err)
 			continue
 		}
-		out = append(out, corral.ProviderDef{Name: p.Name, Type: p.Type, Settings: settings})
+		if p.Concurrency < 0 {
+			b.bad(p.key+".concurrency", "must not be negative (0 = no cap beyond each pool's)")
+		}
+		out = append(out, corral.ProviderDef{Name: p.Name, Type: p.Type, Settings: settings, Concurrency: p.Concurrency})
 	}
 	for i, pl := range b.c.Pools {
 		k := fmt.Sprintf("pools[%d]", i)

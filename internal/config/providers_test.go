@@ -11,14 +11,14 @@ const provTarget = "targets:\n  - {id: a, kind: gitea, scope: org, path: acme, u
 func TestParse_Providers(t *testing.T) {
 	cfg := provTarget + `pools:
   - {id: p, labels: [corral], provider: rack1, image: runner:1, options: {docker_in_docker: true}}
-  - {id: q, labels: [other], provider: local}
+  - {id: q, labels: [other], provider: local, concurrency: 32}
   - {id: r, labels: [third], provider: process}
 providers:
   - name: rack1
     type: docker
     dind_image: docker:dind
     endpoints: [{name: a, host: "tcp://127.0.0.1:2375"}]
-  - {name: local, type: process, namespaces: "off"}
+  - {name: local, type: process, namespaces: "off", concurrency: 16}
 `
 	c, err := Parse("c.yaml", []byte(cfg), env(map[string]string{"W": "w", "K": "k"}))
 	if err != nil {
@@ -53,6 +53,13 @@ providers:
 	}
 	if d.Pools[1].ProviderOptions != nil || d.Pools[1].Provider != "local" {
 		t.Errorf("pool q = %+v", d.Pools[1])
+	}
+	conc := map[string]int{}
+	for _, p := range d.Providers {
+		conc[p.Name] = p.Concurrency
+	}
+	if conc["local"] != 16 || conc["rack1"] != 0 || d.Pools[1].Concurrency != 32 || d.Pools[0].Concurrency != 0 {
+		t.Errorf("concurrency: providers %v, pools p=%d q=%d; want local 16, rack1 0, q 32, p 0", conc, d.Pools[0].Concurrency, d.Pools[1].Concurrency)
 	}
 }
 

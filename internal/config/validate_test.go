@@ -73,6 +73,10 @@ func TestConfig_Validate(t *testing.T) {
 		{"negative price", "pools: [{id: p, labels: [x], provider: process, price_per_minute: -0.5}]", "pools[0].price_per_minute: must not be negative"},
 		{"price not a number", "pools: [{id: p, labels: [x], provider: process, price_per_minute: cheap}]", `pools[0].price_per_minute: want a number like 0.008, got "cheap"`},
 		{"price", "pools: [{id: p, labels: [x], provider: process, price_per_minute: 0.008}]", ""},
+		{"negative pool concurrency", "pools: [{id: p, labels: [x], provider: process, concurrency: -1}]", "pools[0].concurrency: must not be negative"},
+		{"pool concurrency", "pools: [{id: p, labels: [x], provider: process, concurrency: 64}]", ""},
+		{"negative provider concurrency", "pools: [{id: p, labels: [x], provider: local}]\nproviders: [{name: local, type: process, concurrency: -2}]", "providers[0].concurrency: must not be negative"},
+		{"provider concurrency not a number", "pools: [{id: p, labels: [x], provider: local}]\nproviders: [{name: local, type: process, concurrency: lots}]", "providers[0].concurrency:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

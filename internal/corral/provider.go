@@ -54,6 +54,11 @@ type ProviderDef struct {
 	Type      string
 	Settings  json.RawMessage
 	UpdatedAt time.Time
+	// Concurrency caps the calls under way at once to this provider
+	// instance, over all its pools (config key concurrency); 0 = no cap
+	// beyond each pool's. Not kept in the store: a retired provider is
+	// only asked to delete.
+	Concurrency int
 }
 
 // Provider creates, deletes and lists instances.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,12 +39,15 @@ type Config struct {
 	// ManagedRunner (package runners); nil when corral keeps none.
 	RunnerDir func(p corral.Pool, t corral.Target) (string, error)
 
-	Interval     time.Duration // periodic pass; default 2s
-	BackoffBase  time.Duration // default 1s
-	BackoffMax   time.Duration // default 2m
-	Concurrency  int           // provider calls under way per pool; default 8
-	ReserveBatch int           // reservations per pass; default 64
-	Seed         uint64        // jitter seed
+	Interval    time.Duration // periodic pass; default 2s
+	BackoffBase time.Duration // default 1s
+	BackoffMax  time.Duration // default 2m
+	Concurrency int           // provider calls under way per pool unless the pool says; default 8
+	// ProviderConcurrency caps the calls under way at once per provider
+	// instance, over all its pools; a name absent or 0 = no cap.
+	ProviderConcurrency map[string]int
+	ReserveBatch        int    // reservations per pass; default 64
+	Seed                uint64 // jitter seed
 	// InterruptedAfter: a pending instance whose create attempt started
 	// this long ago and is not under way here is treated as cut short by a
 	// crash (adopted or created again). 0 suits a single leader; replicas
@@ -87,7 +91,8 @@ type Scheduler struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool          // instance ids with a provider call under way
-	sems     map[string]chan struct{} // per pool
+	sems     map[string]chan struct{} // per pool and size (key: id/size)
+	provSems map[string]chan struct{} // per provider instance with a cap
 	wg       sync.WaitGroup
 }
 
@@ -130,8 +135,9 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg: cfg, clock: cfg.Clock,
 		log:  cfg.Logger.With("component", "scheduler"),
 		wake: make(chan struct{}, 1), inflight: map[string]bool{}, sems: map[string]chan struct{}{},
-		back:    newBackoff(BackoffProvider, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
-		refused: newBackoff(BackoffRefused, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
+		provSems: map[string]chan struct{}{},
+		back:     newBackoff(BackoffProvider, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
+		refused:  newBackoff(BackoffRefused, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
 	}
 	s.back.save, s.refused.save = s.saveBackoff, s.saveBackoff
 	s.rec = cfg.Recorder
@@ -343,17 +349,33 @@ func (s *Scheduler) launch(ctx context.Context, snap snapshot) {
 }
 
 // goCall runs fn for the instance in a goroutine unless a call for it is
-// under way, bounded per pool.
+// under way, bounded per pool (the pool's concurrency, else the default)
+// and per provider instance (when it has a cap).
 func (s *Scheduler) goCall(ctx context.Context, in corral.Instance, fn func(context.Context, corral.Instance)) {
+	size := s.cfg.Concurrency
+	if p, ok := s.v().pools[in.PoolID]; ok && p.Concurrency > 0 {
+		size = p.Concurrency
+	}
+	prov := s.providerName(in)
 	s.mu.Lock()
 	if s.inflight[in.ID] {
 		s.mu.Unlock()
 		return
 	}
-	sem := s.sems[in.PoolID]
-	if sem == nil { // first call for the pool (or a pool added since)
-		sem = make(chan struct{}, s.cfg.Concurrency)
-		s.sems[in.PoolID] = sem
+	// A pool whose concurrency changed (reload) gets a new semaphore; calls
+	// under way keep the old one until they end.
+	key := in.PoolID + "/" + strconv.Itoa(size)
+	sem := s.sems[key]
+	if sem == nil {
+		sem = make(chan struct{}, size)
+		s.sems[key] = sem
+	}
+	var psem chan struct{}
+	if n := s.cfg.ProviderConcurrency[prov]; n > 0 {
+		if psem = s.provSems[prov]; psem == nil {
+			psem = make(chan struct{}, n)
+			s.provSems[prov] = psem
+		}
 	}
 	s.inflight[in.ID] = true
 	s.wg.Add(1)
@@ -371,6 +393,14 @@ func (s *Scheduler) goCall(ctx context.Context, in corral.Instance, fn func(cont
 			return
 		}
 		defer func() { <-sem }()
+		if psem != nil {
+			select {
+			case psem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-psem }()
+		}
 		fn(ctx, in)
 	}()
 }
