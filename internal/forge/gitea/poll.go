@@ -2,6 +2,7 @@ package gitea
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
@@ -52,8 +53,8 @@ func (c *Client) WaitingJobs(ctx context.Context) ([]corral.JobEvent, bool, erro
 	if err != nil {
 		return nil, false, err
 	}
-	if etag != "" && len(b) == 0 && h.Get("Etag") == etag {
-		return nil, true, nil
+	if etag != "" && len(b) == 0 {
+		return nil, true, nil // 304 Not Modified: a 200 always has a body
 	}
 	var out []corral.JobEvent
 	seen := map[int64]bool{}
@@ -81,12 +82,21 @@ func (c *Client) WaitingJobs(ctx context.Context) ([]corral.JobEvent, bool, erro
 	next := ""
 	if n < pageLimit || (total >= 0 && n >= total) {
 		next = h.Get("Etag") // one page said it all: it may validate the next poll
-	} else {
-		// More than a page waits: read the rest (no conditional request).
-		out, seen = nil, map[int64]bool{}
-		if err := c.pages(ctx, op, path, url.Values{"status": {"queued"}}, add); err != nil {
+	}
+	// More than a page waits: read the rest (no conditional request).
+	for page, read := 2, n; next == "" && n == pageLimit && (total < 0 || read < total); page++ {
+		if page > maxPages {
+			break // the first pages are served now; the rest at a later poll
+		}
+		q.Set("page", fmt.Sprint(page))
+		b, h, err := c.do(ctx, op, http.MethodGet, path, q, http.StatusOK)
+		if err != nil {
 			return nil, false, err
 		}
+		if n, total, err = add(b, h); err != nil {
+			return nil, false, c.malformed(op, http.MethodGet, path, err)
+		}
+		read += n
 	}
 	c.poll.mu.Lock()
 	c.poll.etag = next
