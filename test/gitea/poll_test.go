@@ -132,3 +132,53 @@ func TestGitea_PollMode(t *testing.T) {
 	t.Logf("Gitea REST calls by corral while the 6 jobs ran: %d (%.1f per job); all calls: %s", during, float64(during)/6, api)
 	p.Stop(t)
 }
+
+// TestGitea_WebhookPlusPollBackstop: mode webhook+poll, and Gitea's
+// webhook posts to an address where nothing listens, so every delivery is
+// lost; the sweep runs once a minute only. The poller serves the jobs:
+// three jobs succeed, each on its own runner, each recorded "via poll".
+func TestGitea_WebhookPlusPollBackstop(t *testing.T) {
+	dead, err := freePort() // closed again at once: deliveries are refused
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRigWith(t, rigOptions{Both: true, PollInterval: "1s", Reconcile: "60s", HookTo: "http://" + dead})
+	if hooks, err := r.g.hooks(r.repo); err != nil || len(hooks) != 1 || !strings.Contains(hooks[0], dead) {
+		t.Fatalf("webhooks %v (err %v); want one to the dead address %s", hooks, err, dead)
+	}
+	p := r.start(t)
+	r.push(t, "both", [][]string{{"self-hosted", "corral-a"}, {"self-hosted", "corral-a"}, {"self-hosted", "corral-b"}})
+	var js []job
+	waitFor(t, 3*time.Minute, "3 jobs completed at Gitea", func() bool {
+		js = r.giteaJobs(t)
+		done := 0
+		for _, j := range js {
+			if j.Status == "completed" {
+				done++
+			}
+		}
+		return len(js) == 3 && done == 3
+	})
+	runners := map[string]bool{}
+	for _, j := range js {
+		if j.Conclusion != "success" || !strings.HasPrefix(j.RunnerName, "corral-"+r.id) || runners[j.RunnerName] {
+			t.Errorf("job %d: conclusion %q on runner %q (each job wants its own runner of corral's)", j.ID, j.Conclusion, j.RunnerName)
+		}
+		runners[j.RunnerName] = true
+	}
+	waitFor(t, 30*time.Second, "corral to record the 3 jobs, found by the poller", func() bool {
+		viaPoll := 0
+		for _, j := range r.corralJobs(t) {
+			var one corralJob
+			r.api(t, fmt.Sprint("/jobs/", j.ID), &one)
+			for _, e := range one.Timeline {
+				if e.Kind == string(corral.EvQueued) && e.Detail == "via poll" {
+					viaPoll++
+				}
+			}
+		}
+		return viaPoll == 3
+	})
+	r.checkClean(t)
+	p.Stop(t)
+}

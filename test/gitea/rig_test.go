@@ -36,6 +36,10 @@ type rigOptions struct {
 	// webhook for it at all.
 	Poll         bool
 	PollInterval string
+	// Both: mode webhook+poll; HookTo, when set, is where Gitea's webhook
+	// posts instead of corral (a dead address loses every delivery).
+	Both   bool
+	HookTo string
 	// Reconcile is corral's reconcile interval (default 2s).
 	Reconcile string
 	// APIVia, when set, is the target's URL (a proxy in front of Gitea);
@@ -86,7 +90,11 @@ func newRigWith(t testing.TB, o rigOptions) *rig {
 		}
 	}
 	if !o.Poll {
-		if err := g.addHook(r.repo, "http://"+r.listen+"/webhooks/"+r.id, r.secret); err != nil {
+		to := "http://" + r.listen
+		if o.HookTo != "" {
+			to = o.HookTo
+		}
+		if err := g.addHook(r.repo, to+"/webhooks/"+r.id, r.secret); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -96,8 +104,11 @@ func newRigWith(t testing.TB, o rigOptions) *rig {
 	}
 	tgt := e2etest.Target{ID: r.id, Kind: "gitea", Scope: "repo", Path: r.repo, URL: g.URL,
 		SecretEnv: "E2E_HOOK_SECRET", Token: "env:E2E_GITEA_TOKEN", RunnerPrefix: "corral-" + r.id}
-	if o.Poll {
+	switch {
+	case o.Poll:
 		tgt.SecretEnv, tgt.Mode, tgt.PollInterval = "", "poll", o.PollInterval
+	case o.Both:
+		tgt.Mode, tgt.PollInterval = "webhook+poll", o.PollInterval
 	}
 	if o.APIVia != "" {
 		tgt.URL, tgt.RunnerURL = o.APIVia, g.URL
