@@ -128,6 +128,21 @@ func TestGitea_PollMode(t *testing.T) {
 		}
 		return done == 6 && viaPoll == 6
 	})
+	var tv struct {
+		Targets []struct {
+			ID   string `json:"id"`
+			Mode string `json:"mode"`
+			Poll *struct {
+				Polls, Handed int64
+				Failures      int
+			} `json:"poll"`
+		} `json:"targets"`
+	}
+	r.api(t, "/targets", &tv)
+	if len(tv.Targets) != 1 || tv.Targets[0].Mode != "poll" || tv.Targets[0].Poll == nil ||
+		tv.Targets[0].Poll.Handed != 6 || tv.Targets[0].Poll.Polls < 6 || tv.Targets[0].Poll.Failures != 0 {
+		t.Errorf("GET /api/v1/targets = %+v; want mode poll, 6 jobs handed, no failures", tv.Targets)
+	}
 	during := api.calls() - before
 	t.Logf("Gitea REST calls by corral while the 6 jobs ran: %d (%.1f per job); all calls: %s", during, float64(during)/6, api)
 	p.Stop(t)
