@@ -119,12 +119,12 @@ type RunnerDiagnoser interface {
 	DiagnoseRunner(output string) error
 }
 
-// JobPoller is implemented by forges whose waiting jobs corral can poll
-// for (poll mode): Gitea and Forgejo.
+// JobPoller is implemented by forges whose jobs corral can poll for
+// (poll mode): Gitea and Forgejo.
 type JobPoller interface {
-	// WaitingJobs lists the target's jobs that wait for a runner, as
-	// queued events, with the cheapest call the forge offers. unchanged
-	// is true (and jobs nil) when the forge said, through a conditional
-	// request, that nothing changed since the previous call.
-	WaitingJobs(ctx context.Context) (jobs []JobEvent, unchanged bool, err error)
+	// PollJobs lists the target's jobs that wait for a runner (queued)
+	// or run (in_progress), with the cheapest call the forge offers.
+	// unchanged is true (and jobs nil) when the forge said, through a
+	// conditional request, that nothing changed since the previous call.
+	PollJobs(ctx context.Context) (jobs []JobEvent, unchanged bool, err error)
 }

@@ -345,11 +345,11 @@ func giteaPoll(ctx context.Context, t corral.Target, opt ForgeOptions) Result {
 	if err != nil {
 		return fail(check, "correct the target", "%v", err)
 	}
-	jobs, _, err := c.WaitingJobs(ctx)
+	jobs, _, err := c.PollJobs(ctx)
 	if err != nil {
 		return fail(check, "mode poll needs Gitea 1.25 or later (GET …/actions/jobs) and a token that reads the scope's Actions",
-			"mode %s: listing the waiting jobs failed: %s", t.Mode, scrub(err.Error(), t.Token.Reveal()))
+			"mode %s: listing the open jobs failed: %s", t.Mode, scrub(err.Error(), t.Token.Reveal()))
 	}
-	return ok(check, "mode %s: the waiting-jobs listing answers (%d waiting now); polled every %v, no webhook needed",
+	return ok(check, "mode %s: the open-jobs listing answers (%d waiting or running now); polled every %v, no webhook needed",
 		t.Mode, len(jobs), t.EffectivePollInterval())
 }

@@ -1,11 +1,14 @@
 // Package poller serves targets in poll mode: with no webhook, a
-// leader-only loop per target lists the forge's waiting jobs at the
-// target's poll interval and hands each job it has not handed yet to the
-// ledger, the same path webhooks take (the ledger dedups by forge job id).
+// leader-only loop per target lists the forge's open jobs (waiting and
+// running) at the target's poll interval and hands each job's state it has
+// not handed yet to the ledger, the same path webhooks take (the ledger
+// dedups by forge job id): queued as the queued webhook, running as the
+// in_progress webhook (which marks the job's runner busy).
 //
-// Cost: one API call per poll while at most 50 jobs wait (Gitea's
-// status=queued listing, page 1), conditional (If-None-Match) when the
-// forge gives an ETag. After IdleAfter without a waiting job the interval
+// Cost: one API call per poll while at most 50 jobs wait or run (Gitea's
+// status=queued&status=in_progress listing, page 1), conditional (If-None-Match) when the
+// forge gives an ETag; plus one call per job that leaves the list (how did
+// it end?). After IdleAfter without a waiting job the interval
 // doubles (at most once), so an idle target costs half; errors back off
 // exponentially up to MaxBackoff; every wait is jittered by ±10% so that
 // several corrals do not poll in step.
@@ -47,7 +50,9 @@ type Status struct {
 	Target    string    `json:"target"`
 	Polls     int64     `json:"polls"`
 	Unchanged int64     `json:"unchanged"` // answered "not modified"
-	Handed    int64     `json:"handed"`    // jobs handed to the ledger
+	Handed    int64     `json:"handed"`    // new jobs handed to the ledger
+	Started   int64     `json:"started"`   // their start (in_progress) handed
+	Finished  int64     `json:"finished"`  // their end, asked of the forge, handed
 	Failures  int       `json:"failures"`  // consecutive failed polls
 	LastOK    time.Time `json:"last_ok,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
@@ -62,7 +67,7 @@ type Poller struct {
 	mu      sync.Mutex
 	targets []corral.Target
 	status  map[string]*Status
-	handed  map[string]map[int64]bool // per target: waiting jobs already handed
+	handed  map[string]map[int64]handedJob // per target: open jobs already handed
 }
 
 // New assembles a poller; it does no I/O.
@@ -80,7 +85,7 @@ func New(cfg Config) (*Poller, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Poller{cfg: cfg, log: cfg.Logger.With("component", "poller"), changed: make(chan struct{}, 1),
-		status: map[string]*Status{}, handed: map[string]map[int64]bool{}}
+		status: map[string]*Status{}, handed: map[string]map[int64]handedJob{}}
 	p.SetTargets(cfg.Targets)
 	return p, nil
 }
@@ -211,8 +216,8 @@ func (p *Poller) loop(ctx context.Context, t corral.Target) {
 	}
 }
 
-// Poll lists t's waiting jobs once and hands the new ones to the ledger.
-// It returns how many jobs wait, as of the forge's last full answer.
+// Poll lists t's open jobs once and hands what is new to the ledger. It
+// returns how many jobs wait or run, as of the forge's last full answer.
 func (p *Poller) Poll(ctx context.Context, t corral.Target) (int, error) {
 	st := p.stat(t.ID)
 	err := func() error {
@@ -224,7 +229,7 @@ func (p *Poller) Poll(ctx context.Context, t corral.Target) (int, error) {
 		if !ok {
 			return fmt.Errorf("forge kind %s cannot be polled for jobs", t.Kind)
 		}
-		jobs, unchanged, err := jp.WaitingJobs(ctx)
+		jobs, unchanged, err := jp.PollJobs(ctx)
 		p.mu.Lock()
 		st.Polls++
 		if unchanged {
@@ -234,7 +239,7 @@ func (p *Poller) Poll(ctx context.Context, t corral.Target) (int, error) {
 		if err != nil || unchanged {
 			return err
 		}
-		return p.hand(ctx, t, jobs, st)
+		return p.hand(ctx, f, t, jobs, st)
 	}()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -247,27 +252,67 @@ func (p *Poller) Poll(ctx context.Context, t corral.Target) (int, error) {
 	return len(p.handed[t.ID]), nil
 }
 
-// hand gives the ledger each waiting job not handed yet and forgets the
-// jobs that no longer wait.
-func (p *Poller) hand(ctx context.Context, t corral.Target, jobs []corral.JobEvent, st *Status) error {
+// handedJob is what the poller last handed of one open job.
+type handedJob struct {
+	action corral.JobAction
+	repo   string
+}
+
+// hand gives the ledger each open job not handed yet in its current state
+// (queued, then in_progress). A job handed before and no longer listed has
+// left the open jobs: the forge is asked how it ended (one call per job,
+// as no completed webhook comes) and the ledger told.
+func (p *Poller) hand(ctx context.Context, f corral.Forge, t corral.Target, jobs []corral.JobEvent, st *Status) error {
 	p.mu.Lock()
 	old := p.handed[t.ID]
 	p.mu.Unlock()
-	now := make(map[int64]bool, len(jobs))
+	now := make(map[int64]handedJob, len(jobs))
 	var errs []error
 	for _, ev := range jobs {
-		if old[ev.ForgeJobID] {
-			now[ev.ForgeJobID] = true
+		prev, seen := old[ev.ForgeJobID]
+		if seen && prev.action == ev.Action {
+			now[ev.ForgeJobID] = prev
 			continue
 		}
 		if err := p.cfg.Observer.ObserveVia(ctx, t, ev, "poll"); err != nil {
 			errs = append(errs, err) // not marked: the next poll tries again
+			if seen {
+				now[ev.ForgeJobID] = prev
+			}
 			continue
 		}
-		now[ev.ForgeJobID] = true
+		now[ev.ForgeJobID] = handedJob{ev.Action, ev.Repo}
 		p.mu.Lock()
-		st.Handed++
+		if seen {
+			st.Started++
+		} else {
+			st.Handed++
+		}
 		p.mu.Unlock()
+	}
+	for id, h := range old {
+		if _, open := now[id]; open {
+			continue
+		}
+		ev, err := f.Job(ctx, id, h.repo)
+		switch {
+		case errors.Is(err, corral.ErrNotFound):
+			// Gone from the forge: the sweep finishes it.
+		case err != nil:
+			errs = append(errs, err)
+			now[id] = h // asked again at the next poll
+		case ev.Action == corral.ActionCompleted:
+			if err := p.cfg.Observer.ObserveVia(ctx, t, ev, "poll"); err != nil {
+				errs = append(errs, err)
+				now[id] = h
+				continue
+			}
+			p.mu.Lock()
+			st.Finished++
+			p.mu.Unlock()
+		default:
+			now[id] = h // still open: the listing shifted while it was read
+		}
 	}
 	p.mu.Lock()
 	p.handed[t.ID] = now

@@ -17,11 +17,14 @@ type queue struct {
 	corral.Forge
 	mu    sync.Mutex
 	jobs  []int64
+	run   map[int64]bool // jobs listed in_progress
+	done  map[int64]bool // jobs Job answers completed (others: not found)
+	asked int            // Job calls
 	err   error
 	polls int
 }
 
-func (q *queue) WaitingJobs(context.Context) ([]corral.JobEvent, bool, error) {
+func (q *queue) PollJobs(context.Context) ([]corral.JobEvent, bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.polls++
@@ -30,9 +33,23 @@ func (q *queue) WaitingJobs(context.Context) ([]corral.JobEvent, bool, error) {
 	}
 	var out []corral.JobEvent
 	for _, id := range q.jobs {
-		out = append(out, corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: id})
+		a := corral.ActionQueued
+		if q.run[id] {
+			a = corral.ActionInProgress
+		}
+		out = append(out, corral.JobEvent{Action: a, ForgeJobID: id})
 	}
 	return out, false, nil
+}
+
+func (q *queue) Job(_ context.Context, id int64, _ string) (corral.JobEvent, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.asked++
+	if q.done[id] {
+		return corral.JobEvent{Action: corral.ActionCompleted, ForgeJobID: id, Conclusion: "success"}, nil
+	}
+	return corral.JobEvent{}, corral.ErrNotFound
 }
 
 func (q *queue) set(err error, jobs ...int64) {
@@ -52,19 +69,28 @@ func (f forges) Parser(corral.TargetKind) (corral.WebhookParser, error) {
 type ledger struct {
 	mu     sync.Mutex
 	handed map[int64]int
+	began  map[int64]int // in_progress events
+	ended  map[int64]int // completed events
 	fail   map[int64]bool
 }
 
 func (l *ledger) ObserveVia(_ context.Context, _ corral.Target, ev corral.JobEvent, source string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if source != "poll" || ev.Action != corral.ActionQueued {
+	if source != "poll" {
 		return errors.New("unexpected " + source + " " + string(ev.Action))
 	}
 	if l.fail[ev.ForgeJobID] {
 		return errors.New("store down")
 	}
-	l.handed[ev.ForgeJobID]++
+	switch ev.Action {
+	case corral.ActionInProgress:
+		l.began[ev.ForgeJobID]++
+	case corral.ActionCompleted:
+		l.ended[ev.ForgeJobID]++
+	default:
+		l.handed[ev.ForgeJobID]++
+	}
 	return nil
 }
 
@@ -77,7 +103,7 @@ func (l *ledger) count(id int64) int {
 var target = corral.Target{ID: "g", Kind: corral.KindGitea, Mode: corral.ModePoll}
 
 func newPoller(t *testing.T) (*Poller, *queue, *ledger) {
-	q, l := &queue{}, &ledger{handed: map[int64]int{}, fail: map[int64]bool{}}
+	q, l := &queue{run: map[int64]bool{}, done: map[int64]bool{}}, &ledger{handed: map[int64]int{}, began: map[int64]int{}, ended: map[int64]int{}, fail: map[int64]bool{}}
 	p, err := New(Config{Forges: forges{q}, Observer: l, Targets: []corral.Target{
 		target, {ID: "w", Kind: corral.KindGitea}}}) // w takes webhooks: not polled
 	if err != nil {
@@ -86,9 +112,9 @@ func newPoller(t *testing.T) (*Poller, *queue, *ledger) {
 	return p, q, l
 }
 
-// Each waiting job is handed once however often it is listed; a job the
-// ledger refused is handed again at the next poll; a job that left the
-// queue and comes back (a re-run) is handed again.
+// Each open job is handed once per state however often it is listed; a
+// job the ledger refused is handed again at the next poll; a job that left
+// the list and comes back (a re-run) is handed again.
 func TestPoll_HandsEachWaitingJobOnce(t *testing.T) {
 	p, q, l := newPoller(t)
 	ctx := context.Background()
@@ -116,6 +142,37 @@ func TestPoll_HandsEachWaitingJobOnce(t *testing.T) {
 	_, _ = p.Poll(ctx, target)
 	if l.count(1) != 2 || l.count(2) != 1 {
 		t.Fatalf("handed %v, want job 1 twice (it left and came back), job 2 once", l.handed)
+	}
+	// Job 2 starts: its in_progress is handed once, as the webhook would.
+	q.mu.Lock()
+	q.run[2] = true
+	q.mu.Unlock()
+	for range 3 {
+		_, _ = p.Poll(ctx, target)
+	}
+	l.mu.Lock()
+	began := l.began[2]
+	l.mu.Unlock()
+	if began != 1 || l.count(2) != 1 {
+		t.Fatalf("job 2: in_progress handed %d times, queued %d; want 1 and 1", began, l.count(2))
+	}
+	// Job 2 ends: it leaves the list, the forge is asked once how it
+	// ended, and the ledger is told; later polls ask nothing more.
+	q.mu.Lock()
+	q.done[2], q.asked = true, 0
+	q.mu.Unlock()
+	q.set(nil, 1)
+	for range 3 {
+		_, _ = p.Poll(ctx, target)
+	}
+	l.mu.Lock()
+	ended := l.ended[2]
+	l.mu.Unlock()
+	if ended != 1 || q.asked != 1 {
+		t.Fatalf("job 2 ended: %d completed events after %d lookups; want 1 and 1", ended, q.asked)
+	}
+	if st := p.Statuses()[0]; st.Handed != 3 || st.Started != 1 || st.Finished != 1 {
+		t.Errorf("status %+v; want 3 handed (job 1 twice), 1 started, 1 finished", st)
 	}
 }
 

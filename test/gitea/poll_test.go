@@ -128,21 +128,26 @@ func TestGitea_PollMode(t *testing.T) {
 		}
 		return done == 6 && viaPoll == 6
 	})
+	type targetView struct {
+		ID   string `json:"id"`
+		Mode string `json:"mode"`
+		Poll *struct {
+			Polls, Handed, Finished int64
+			Failures                int
+		} `json:"poll"`
+	}
 	var tv struct {
-		Targets []struct {
-			ID   string `json:"id"`
-			Mode string `json:"mode"`
-			Poll *struct {
-				Polls, Handed int64
-				Failures      int
-			} `json:"poll"`
-		} `json:"targets"`
+		Targets []targetView `json:"targets"`
 	}
-	r.api(t, "/targets", &tv)
-	if len(tv.Targets) != 1 || tv.Targets[0].Mode != "poll" || tv.Targets[0].Poll == nil ||
-		tv.Targets[0].Poll.Handed != 6 || tv.Targets[0].Poll.Polls < 6 || tv.Targets[0].Poll.Failures != 0 {
-		t.Errorf("GET /api/v1/targets = %+v; want mode poll, 6 jobs handed, no failures", tv.Targets)
-	}
+	waitFor(t, 10*time.Second, "GET /api/v1/targets: mode poll, 6 jobs handed and finished, no failures", func() bool {
+		r.api(t, "/targets", &tv)
+		if len(tv.Targets) != 1 || tv.Targets[0].Mode != "poll" || tv.Targets[0].Poll == nil {
+			return false
+		}
+		pv := tv.Targets[0].Poll
+		return pv.Handed == 6 && pv.Finished == 6 && pv.Polls >= 6 && pv.Failures == 0
+	})
+	t.Logf("target: %+v", *tv.Targets[0].Poll)
 	during := api.calls() - before
 	t.Logf("Gitea REST calls by corral while the 6 jobs ran: %d (%.1f per job); all calls: %s", during, float64(during)/6, api)
 	p.Stop(t)
@@ -193,6 +198,45 @@ func TestGitea_WebhookPlusPollBackstop(t *testing.T) {
 			}
 		}
 		return viaPoll == 3
+	})
+	r.checkClean(t)
+	p.Stop(t)
+}
+
+// TestGitea_PollModeSeesRunning: in mode poll (no webhook, sweep once a
+// minute) corral learns that a job started from the poll alone, while the
+// job still runs: its job shows running and its instance busy.
+func TestGitea_PollModeSeesRunning(t *testing.T) {
+	r := newRigWith(t, rigOptions{Poll: true, PollInterval: "1s", Reconcile: "60s"})
+	p := r.start(t)
+	wf := "name: slow\non:\n  push:\n    paths: ['.gitea/workflows/slow.yml']\njobs:\n" +
+		"  slow:\n    runs-on: [self-hosted, corral-a]\n    steps:\n      - run: sleep 12\n"
+	if err := r.g.pushWorkflow(r.repo, "slow.yml", wf); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "the job running at Gitea", func() bool {
+		js := r.giteaJobs(t)
+		return len(js) == 1 && js[0].Status == "in_progress"
+	})
+	waitFor(t, 8*time.Second, "corral to show the job running, learnt by the poller", func() bool {
+		js := r.corralJobs(t)
+		return len(js) == 1 && js[0].State == string(corral.JobRunning)
+	})
+	if js := r.giteaJobs(t); js[0].Status != "in_progress" {
+		t.Fatalf("Gitea's job is %s: corral learnt too late to show it learnt while running", js[0].Status)
+	}
+	var ins struct {
+		Instances []struct {
+			State string `json:"state"`
+		} `json:"instances"`
+	}
+	r.api(t, "/instances", &ins)
+	if len(ins.Instances) != 1 || ins.Instances[0].State != string(corral.InstBusy) {
+		t.Errorf("instances %+v while the job runs; want one busy", ins.Instances)
+	}
+	waitFor(t, 60*time.Second, "the job completed at Gitea and in corral", func() bool {
+		js := r.corralJobs(t)
+		return len(js) == 1 && js[0].State == string(corral.JobCompleted)
 	})
 	r.checkClean(t)
 	p.Stop(t)

@@ -13,19 +13,21 @@ import (
 var _ corral.JobPoller = (*Client)(nil)
 
 // pollCache keeps the validator of the last single-page answer of the
-// waiting-jobs listing, so the next poll can be a conditional request.
+// open-jobs listing, so the next poll can be a conditional request.
 type pollCache struct {
 	mu   sync.Mutex
 	etag string
 }
 
-// WaitingJobs lists the jobs waiting for a runner, for poll mode: Gitea's
-// GET …/actions/jobs?status=queued, page 1 with limit 50, which is one call
-// while at most 50 jobs wait (further pages otherwise). When the previous
-// single-page answer carried an ETag it is sent back (If-None-Match), and a
-// 304 answer costs no decoding. Forgejo: its …/actions/runners/jobs
-// listing, filtered to waiting jobs.
-func (c *Client) WaitingJobs(ctx context.Context) ([]corral.JobEvent, bool, error) {
+// PollJobs lists the jobs waiting for a runner or running, for poll mode:
+// Gitea's GET …/actions/jobs?status=queued&status=in_progress, page 1 with
+// limit 50, which is one call while at most 50 jobs wait or run (further
+// pages otherwise). The running ones tell corral that a job started, as
+// the in_progress webhook would. When the previous single-page answer
+// carried an ETag it is sent back (If-None-Match), and a 304 answer costs
+// no decoding. Forgejo: its …/actions/runners/jobs listing (waiting and
+// running jobs).
+func (c *Client) PollJobs(ctx context.Context) ([]corral.JobEvent, bool, error) {
 	if c.forgejo {
 		jobs, err := c.forgejoJobs(ctx)
 		if err != nil {
@@ -33,7 +35,7 @@ func (c *Client) WaitingJobs(ctx context.Context) ([]corral.JobEvent, bool, erro
 		}
 		out := jobs[:0]
 		for _, j := range jobs {
-			if j.Action == corral.ActionQueued {
+			if j.Action == corral.ActionQueued || j.Action == corral.ActionInProgress {
 				out = append(out, j)
 			}
 		}
@@ -41,7 +43,7 @@ func (c *Client) WaitingJobs(ctx context.Context) ([]corral.JobEvent, bool, erro
 	}
 	const op = "poll-jobs"
 	path := c.scope + "/actions/jobs"
-	q := url.Values{"status": {"queued"}, "page": {"1"}, "limit": {"50"}}
+	q := url.Values{"status": {"queued", "in_progress"}, "page": {"1"}, "limit": {"50"}}
 	c.poll.mu.Lock()
 	etag := c.poll.etag
 	c.poll.mu.Unlock()
@@ -68,7 +70,8 @@ func (c *Client) WaitingJobs(ctx context.Context) ([]corral.JobEvent, bool, erro
 			if err != nil {
 				return 0, 0, err
 			}
-			if ev.Action == corral.ActionQueued && !seen[ev.ForgeJobID] {
+			open := ev.Action == corral.ActionQueued || ev.Action == corral.ActionInProgress
+			if open && !seen[ev.ForgeJobID] {
 				seen[ev.ForgeJobID] = true
 				out = append(out, ev)
 			}
