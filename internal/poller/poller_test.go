@@ -221,3 +221,40 @@ func TestPoll_FailuresBackOffAndShow(t *testing.T) {
 		t.Errorf("%d polls while the forge failed for 1.5 s at a 100 ms interval; want 2..5 (exponential backoff)", failed)
 	}
 }
+
+// A target that switches to poll mode in the live catalog is polled from
+// then on; one idle for IdleAfter is polled at twice its interval.
+func TestRun_CatalogChangeAndIdleBackoff(t *testing.T) {
+	p, q, _ := newPoller(t)
+	p.SetTargets(nil) // nothing polls
+	p.cfg.IdleAfter = 300 * time.Millisecond
+	polls := func() int {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.polls
+	}
+	run, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(run) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if n := polls(); n != 0 {
+		t.Fatalf("%d polls with no target in poll mode", n)
+	}
+	fast := target
+	fast.PollInterval = 100 * time.Millisecond
+	p.SetTargets([]corral.Target{fast})
+	// 2 s at 100 ms: ~20 polls without the idle backoff; with it, ~3 in
+	// the first 300 ms and ~9 at 200 ms for the rest.
+	time.Sleep(2 * time.Second)
+	n := polls()
+	t.Logf("%d polls", n)
+	if n < 5 || n > 16 {
+		t.Errorf("%d polls in 2 s at a 100 ms interval, idle after 300 ms; want 5..16 (interval doubled when idle)", n)
+	}
+}
