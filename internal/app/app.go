@@ -195,7 +195,8 @@ func New(opt Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.Poller, err = poller.New(poller.Config{Forges: opt.Forges, Observer: a.Ledger, Targets: opt.Targets, Logger: opt.Logger})
+	a.Poller, err = poller.New(poller.Config{Forges: opt.Forges, Observer: a.Ledger, Targets: opt.Targets,
+		Recorder: a.Metrics, Logger: opt.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ type Metrics struct {
 	reconcileErrs  prometheus.Counter
 	webhooks       *prometheus.CounterVec
 	compFailures   *prometheus.CounterVec
+	polls          *prometheus.CounterVec
 }
 
 // New makes the registry and its metrics; WatchState adds the gauges read
@@ -74,8 +75,10 @@ func New() *Metrics {
 		[]string{"result"})
 	m.compFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_component_failures_total",
 		Help: "Failures of corral's components (each is restarted, or stops corral if it must)."}, []string{"component"})
+	m.polls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_polls_total",
+		Help: "Polls of a target's open jobs in poll mode, by result: ok, unchanged (304) or error."}, []string{"target", "result"})
 	for _, c := range []prometheus.Collector{m.jobTransitions, m.jobsCompleted, m.queueWait, m.phase, m.reserved, m.created,
-		m.limitHits, m.backoffs, m.reconcile, m.reconcileErrs, m.webhooks, m.compFailures,
+		m.limitHits, m.backoffs, m.reconcile, m.reconcileErrs, m.webhooks, m.compFailures, m.polls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -145,6 +148,10 @@ func (m *Metrics) Delivery(_ string, result string) {
 
 // ComponentFailed implements component.Recorder.
 func (m *Metrics) ComponentFailed(name string) { m.compFailures.WithLabelValues(name).Inc() }
+
+// Polled implements poller.Recorder: targets come from the configuration,
+// so they may be labels.
+func (m *Metrics) Polled(target, result string) { m.polls.WithLabelValues(target, result).Inc() }
 
 // StateReader gives the gauges read at scrape time.
 type StateReader interface {

@@ -42,7 +42,15 @@ type Config struct {
 	IdleAfter time.Duration
 	// MaxBackoff caps the wait after errors; 0 means one minute.
 	MaxBackoff time.Duration
-	Logger     *slog.Logger
+	// Recorder counts polls by result (metrics); nil: none.
+	Recorder Recorder
+	Logger   *slog.Logger
+}
+
+// Recorder observes polls. It must be cheap and safe for concurrent use.
+type Recorder interface {
+	// Polled reports one poll of target: "ok", "unchanged" or "error".
+	Polled(target, result string)
 }
 
 // Status is one polled target's health.
@@ -220,6 +228,7 @@ func (p *Poller) loop(ctx context.Context, t corral.Target) {
 // returns how many jobs wait or run, as of the forge's last full answer.
 func (p *Poller) Poll(ctx context.Context, t corral.Target) (int, error) {
 	st := p.stat(t.ID)
+	unchanged := false
 	err := func() error {
 		f, err := p.cfg.Forges.Forge(t)
 		if err != nil {
@@ -229,7 +238,8 @@ func (p *Poller) Poll(ctx context.Context, t corral.Target) (int, error) {
 		if !ok {
 			return fmt.Errorf("forge kind %s cannot be polled for jobs", t.Kind)
 		}
-		jobs, unchanged, err := jp.PollJobs(ctx)
+		jobs, same, err := jp.PollJobs(ctx)
+		unchanged = same && err == nil
 		p.mu.Lock()
 		st.Polls++
 		if unchanged {
@@ -241,6 +251,16 @@ func (p *Poller) Poll(ctx context.Context, t corral.Target) (int, error) {
 		}
 		return p.hand(ctx, f, t, jobs, st)
 	}()
+	if rec := p.cfg.Recorder; rec != nil {
+		switch {
+		case err != nil:
+			rec.Polled(t.ID, "error")
+		case unchanged:
+			rec.Polled(t.ID, "unchanged")
+		default:
+			rec.Polled(t.ID, "ok")
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {

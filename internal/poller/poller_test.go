@@ -176,10 +176,23 @@ func TestPoll_HandsEachWaitingJobOnce(t *testing.T) {
 	}
 }
 
-// Failing polls show in the readiness check after three in a row, and the
-// loop backs off instead of polling at its interval.
+type results struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *results) Polled(target, result string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n[target+" "+result]++
+}
+
+// Failing polls show in the readiness check after three in a row and in
+// the metrics, and the loop backs off instead of polling at its interval.
 func TestPoll_FailuresBackOffAndShow(t *testing.T) {
 	p, q, _ := newPoller(t)
+	rec := &results{n: map[string]int{}}
+	p.cfg.Recorder = rec
 	q.set(errors.New("503 from the forge"))
 	ctx := context.Background()
 	for range 3 {
@@ -196,6 +209,9 @@ func TestPoll_FailuresBackOffAndShow(t *testing.T) {
 	}
 	if _, err := p.Check(ctx); err != nil {
 		t.Fatalf("check after a good poll: %v", err)
+	}
+	if rec.n["g error"] != 3 || rec.n["g ok"] != 1 {
+		t.Fatalf("recorded %v, want 3 errors and 1 ok for target g", rec.n)
 	}
 
 	// The loop: 100 ms interval, the forge failing for 1.5 s. Without
