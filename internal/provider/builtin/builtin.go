@@ -7,4 +7,5 @@ import (
 	_ "github.com/corral-ci/corral/internal/provider/docker"  // type docker
 	_ "github.com/corral-ci/corral/internal/provider/plugin"  // type plugin
 	_ "github.com/corral-ci/corral/internal/provider/process" // type process
+	_ "github.com/corral-ci/corral/internal/provider/qemu"    // type qemu
 )

@@ -38,6 +38,9 @@ type Provider struct {
 	Name, Type string
 	Docker     *Docker
 	Plugin     *Plugin
+	// Settings are further setting lines of the instance, each a YAML
+	// "key: value" (flow style for structures), e.g. "forwards: [{host: ...}]".
+	Settings []string
 }
 
 // Plugin is a plugin provider instance's settings.
@@ -71,6 +74,9 @@ type Pool struct {
 	Image, Flavor, MaxFlavor                             string
 	MaxInstances, MinIdle                                int
 	BootTimeout, MaxJobRuntime, IdleTimeout, MaxLifetime string
+	// Options are the pool's provider options as a YAML flow mapping,
+	// e.g. "{workspace: tmpfs}"; empty: none.
+	Options string
 }
 
 // Docker is the docker provider's section.
@@ -150,6 +156,9 @@ pools:
     max_job_runtime: {{.MaxJobRuntime}}
     idle_timeout: {{.IdleTimeout}}
     max_lifetime: {{.MaxLifetime}}
+{{- if .Options}}
+    options: {{.Options}}
+{{- end}}
 {{- end}}
 {{- if or .Docker .Providers}}
 providers:
@@ -171,6 +180,9 @@ providers:
 {{- range .Endpoints}}
       - {name: {{.Name}}, host: "{{.Host}}"{{if .Max}}, max_instances: {{.Max}}{{end}}}
 {{- end}}
+{{- end}}
+{{- range .Settings}}
+    {{.}}
 {{- end}}
 {{- with .Plugin}}
     path: {{.Path}}
