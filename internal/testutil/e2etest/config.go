@@ -76,6 +76,13 @@ type Target struct {
 	RunnerPrefix               string
 	AppID                      int64 // GitHub App id (settings.app_id), 0 for none
 	Tenant                     string
+	// Mode is the target's mode (webhook, poll, webhook+poll); empty:
+	// none written. In mode poll SecretEnv may be empty: no
+	// webhook_secret is written then.
+	Mode, PollInterval string
+	// RunnerURL is settings.runner_url (Gitea: the address runners use
+	// when it differs from URL).
+	RunnerURL string
 }
 
 // Pool is one pool. Empty durations get the defaults in WriteConfig.
@@ -131,11 +138,21 @@ targets:
     scope: {{.Scope}}
     path: {{.Path}}
     url: {{.URL}}
+{{- if .SecretEnv}}
     webhook_secret: env:{{.SecretEnv}}
+{{- end}}
+{{- if .Mode}}
+    mode: {{.Mode}}
+{{- end}}
+{{- if .PollInterval}}
+    poll_interval: {{.PollInterval}}
+{{- end}}
     token: {{.Token}}
     runner_prefix: {{.RunnerPrefix}}
 {{- if .AppID}}
     settings: {app_id: "{{.AppID}}"}
+{{- else if .RunnerURL}}
+    settings: {runner_url: "{{.RunnerURL}}"}
 {{- end}}
 {{- end}}
 pools:
