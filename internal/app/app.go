@@ -21,6 +21,7 @@ import (
 	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/ledger"
 	"github.com/corral-ci/corral/internal/metrics"
+	"github.com/corral-ci/corral/internal/poller"
 	"github.com/corral-ci/corral/internal/reconciler"
 	"github.com/corral-ci/corral/internal/rightsize"
 	"github.com/corral-ci/corral/internal/route"
@@ -71,6 +72,10 @@ type Options struct {
 	// RunnerDir for pools with a managed runner.
 	Runners   RunnerCache
 	RunnerDir func(p corral.Pool, t corral.Target) (string, error)
+	// Metadata, when set, is the metadata endpoint of instances that
+	// fetch their own bootstrap with a per-instance token (garm
+	// providers), served on the public listener.
+	Metadata InstanceMetadata
 	// Components are extra components to run (Options say where).
 	Components []ExtraComponent
 	// Recorders observe the components; a nil one is corral's Prometheus
@@ -88,6 +93,9 @@ type Recorders struct {
 	Reconciler reconciler.Recorder
 	Webhooks   webhook.Recorder
 	Components component.Recorder
+	// Forges observes forge API calls, given to Options.Forges when it
+	// takes a recorder (forge.Registry does).
+	Forges corral.CallRecorder
 }
 
 // ExtraComponent is a component that cmd adds to the App's manager.
@@ -102,6 +110,13 @@ type RunnerCache interface {
 	Handler() http.Handler
 }
 
+// InstanceMetadata answers the instances' metadata GETs and callback
+// POSTs (package provider/garm), checking their tokens itself.
+type InstanceMetadata interface {
+	ServeMetadata(w http.ResponseWriter, r *http.Request)
+	ServeCallback(w http.ResponseWriter, r *http.Request)
+}
+
 // App is one assembled corral replica.
 type App struct {
 	opt        Options
@@ -109,6 +124,7 @@ type App struct {
 	Ledger     *ledger.Ledger
 	Scheduler  *scheduler.Scheduler
 	Reconciler *reconciler.Reconciler
+	Poller     *poller.Poller
 	Sampler    *rightsize.Sampler
 	Webhooks   *webhook.Handler
 	Components *component.Manager
@@ -158,6 +174,12 @@ func New(opt Options) (*App, error) {
 	if rec.Components == nil {
 		rec.Components = a.Metrics
 	}
+	if rec.Forges == nil {
+		rec.Forges = a.Metrics
+	}
+	if fr, ok := opt.Forges.(interface{ SetRecorder(corral.CallRecorder) }); ok {
+		fr.SetRecorder(rec.Forges)
+	}
 	a.Catalog = catalog.New(catalog.Config{Store: opt.Store, Route: route.Options{Sizes: opt.Sizes, DefaultArch: opt.DefaultArch}, Interval: opt.CatalogInterval, Logger: opt.Logger})
 	a.Catalog.SetSecrets(opt.Targets)
 	// The leader's writes are fenced by its term; without a leader (tests
@@ -193,6 +215,11 @@ func New(opt Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.Poller, err = poller.New(poller.Config{Forges: opt.Forges, Observer: a.Ledger, Targets: opt.Targets,
+		Recorder: a.Metrics, Logger: opt.Logger})
+	if err != nil {
+		return nil, err
+	}
 	a.Webhooks = webhook.New(opt.Targets, opt.Forges, a.Ledger, opt.MaxBody, opt.Recorders.Webhooks, opt.Logger)
 	a.Catalog.Subscribe(a.applySnapshot)
 	a.Metrics.WatchState(a)
@@ -208,6 +235,7 @@ func (a *App) applySnapshot(s *catalog.Snapshot) {
 	a.Webhooks.SetTargets(s.Targets)
 	a.Scheduler.SetConfig(s.Tenants, s.Targets, s.Pools)
 	a.Reconciler.SetConfig(s.Targets, s.Pools)
+	a.Poller.SetTargets(s.Targets)
 	select { // the leader routes waiting jobs again with the new pools
 	case a.reroute <- struct{}{}:
 	default:
@@ -266,6 +294,7 @@ func (a *App) addComponents() {
 	}
 	m.Add(component.Func("scheduler", a.Scheduler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("reconciler", a.Reconciler.Run), component.Options{LeaderOnly: true})
+	m.Add(component.Func("poller", a.Poller.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("rightsizing", a.Sampler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("reroute", func(ctx context.Context) error {
 		for {

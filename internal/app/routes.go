@@ -62,6 +62,7 @@ func (a *App) Routes() []Route {
 		{"GET", "/api/v1/overview", auth.TenantRead, OnAPI, http.HandlerFunc(a.overview)},
 		{"GET", "/api/v1/usage/hourly", auth.TenantRead, OnAPI, http.HandlerFunc(a.usageHourly)},
 		{"GET", "/api/v1/rightsizing", auth.TenantRead, OnAPI, http.HandlerFunc(a.rightsizing)},
+		{"GET", "/api/v1/analytics", auth.TenantRead, OnAPI, http.HandlerFunc(a.analyticsReport)},
 		{"GET", "/api/v1/deliveries", auth.TenantRead, OnAPI, http.HandlerFunc(a.listDeliveries)},
 		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},
 		{"GET", "/api/v1/leader", auth.Admin, OnAPI, http.HandlerFunc(a.getLeader)},
@@ -73,6 +74,11 @@ func (a *App) Routes() []Route {
 	}
 	if a.opt.Runners != nil { // per-instance grants guard the downloads
 		rs = append(rs, Route{"GET", "/runners/", auth.Public, OnWebhooks, http.StripPrefix("/runners", a.opt.Runners.Handler())})
+	}
+	if m := a.opt.Metadata; m != nil { // per-instance tokens, never API tokens
+		rs = append(rs,
+			Route{"GET", "/api/v1/metadata/", auth.InstanceToken, OnWebhooks, http.HandlerFunc(m.ServeMetadata)},
+			Route{"POST", "/api/v1/callbacks/", auth.InstanceToken, OnWebhooks, http.HandlerFunc(m.ServeCallback)})
 	}
 	return rs
 }

@@ -78,14 +78,21 @@ type ReadTx interface {
 	PoolStates(ctx context.Context) (map[string]PoolState, error)
 
 	// UsageSummaries sums up the recorded job usage per tenant,
-	// repository and job name, ordered so; tenantID "" means all tenants.
+	// repository, workflow (from the job's JobRun) and job name, ordered
+	// so; tenantID "" means all tenants.
 	UsageSummaries(ctx context.Context, tenantID string) ([]UsageSummary, error)
+	// JobRuns lists the completed jobs kept for CI analytics, oldest
+	// completion first.
+	JobRuns(ctx context.Context, f JobRunFilter) ([]JobRun, error)
 
 	// Tokens lists the API tokens (revoked and expired ones too), by id.
 	Tokens(ctx context.Context) ([]Token, error)
 	// TokenByHash returns the token whose secret has this SHA-256
 	// (ErrNotFound if none).
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	// InstanceGrant returns the instance grant whose token has this
+	// SHA-256 (ErrNotFound if none).
+	InstanceGrant(ctx context.Context, hash []byte) (InstanceGrant, error)
 }
 
 // Tx reads and writes the ledger inside one transaction.
@@ -167,6 +174,9 @@ type Tx interface {
 	// PutJobUsage records what a job used (right-sizing), replacing an
 	// earlier record of the same job.
 	PutJobUsage(ctx context.Context, u JobUsage) error
+	// PutJobRun records a completed job for CI analytics, replacing an
+	// earlier record of the same job.
+	PutJobRun(ctx context.Context, r JobRun) error
 
 	// PutToken inserts a token (ErrConflict if its id or hash exists).
 	PutToken(ctx context.Context, t Token) error
@@ -175,6 +185,18 @@ type Tx interface {
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 	// TouchToken records a use of the token at at.
 	TouchToken(ctx context.Context, id string, at time.Time) error
+
+	// PutInstanceGrant records a grant, replacing every earlier grant of
+	// the same instance (ErrConflict if its hash exists).
+	PutInstanceGrant(ctx context.Context, g InstanceGrant) error
+	// UseInstanceGrant records that the grant gave piece: ErrConflict if
+	// it gave it before, ErrNotFound if there is no such grant.
+	UseInstanceGrant(ctx context.Context, hash []byte, piece string) error
+	// DeleteInstanceGrants deletes the instance's grants.
+	DeleteInstanceGrants(ctx context.Context, instanceID string) error
+	// SweepInstanceGrants deletes the grants whose CallBy is before
+	// before, and returns how many.
+	SweepInstanceGrants(ctx context.Context, before time.Time) (int, error)
 }
 
 // Lease is a named lease: who holds it, until when, and its fencing token.

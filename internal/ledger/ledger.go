@@ -68,6 +68,7 @@ type Result struct {
 	Duplicate bool  // the delivery id was seen before: nothing changed
 	JobID     int64 // the job touched, if any
 	Changed   bool  // the ledger changed
+	Created   bool  // the job was new to the ledger
 }
 
 // Ingest records a verified webhook delivery and applies its job event, in
@@ -104,17 +105,31 @@ func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery)
 
 // Observe applies a job event found by a sweep of the forge's API.
 func (l *Ledger) Observe(ctx context.Context, t corral.Target, ev corral.JobEvent) (Result, error) {
+	return l.observe(ctx, t, ev, "sweep")
+}
+
+// ObserveVia applies a job event found by source (e.g. "poll": the poller
+// of a target in poll mode); the job's queued stamp names the source.
+func (l *Ledger) ObserveVia(ctx context.Context, t corral.Target, ev corral.JobEvent, source string) error {
+	_, err := l.observe(ctx, t, ev, source)
+	return err
+}
+
+func (l *Ledger) observe(ctx context.Context, t corral.Target, ev corral.JobEvent, source string) (Result, error) {
 	var res Result
 	var seen []jobChange
 	now := l.clock.Now()
 	err := updateRetry(ctx, l.store, func(tx corral.Tx) error {
 		var err error
 		res, seen = Result{}, seen[:0]
-		res.JobID, res.Changed, err = l.apply(ctx, tx, t, ev, now, "sweep", &seen)
+		res.JobID, res.Changed, err = l.apply(ctx, tx, t, ev, now, source, &seen)
 		return err
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("observe job %d of target %s: %w", ev.ForgeJobID, t.ID, err)
+	}
+	for _, c := range seen {
+		res.Created = res.Created || c.from == ""
 	}
 	l.record(ctx, seen)
 	if res.Changed && l.OnChange != nil {
@@ -178,6 +193,9 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 			if err := tx.PutJob(ctx, &j); err != nil {
 				return 0, false, err
 			}
+			if err := tx.PutJobRun(ctx, runOf(j, ev)); err != nil {
+				return 0, false, err
+			}
 			return j.ID, true, nil
 		}
 		return j.ID, false, nil
@@ -238,6 +256,11 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 			return 0, false, err
 		}
 	}
+	if ev.Action == corral.ActionCompleted && j.Conclusion != ConclusionUnknown {
+		if err := tx.PutJobRun(ctx, runOf(j, ev)); err != nil {
+			return 0, false, err
+		}
+	}
 	c := jobChange{from: from, job: j}
 	if l.Recorder != nil && j.State == corral.JobRunning && from != corral.JobRunning {
 		// The timeline is read in this transaction, not after the commit:
@@ -246,6 +269,30 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 	}
 	*seen = append(*seen, c)
 	return j.ID, true, nil
+}
+
+// runOf is the CI analytics record of job j completed by ev: the forge's
+// names and times where the event carries them, else the job's own.
+func runOf(j corral.Job, ev corral.JobEvent) corral.JobRun {
+	r := corral.JobRun{JobID: j.ID, TenantID: j.TenantID, TargetID: j.TargetID, Repo: j.Repo, Workflow: ev.Workflow,
+		JobName: j.Name, Conclusion: j.Conclusion, QueuedAt: ev.CreatedAt, StartedAt: ev.StartedAt,
+		CompletedAt: ev.CompletedAt, Steps: ev.Steps}
+	if r.JobName == "" {
+		r.JobName = ev.Name
+	}
+	if r.QueuedAt.IsZero() {
+		r.QueuedAt = j.QueuedAt
+	}
+	if r.StartedAt.IsZero() {
+		r.StartedAt = j.StartedAt
+	}
+	if r.CompletedAt.IsZero() {
+		r.CompletedAt = j.CompletedAt
+	}
+	if r.CompletedAt.IsZero() {
+		r.CompletedAt = j.UpdatedAt
+	}
+	return r
 }
 
 // fillJob copies what the event knows and the job does not.

@@ -30,6 +30,9 @@ type Config struct {
 	Docker *Docker
 	// Providers are further named provider instances.
 	Providers []Provider
+	// InstanceURL is instance_url: where instances of garm providers
+	// reach corral's metadata endpoint (e.g. "http://" + Listen).
+	InstanceURL string
 }
 
 // Provider is a named provider instance of a type; Docker holds a docker
@@ -38,9 +41,25 @@ type Provider struct {
 	Name, Type string
 	Docker     *Docker
 	Plugin     *Plugin
+	Garm       *Garm
+	Shoes      *Shoes
 	// Settings are further setting lines of the instance, each a YAML
 	// "key: value" (flow style for structures), e.g. "forwards: [{host: ...}]".
 	Settings []string
+}
+
+// Garm is a garm provider instance's settings.
+type Garm struct {
+	Executable, ConfigFile string
+	Env                    string // a YAML mapping like "{X: y}"; empty: none
+	Timeouts               string // a YAML mapping like "{create: 30s}"; empty: the defaults
+}
+
+// Shoes is a shoes provider instance's settings (docs/plugins.md).
+type Shoes struct {
+	Path     string
+	Env      map[string]string
+	Timeouts string // a YAML mapping like "{create: 30s}"; empty: the defaults
 }
 
 // Plugin is a plugin provider instance's settings.
@@ -57,6 +76,13 @@ type Target struct {
 	RunnerPrefix               string
 	AppID                      int64 // GitHub App id (settings.app_id), 0 for none
 	Tenant                     string
+	// Mode is the target's mode (webhook, poll, webhook+poll); empty:
+	// none written. In mode poll SecretEnv may be empty: no
+	// webhook_secret is written then.
+	Mode, PollInterval string
+	// RunnerURL is settings.runner_url (Gitea: the address runners use
+	// when it differs from URL).
+	RunnerURL string
 }
 
 // Pool is one pool. Empty durations get the defaults in WriteConfig.
@@ -94,6 +120,9 @@ reconcile_interval: {{.Reconcile}}
 lease_ttl: {{.LeaseTTL}}
 {{- end}}
 log: {level: {{.LogLevel}}, format: text}
+{{- if .InstanceURL}}
+instance_url: {{.InstanceURL}}
+{{- end}}
 {{- if .Tenants}}
 tenants:
 {{- range .Tenants}}
@@ -110,11 +139,21 @@ targets:
     scope: {{.Scope}}
     path: {{.Path}}
     url: {{.URL}}
+{{- if .SecretEnv}}
     webhook_secret: env:{{.SecretEnv}}
+{{- end}}
+{{- if .Mode}}
+    mode: {{.Mode}}
+{{- end}}
+{{- if .PollInterval}}
+    poll_interval: {{.PollInterval}}
+{{- end}}
     token: {{.Token}}
     runner_prefix: {{.RunnerPrefix}}
 {{- if .AppID}}
     settings: {app_id: "{{.AppID}}"}
+{{- else if .RunnerURL}}
+    settings: {runner_url: "{{.RunnerURL}}"}
 {{- end}}
 {{- end}}
 pools:
@@ -175,6 +214,28 @@ providers:
     path: {{.Path}}
 {{- if .ConfigFile}}
     config_file: {{.ConfigFile}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
+{{- end}}
+{{- end}}
+{{- with .Garm}}
+    executable: {{.Executable}}
+    config_file: {{.ConfigFile}}
+{{- if .Env}}
+    env: {{.Env}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
+{{- end}}
+{{- end}}
+{{- with .Shoes}}
+    path: {{.Path}}
+{{- if .Env}}
+    env:
+{{- range $k, $v := .Env}}
+      {{$k}}: "{{$v}}"
+{{- end}}
 {{- end}}
 {{- if .Timeouts}}
     timeouts: {{.Timeouts}}
