@@ -29,7 +29,9 @@ func TestMain(m *testing.M) {
 	os.Exit(e2etest.Main(&corralBin, e2etest.BuildOptions{Static: true}, m.Run))
 }
 
-func guest(t *testing.T) string {
+func guest(t *testing.T) string { return guestFor(t, "amd64") }
+
+func guestFor(t *testing.T, arch string) string {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -38,7 +40,7 @@ func guest(t *testing.T) string {
 		t.Skip("qemu-system-x86_64 is missing")
 	}
 	wd, _ := os.Getwd()
-	out, err := exec.Command("sh", filepath.Join(wd, "..", "..", "scripts", "vm", "build-guest.sh"), "amd64").Output()
+	out, err := exec.Command("sh", filepath.Join(wd, "..", "..", "scripts", "vm", "build-guest.sh"), arch).Output()
 	if err != nil {
 		t.Fatalf("build-guest.sh: %v", err)
 	}
@@ -48,12 +50,14 @@ func guest(t *testing.T) string {
 
 // runnerDir is the runner handed to every guest: the static corral and a
 // run.sh that execs its simulated runner.
-func runnerDir(t *testing.T) string {
+func runnerDir(t *testing.T) string { return runnerDirOf(t, corralBin) }
+
+func runnerDirOf(t *testing.T, bin string) string {
 	dir := filepath.Join(t.TempDir(), "runner")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Link(corralBin, filepath.Join(dir, "corral")); err != nil {
+	if err := os.Link(bin, filepath.Join(dir, "corral")); err != nil {
 		t.Fatal(err)
 	}
 	script := "#!/bin/sh\nexec \"${0%/*}/corral\" github-sim-runner \"$@\"\n"
@@ -175,4 +179,52 @@ func TestVM_JobAndCrashRestart(t *testing.T) {
 	}
 	p.Stop(t)
 	r.CheckJobs(t, 2, nil)
+}
+
+// TestVM_Arm64Job: a pool with arch arm64 on an arm64 guest (emulated
+// cortex-a57) takes a job of the stand-in GitHub that asks for arm64; the
+// runner is corral built for arm64. The job completes once, with success,
+// and no VM is left.
+//
+// It compiles all of corral for arm64 (minutes, cold) and boots an
+// emulated arm64 guest: 6 min 7 s on this shared 2-core machine, beyond
+// the time an end-to-end test may take in CI. It runs when asked:
+//
+//	CORRAL_VM_ARM64_E2E=1 go test -race -run TestVM_Arm64Job ./test/vme2e/
+//
+// CI runs the provider-level arm64 test instead
+// (internal/provider/qemu TestArm64_GuestRunsRunner).
+func TestVM_Arm64Job(t *testing.T) {
+	if os.Getenv("CORRAL_VM_ARM64_E2E") != "1" {
+		t.Skip("set CORRAL_VM_ARM64_E2E=1 to run (about 6 minutes here: corral built for arm64, an emulated guest)")
+	}
+	if _, err := exec.LookPath("qemu-system-aarch64"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("qemu-system-aarch64 is missing (apt-get install qemu-system-arm)")
+		}
+		t.Skip("qemu-system-aarch64 is missing")
+	}
+	r := newRig(t)
+	bin := filepath.Join(t.TempDir(), "corral-arm64")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/corral-ci/corral/cmd/corral")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=arm64")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build corral for arm64: %v\n%s", err, out)
+	}
+	pool := &r.cfg.Pools[0]
+	pool.ID, pool.Arch, pool.Image = "arm", "arm64", guestFor(t, "arm64")
+	pool.Options = fmt.Sprintf("{runner: %s, workspace: tmpfs}", runnerDirOf(t, bin))
+	p := r.start(t)
+	r.Queue("arm-job", []string{"self-hosted", "corral", "arm64"}, 500*time.Millisecond)
+	e2etest.WaitFor(t, 4*time.Minute, "the arm64 job completed", func() bool { return r.Count(standin.StatusCompleted) == 1 })
+	e2etest.WaitFor(t, 90*time.Second, "no VM left", func() bool { return len(vms(r.vmDir)) == 0 && qemus(t, r.vmDir) == 0 })
+	p.Stop(t)
+	r.CheckJobs(t, 1, nil)
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "arch=arm64") {
+		t.Errorf("corral's log has no instance started with arch=arm64")
+	}
 }

@@ -93,6 +93,7 @@ type Pool struct {
 	Image, Flavor, MaxFlavor                             string
 	MaxInstances, MinIdle                                int
 	BootTimeout, MaxJobRuntime, IdleTimeout, MaxLifetime string
+	Arch                                                 string // the pool's arch; empty: the default (x64)
 	// Options are the pool's provider options as a YAML flow mapping,
 	// e.g. "{workspace: tmpfs}"; empty: none.
 	Options string
@@ -178,6 +179,9 @@ pools:
     max_job_runtime: {{.MaxJobRuntime}}
     idle_timeout: {{.IdleTimeout}}
     max_lifetime: {{.MaxLifetime}}
+{{- if .Arch}}
+    arch: {{.Arch}}
+{{- end}}
 {{- if .Options}}
     options: {{.Options}}
 {{- end}}
