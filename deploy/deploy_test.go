@@ -41,6 +41,9 @@ func (fakeState) Counts(context.Context) (map[corral.JobState]int, []metrics.Ins
 		[]metrics.InstanceCount{{State: corral.InstIdle, Pool: "small", Provider: "docker", N: 1}}, nil
 }
 func (fakeState) Leader() (bool, int64) { return true, 7 }
+func (fakeState) Budgets() []metrics.Budget {
+	return []metrics.Budget{{Target: "t", Remaining: 4000, Reset: time.Unix(1_800_000_000, 0)}}
+}
 
 // exported returns the names of the series corral's registry exports once
 // every labelled metric has one observation: a histogram gives its _bucket,
@@ -59,6 +62,9 @@ func exported(t *testing.T) map[string]bool {
 	m.PassDone(time.Millisecond, errors.New("boom"))
 	m.Delivery("t", "accepted")
 	m.ComponentFailed("scheduler")
+	m.ForgeCall("t", corral.CallJIT, corral.CallOK)
+	m.ProviderError("docker", corral.ProviderCallCreate)
+	m.Action("orphan_removed")
 	fams, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatalf("Gather: %v", err)
@@ -219,8 +225,10 @@ func TestMetricNames_Unknown(t *testing.T) {
 		{`histogram_quantile(0.95, sum by (pool, le) (rate(corral_job_queue_wait_seconds_bucket[5m])))`, nil},
 		{`corral_jobs{state="routed"} > 0 and on() corral_state_scrape_error == 0`, nil},
 		{`{__name__="corral_webhooks_total", result="error"}`, nil},
-		{`rate(corral_provider_errors_total[5m])`, []string{"corral_provider_errors_total"}}, // does not exist (yet)
-		{`corral_forge_rate_limit_remaining < 100`, []string{"corral_forge_rate_limit_remaining"}},
+		{`rate(corral_provider_errors_total[5m])`, nil},
+		{`corral_forge_rate_limit_remaining < 100`, nil},
+		{`rate(corral_provider_error_total[5m])`, []string{"corral_provider_error_total"}}, // does not exist
+		{`corral_forge_budget_remaining < 100`, []string{"corral_forge_budget_remaining"}},
 		{`rate(corral_job_queue_wait_seconds[5m])`, []string{"corral_job_queue_wait_seconds"}},        // a histogram's bare name
 		{`rate(corral_webhooks[5m]) + corral_leaders`, []string{"corral_webhooks", "corral_leaders"}}, // typos
 	} {
@@ -324,7 +332,8 @@ func TestDashboard_Valid(t *testing.T) {
 	sort.Strings(titles)
 	for _, want := range []string{"Open jobs by state", "Queue wait p50 / p95 per pool", "Provisioning phases p95",
 		"Instances by state", "Instances by pool", "Instances by provider", "Reservations, creates and limit hits",
-		"Pool backoffs", "Webhooks by result", "Reconcile duration", "Component failures", "Leaders"} {
+		"Pool backoffs", "Webhooks by result", "Reconcile duration", "Component failures", "Leaders",
+		"Forge API calls by endpoint and result", "Forge rate-limit budget left", "Provider errors by kind", "Reconcile actions"} {
 		if !slices.Contains(titles, want) {
 			t.Errorf("panel %q missing (have %v)", want, titles)
 		}

@@ -31,6 +31,9 @@ const clientUsage = `Usage:
   corral usage [-from T] [-to T] [-group-by G] [-format json|csv]
                                                              runner minutes and jobs (G: tenant, pool, target, repository, day)
   corral rightsizing                                         peak CPU and memory per repository and job, and the size that would do
+  corral analytics [-from T] [-to T] [-repository R] [-workflow W] [-job J]
+                                                             CI analytics per repository, workflow and job: runs, success rate,
+                                                             p50/p95 duration and queue time (seconds), failures
 
 Every command takes:
   -server URL   corral's API address (env CORRAL_SERVER; default http://127.0.0.1:8080)
@@ -176,13 +179,13 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	return rest, nil
 }
 
-// runClient runs corral jobs|pools|instances|usage|rightsizing.
+// runClient runs corral jobs|pools|instances|usage|rightsizing|analytics.
 func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, clientUsage) }
 	resolve, output := clientFlags(fs)
-	var state, target, from, to, groupBy, format *string
+	var state, target, from, to, groupBy, format, repo, workflow, job *string
 	var watch, force *bool
 	var interval *time.Duration
 	switch cmd {
@@ -199,6 +202,12 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 		to = fs.String("to", "", "end, exclusive (default now)")
 		groupBy = fs.String("group-by", "tenant", "tenant, pool, target, repository or day")
 		format = fs.String("format", "", "csv: the API's CSV as is (overrides -o)")
+	case "analytics":
+		from = fs.String("from", "", "start (RFC 3339 or 2006-01-02; default 30 days before -to)")
+		to = fs.String("to", "", "end, exclusive (default now)")
+		repo = fs.String("repository", "", "only this repository (owner/name)")
+		workflow = fs.String("workflow", "", "only this workflow")
+		job = fs.String("job", "", "only this job name")
 	}
 	rest, err := parseArgs(fs, args)
 	if err != nil {
@@ -275,8 +284,20 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 		if err != nil {
 			return err
 		}
-		return printList(stdout, b, *output, "jobs", []string{"REPOSITORY", "JOB", "POOL", "JOBS", "PEAK CPU", "P95 CPU", "PEAK MEMORY MB", "CPU", "MEMORY MB", "ADVICE"},
-			[]string{"repository", "job", "pool", "jobs", "peak_cpu", "p95_cpu", "peak_memory_mb", "cpu", "memory_mb", "advice"})
+		return printList(stdout, b, *output, "jobs", []string{"REPOSITORY", "WORKFLOW", "JOB", "POOL", "JOBS", "PEAK CPU", "P95 CPU", "PEAK MEMORY MB", "CPU", "MEMORY MB", "ADVICE"},
+			[]string{"repository", "workflow", "job", "pool", "jobs", "peak_cpu", "p95_cpu", "peak_memory_mb", "cpu", "memory_mb", "advice"})
+	case cmd == "analytics" && len(rest) == 0:
+		q := url.Values{}
+		for k, v := range map[string]*string{"from": from, "to": to, "repository": repo, "workflow": workflow, "job": job} {
+			if *v != "" {
+				q.Set(k, *v)
+			}
+		}
+		b, err := c.do(ctx, "GET", "/api/v1/analytics?"+q.Encode())
+		if err != nil {
+			return err
+		}
+		return printAnalytics(stdout, b, *output)
 	case cmd == "usage" && len(rest) == 0:
 		q := url.Values{"group_by": {*groupBy}}
 		if *from != "" {
@@ -446,4 +467,27 @@ func watchJobs(ctx context.Context, c *client, path, output string, every time.D
 		case <-time.After(every):
 		}
 	}
+}
+
+func printAnalytics(w io.Writer, body []byte, output string) error {
+	if output == "json" {
+		_, err := w.Write(body)
+		return err
+	}
+	var rep struct {
+		Runs int              `json:"runs"`
+		Jobs []map[string]any `json:"jobs"`
+	}
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return fmt.Errorf("answer: %w", err)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPOSITORY\tWORKFLOW\tJOB\tRUNS\tSUCCESS %\tFAILURES\tP50 S\tP95 S\tQUEUE P50 S\tQUEUE P95 S\tLAST")
+	for _, g := range rep.Jobs {
+		rate, _ := g["success_rate"].(float64)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(g["repository"]), cell(g["workflow"]), cell(g["job"]),
+			cell(g["count"]), rate*100, cell(g["failure"]), cell(g["duration_p50_seconds"]), cell(g["duration_p95_seconds"]),
+			cell(g["queue_p50_seconds"]), cell(g["queue_p95_seconds"]), cell(g["last_conclusion"]))
+	}
+	return tw.Flush()
 }

@@ -207,6 +207,30 @@ func TestRun_Client(t *testing.T) {
 		t.Fatalf("rightsizing: %v\n%s", err, out)
 	}
 
+	// analytics: two recorded runs of one job, one failed.
+	day := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+	for i, c := range []string{"success", "failure"} {
+		jr := corral.JobRun{JobID: int64(9000 + i), TenantID: "default", TargetID: "acme", Repo: "acme/app", Workflow: "CI", JobName: "lint",
+			Conclusion: c, QueuedAt: day, StartedAt: day.Add(time.Duration(10*(i+1)) * time.Second),
+			CompletedAt: day.Add(time.Duration(100*(i+1)) * time.Second)}
+		if err := r.st.Update(context.Background(), func(tx corral.Tx) error { return tx.PutJobRun(context.Background(), jr) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// durations 90 s and 180 s, queues 10 s and 20 s: p50 90/10, p95 180/20.
+	out, err = r.run(t, "analytics", "-from", "2026-11-01", "-to", "2026-11-03", "-workflow", "CI")
+	if err != nil || strings.Join(column(t, out, "RUNS"), ",") != "2" || strings.Join(column(t, out, "SUCCESS %"), ",") != "50" ||
+		strings.Join(column(t, out, "P50 S"), ",") != "90" || strings.Join(column(t, out, "P95 S"), ",") != "180" ||
+		strings.Join(column(t, out, "QUEUE P95 S"), ",") != "20" || strings.Join(column(t, out, "LAST"), ",") != "failure" {
+		t.Fatalf("analytics: %v\n%s", err, out)
+	}
+	if out, err = r.run(t, "analytics", "-from", "2026-11-01", "-to", "2026-11-03", "-o", "json"); err != nil || !strings.Contains(out, `"runs":2`) {
+		t.Fatalf("analytics -o json: %v %q", err, out)
+	}
+	if _, err = r.run(t, "analytics", "-from", "someday"); err == nil || !strings.Contains(err.Error(), `from="someday"`) {
+		t.Fatalf("analytics -from someday: %v", err)
+	}
+
 	if _, err = r.run(t, "jobs", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), `-o "yaml": want table or json`) {
 		t.Fatalf("-o yaml: %v", err)
 	}

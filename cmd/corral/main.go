@@ -43,7 +43,7 @@ Usage:
                                    API tokens, directly in the store (the secret is printed once)
   corral github app create -name NAME -webhook-url URL [-org ORG]
                                    create corral's GitHub App in one step (its secrets are sealed in the data dir)
-  corral jobs|pools|instances|usage|rightsizing [-server URL] [-token T] [-o json]
+  corral jobs|pools|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
                                    the API for people and scripts (corral jobs -h says more)
   corral version                   print the version
 
@@ -68,13 +68,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "github":
 		return runGitHub(ctx, args[1:], stdout, stderr)
-	case "jobs", "pools", "instances", "usage", "rightsizing":
+	case "jobs", "pools", "instances", "usage", "rightsizing", "analytics":
 		return runClient(ctx, args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "corral", version())
 		return nil
 	case "github-sim-runner":
 		return runGitHubSimRunner(ctx, args[1:], stdout, stderr)
+	case "vm-relay":
+		return runVMRelay(args[1:])
 	case "shim":
 		return runShim(ctx, args[1:])
 	case "help", "-h", "--help":

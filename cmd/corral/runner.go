@@ -10,6 +10,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/provider/process"
+	"github.com/corral-ci/corral/internal/provider/qemu"
 )
 
 // runGitHubSimRunner is the simulated actions runner of the stand-in
@@ -56,4 +57,16 @@ func newProcessProvider(dataDir, instancesDir string, diskMB int, log *slog.Logg
 		log.Warn("process provider isolation degraded", "reason", d)
 	}
 	return p, nil
+}
+
+// runVMRelay is what QEMU runs for each connection a VM guest opens to a
+// forward of the qemu provider: it relays stdin and stdout to the address.
+func runVMRelay(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: corral vm-relay HOST:PORT")
+	}
+	if code := qemu.RunRelay(args[0]); code != 0 {
+		return exitError(code)
+	}
+	return nil
 }

@@ -92,6 +92,9 @@ type Recorders struct {
 	Reconciler reconciler.Recorder
 	Webhooks   webhook.Recorder
 	Components component.Recorder
+	// Forges observes forge API calls, given to Options.Forges when it
+	// takes a recorder (forge.Registry does).
+	Forges corral.CallRecorder
 }
 
 // ExtraComponent is a component that cmd adds to the App's manager.
@@ -168,6 +171,12 @@ func New(opt Options) (*App, error) {
 	}
 	if rec.Components == nil {
 		rec.Components = a.Metrics
+	}
+	if rec.Forges == nil {
+		rec.Forges = a.Metrics
+	}
+	if fr, ok := opt.Forges.(interface{ SetRecorder(corral.CallRecorder) }); ok {
+		fr.SetRecorder(rec.Forges)
 	}
 	a.Catalog = catalog.New(catalog.Config{Store: opt.Store, Route: route.Options{Sizes: opt.Sizes, DefaultArch: opt.DefaultArch}, Interval: opt.CatalogInterval, Logger: opt.Logger})
 	a.Catalog.SetSecrets(opt.Targets)

@@ -61,3 +61,22 @@ func (a *App) Leader() (bool, int64) {
 	s := a.Lead.Get()
 	return s.Leading, s.Token
 }
+
+// Budgets implements metrics.StateReader: the forge API budget of every
+// target whose forge client knows one (GitHub), as GET /api/v1/targets
+// shows it.
+func (a *App) Budgets() []metrics.Budget {
+	var out []metrics.Budget
+	for _, t := range a.Catalog.Current().Targets {
+		f, err := a.opt.Forges.Forge(t)
+		if err != nil {
+			continue
+		}
+		if b, ok := f.(budgeter); ok {
+			if n, reset := b.Budget(); n >= 0 {
+				out = append(out, metrics.Budget{Target: t.ID, Remaining: n, Reset: reset})
+			}
+		}
+	}
+	return out
+}

@@ -12,11 +12,12 @@ import (
 	"github.com/corral-ci/corral/internal/route"
 )
 
-// RightsizingRow is what the recorded jobs of one repository and job name
-// used, and the smallest size of their pool that covers it.
+// RightsizingRow is what the recorded jobs of one repository, workflow and
+// job name used, and the smallest size of their pool that covers it.
 type RightsizingRow struct {
 	Tenant             string  `json:"tenant"`
 	Repository         string  `json:"repository"`
+	Workflow           string  `json:"workflow"`
 	Job                string  `json:"job"`
 	Pool               string  `json:"pool"`
 	Jobs               int     `json:"jobs"`
@@ -67,7 +68,7 @@ func (a *App) rightsizing(w http.ResponseWriter, r *http.Request) {
 		adv := rightsize.Advise(rightsize.Summary{PeakCPU: s.PeakCPU, P95CPU: s.P95CPU, PeakMemoryBytes: s.PeakMemoryBytes},
 			a.sizesOf(pools[s.PoolID]), s.Flavor)
 		rows = append(rows, RightsizingRow{
-			Tenant: s.TenantID, Repository: s.Repo, Job: s.JobName, Pool: s.PoolID, Jobs: s.Jobs,
+			Tenant: s.TenantID, Repository: s.Repo, Workflow: s.Workflow, Job: s.JobName, Pool: s.PoolID, Jobs: s.Jobs,
 			PeakCPU: s.PeakCPU, P95CPU: s.P95CPU, PeakMemoryMB: float64(s.PeakMemoryBytes) / (1 << 20),
 			MaxDurationSeconds: s.MaxDuration.Seconds(), CPU: s.Flavor.CPU, MemoryMB: s.Flavor.MemoryMB,
 			AdviceSize: adv.Size, AdviceCPU: adv.Flavor.CPU, AdviceMemoryMB: adv.Flavor.MemoryMB, Smaller: adv.Smaller,

@@ -62,6 +62,7 @@ func (a *App) Routes() []Route {
 		{"GET", "/api/v1/overview", auth.TenantRead, OnAPI, http.HandlerFunc(a.overview)},
 		{"GET", "/api/v1/usage/hourly", auth.TenantRead, OnAPI, http.HandlerFunc(a.usageHourly)},
 		{"GET", "/api/v1/rightsizing", auth.TenantRead, OnAPI, http.HandlerFunc(a.rightsizing)},
+		{"GET", "/api/v1/analytics", auth.TenantRead, OnAPI, http.HandlerFunc(a.analyticsReport)},
 		{"GET", "/api/v1/deliveries", auth.TenantRead, OnAPI, http.HandlerFunc(a.listDeliveries)},
 		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},
 		{"GET", "/api/v1/leader", auth.Admin, OnAPI, http.HandlerFunc(a.getLeader)},

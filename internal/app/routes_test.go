@@ -71,6 +71,7 @@ var probes = map[string]probe{
 	"GET /api/v1/overview":     {req: path("/api/v1/overview"), ok: 200, otherTenant: 200},
 	"GET /api/v1/usage/hourly": {req: path("/api/v1/usage/hourly"), ok: 200, otherTenant: 200},
 	"GET /api/v1/rightsizing":  {req: path("/api/v1/rightsizing"), ok: 200, otherTenant: 200},
+	"GET /api/v1/analytics":    {req: path("/api/v1/analytics"), ok: 200, otherTenant: 200},
 	"GET /api/v1/deliveries":   {req: path("/api/v1/deliveries"), ok: 200, otherTenant: 200},
 	"GET /api/v1/tokens":       {req: path("/api/v1/tokens"), ok: 200},
 	"GET /api/v1/leader":       {req: path("/api/v1/leader"), ok: 200},

@@ -27,12 +27,12 @@ import (
 // {...}}), declares instances named after their types and earns a
 // deprecation warning.
 type Provider struct {
-	Name     string
-	Type     string
+	Name string
+	Type string
 	// Concurrency caps the calls under way at once to this instance over
 	// all its pools (key concurrency, beside name and type); 0 = no cap.
 	Concurrency int
-	Settings provider.Settings // nil when the type is unknown
+	Settings    provider.Settings // nil when the type is unknown
 	// Implicit: not declared, made for the pools that name a type.
 	Implicit bool
 

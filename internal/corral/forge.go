@@ -30,6 +30,14 @@ type JobEvent struct {
 	RunnerName string // set from in_progress on
 	Conclusion string // set when completed
 	At         time.Time
+	// What a completed event carries for CI analytics, when the forge
+	// sends it: the workflow's name (GitHub), the forge's created_at,
+	// started_at and completed_at, and the steps with their timings.
+	Workflow    string
+	CreatedAt   time.Time
+	StartedAt   time.Time
+	CompletedAt time.Time
+	Steps       []Step
 }
 
 // Delivery is one verified, decoded webhook delivery.
@@ -117,4 +125,61 @@ type Forges interface {
 // DiagnoseRunner returns nil when the output shows no such reason.
 type RunnerDiagnoser interface {
 	DiagnoseRunner(output string) error
+}
+
+// CallRecorder observes a forge client's API calls (metrics). Every HTTP
+// request sent, retries included, is one call. Implementations must be
+// cheap and safe for concurrent use.
+type CallRecorder interface {
+	// ForgeCall: target made a call of endpoint class endpoint (one of
+	// CallEndpoints) that ended with result (one of CallResults).
+	ForgeCall(target, endpoint, result string)
+}
+
+// Endpoint classes of forge API calls: a fixed list, so that metrics stay
+// bounded whatever the forge's URLs hold.
+const (
+	CallJIT          = "jit"          // GitHub generate-jitconfig
+	CallRegistration = "registration" // registration and remove tokens (GitHub fallback, Gitea)
+	CallRunners      = "runners"      // list, get, delete runners; runner groups, downloads
+	CallJobs         = "jobs"         // workflow runs and jobs
+	CallToken        = "token"        // GitHub App: installation tokens and lookups
+	CallHooks        = "hooks"        // webhooks and their deliveries
+	CallRepos        = "repos"        // repository listings
+	CallMeta         = "meta"         // rate_limit, meta, version
+	CallOther        = "other"
+)
+
+// CallEndpoints lists every endpoint class.
+var CallEndpoints = []string{CallJIT, CallRegistration, CallRunners, CallJobs, CallToken, CallHooks, CallRepos, CallMeta, CallOther}
+
+// Results of forge API calls.
+const (
+	CallOK           = "ok"            // 2xx
+	CallNotModified  = "not_modified"  // 304: answered from a cache
+	CallClientError  = "client_error"  // other 4xx (not found, refused, ...)
+	CallRateLimited  = "rate_limited"  // refused by a rate limit (403/429)
+	CallServerError  = "server_error"  // 5xx
+	CallNetworkError = "network_error" // no answer
+)
+
+// CallResults lists every result.
+var CallResults = []string{CallOK, CallNotModified, CallClientError, CallRateLimited, CallServerError, CallNetworkError}
+
+// CallResult classifies an HTTP status (0: no answer).
+func CallResult(status int, rateLimited bool) string {
+	switch {
+	case status == 0:
+		return CallNetworkError
+	case rateLimited:
+		return CallRateLimited
+	case status == 304:
+		return CallNotModified
+	case status >= 500:
+		return CallServerError
+	case status >= 400:
+		return CallClientError
+	default:
+		return CallOK
+	}
 }

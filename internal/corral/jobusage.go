@@ -21,12 +21,15 @@ type JobUsage struct {
 	RecordedAt      time.Time
 }
 
-// UsageSummary sums up the recorded jobs of one repository and job name:
+// UsageSummary sums up the recorded jobs of one repository, workflow and
+// job name (the workflow from the job's CI analytics record, JobRun; ""
+// when there is none, as for Gitea):
 // the highest peak and p95 CPU, peak memory and duration over them, and
 // the largest flavor they ran on.
 type UsageSummary struct {
 	TenantID        string
 	Repo            string
+	Workflow        string
 	JobName         string
 	PoolID          string // a pool that ran it (the greatest id)
 	Jobs            int

@@ -52,7 +52,7 @@ type Pool struct {
 	// Concurrency caps the provider calls (creates and deletes) under way
 	// at once for this pool; 0 = the scheduler's default (8).
 	Concurrency int
-	Schedules    []IdleSchedule
+	Schedules   []IdleSchedule
 	// Headroom adds warm runners above demand: HeadroomCount runners, or
 	// HeadroomPercent of current demand (rounded up), whichever is larger.
 	HeadroomCount   int

@@ -104,3 +104,16 @@ type Usage struct {
 type StatsReader interface {
 	Stats(ctx context.Context, inst ProviderInstance) (Usage, error)
 }
+
+// Kinds of provider calls (metrics: provider errors by kind), a fixed list.
+// A provider has no "get": Stats and RunnerLog read one instance.
+const (
+	ProviderCallCreate = "create"
+	ProviderCallDelete = "delete"
+	ProviderCallList   = "list"
+	ProviderCallStats  = "stats"
+	ProviderCallLog    = "log"
+)
+
+// ProviderCalls lists every kind of provider call.
+var ProviderCalls = []string{ProviderCallCreate, ProviderCallDelete, ProviderCallList, ProviderCallStats, ProviderCallLog}

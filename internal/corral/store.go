@@ -78,8 +78,12 @@ type ReadTx interface {
 	PoolStates(ctx context.Context) (map[string]PoolState, error)
 
 	// UsageSummaries sums up the recorded job usage per tenant,
-	// repository and job name, ordered so; tenantID "" means all tenants.
+	// repository, workflow (from the job's JobRun) and job name, ordered
+	// so; tenantID "" means all tenants.
 	UsageSummaries(ctx context.Context, tenantID string) ([]UsageSummary, error)
+	// JobRuns lists the completed jobs kept for CI analytics, oldest
+	// completion first.
+	JobRuns(ctx context.Context, f JobRunFilter) ([]JobRun, error)
 
 	// Tokens lists the API tokens (revoked and expired ones too), by id.
 	Tokens(ctx context.Context) ([]Token, error)
@@ -170,6 +174,9 @@ type Tx interface {
 	// PutJobUsage records what a job used (right-sizing), replacing an
 	// earlier record of the same job.
 	PutJobUsage(ctx context.Context, u JobUsage) error
+	// PutJobRun records a completed job for CI analytics, replacing an
+	// earlier record of the same job.
+	PutJobRun(ctx context.Context, r JobRun) error
 
 	// PutToken inserts a token (ErrConflict if its id or hash exists).
 	PutToken(ctx context.Context, t Token) error

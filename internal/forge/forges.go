@@ -23,6 +23,7 @@ type Registry struct {
 	gh      *github.Cache // installation tokens and budgets, shared by every GitHub target
 	mu      sync.Mutex
 	clients map[string]corral.Forge
+	rec     corral.CallRecorder
 }
 
 var _ corral.Forges = (*Registry)(nil)
@@ -39,6 +40,14 @@ func NewRegistry(hc *http.Client, log *slog.Logger) *Registry {
 	return &Registry{hc: hc, log: log, gh: github.NewCache(), clients: map[string]corral.Forge{}}
 }
 
+// SetRecorder makes every client opened from now on report its API calls
+// to rec (metrics). Call it before the first Forge.
+func (r *Registry) SetRecorder(rec corral.CallRecorder) {
+	r.mu.Lock()
+	r.rec = rec
+	r.mu.Unlock()
+}
+
 // Forge returns the client of target t.
 func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
 	r.mu.Lock()
@@ -50,9 +59,9 @@ func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
 	var err error
 	switch t.Kind {
 	case corral.KindGitHub:
-		f, err = github.NewClient(t, github.Options{HTTPClient: r.hc, Cache: r.gh, Logger: r.log})
+		f, err = github.NewClient(t, github.Options{HTTPClient: r.hc, Cache: r.gh, Logger: r.log, Recorder: r.rec})
 	case corral.KindGitea, corral.KindForgejo:
-		f, err = gitea.NewClient(t, gitea.Options{HTTPClient: r.hc, Logger: r.log})
+		f, err = gitea.NewClient(t, gitea.Options{HTTPClient: r.hc, Logger: r.log, Recorder: r.rec})
 	default:
 		return nil, fmt.Errorf("target %s: forge kind %q is not known (corral serves: github, gitea, forgejo)", t.ID, t.Kind)
 	}

@@ -68,6 +68,7 @@ type Result struct {
 	Duplicate bool  // the delivery id was seen before: nothing changed
 	JobID     int64 // the job touched, if any
 	Changed   bool  // the ledger changed
+	Created   bool  // the job was new to the ledger
 }
 
 // Ingest records a verified webhook delivery and applies its job event, in
@@ -115,6 +116,9 @@ func (l *Ledger) Observe(ctx context.Context, t corral.Target, ev corral.JobEven
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("observe job %d of target %s: %w", ev.ForgeJobID, t.ID, err)
+	}
+	for _, c := range seen {
+		res.Created = res.Created || c.from == ""
 	}
 	l.record(ctx, seen)
 	if res.Changed && l.OnChange != nil {
@@ -178,6 +182,9 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 			if err := tx.PutJob(ctx, &j); err != nil {
 				return 0, false, err
 			}
+			if err := tx.PutJobRun(ctx, runOf(j, ev)); err != nil {
+				return 0, false, err
+			}
 			return j.ID, true, nil
 		}
 		return j.ID, false, nil
@@ -238,6 +245,11 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 			return 0, false, err
 		}
 	}
+	if ev.Action == corral.ActionCompleted && j.Conclusion != ConclusionUnknown {
+		if err := tx.PutJobRun(ctx, runOf(j, ev)); err != nil {
+			return 0, false, err
+		}
+	}
 	c := jobChange{from: from, job: j}
 	if l.Recorder != nil && j.State == corral.JobRunning && from != corral.JobRunning {
 		// The timeline is read in this transaction, not after the commit:
@@ -246,6 +258,30 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 	}
 	*seen = append(*seen, c)
 	return j.ID, true, nil
+}
+
+// runOf is the CI analytics record of job j completed by ev: the forge's
+// names and times where the event carries them, else the job's own.
+func runOf(j corral.Job, ev corral.JobEvent) corral.JobRun {
+	r := corral.JobRun{JobID: j.ID, TenantID: j.TenantID, TargetID: j.TargetID, Repo: j.Repo, Workflow: ev.Workflow,
+		JobName: j.Name, Conclusion: j.Conclusion, QueuedAt: ev.CreatedAt, StartedAt: ev.StartedAt,
+		CompletedAt: ev.CompletedAt, Steps: ev.Steps}
+	if r.JobName == "" {
+		r.JobName = ev.Name
+	}
+	if r.QueuedAt.IsZero() {
+		r.QueuedAt = j.QueuedAt
+	}
+	if r.StartedAt.IsZero() {
+		r.StartedAt = j.StartedAt
+	}
+	if r.CompletedAt.IsZero() {
+		r.CompletedAt = j.CompletedAt
+	}
+	if r.CompletedAt.IsZero() {
+		r.CompletedAt = j.UpdatedAt
+	}
+	return r
 }
 
 // fillJob copies what the event knows and the job does not.

@@ -11,6 +11,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -39,6 +40,9 @@ type Metrics struct {
 	reconcileErrs  prometheus.Counter
 	webhooks       *prometheus.CounterVec
 	compFailures   *prometheus.CounterVec
+	forgeCalls     *prometheus.CounterVec
+	providerErrs   *prometheus.CounterVec
+	reconcileActs  *prometheus.CounterVec
 }
 
 // New makes the registry and its metrics; WatchState adds the gauges read
@@ -74,7 +78,15 @@ func New() *Metrics {
 		[]string{"result"})
 	m.compFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_component_failures_total",
 		Help: "Failures of corral's components (each is restarted, or stops corral if it must)."}, []string{"component"})
-	for _, c := range []prometheus.Collector{m.jobTransitions, m.jobsCompleted, m.queueWait, m.phase, m.reserved, m.created,
+	m.forgeCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_forge_calls_total",
+		Help: "Forge API requests sent (retries included), by target, endpoint class (jit, registration, runners, jobs, token, hooks, repos, meta, other) and result (ok, not_modified, client_error, rate_limited, server_error, network_error)."},
+		[]string{"target", "endpoint", "result"})
+	m.providerErrs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_provider_errors_total",
+		Help: "Failed provider calls, by provider and kind (create, delete, list, log)."}, []string{"provider", "kind"})
+	m.reconcileActs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_reconcile_actions_total",
+		Help: "What the reconciler repaired, by kind: rescued, finished, ghost_removed, orphan_removed, vanished, boot_timeout, job_timeout, lifetime, pool_removed."},
+		[]string{"kind"})
+	for _, c := range []prometheus.Collector{m.forgeCalls, m.providerErrs, m.reconcileActs, m.jobTransitions, m.jobsCompleted, m.queueWait, m.phase, m.reserved, m.created,
 		m.limitHits, m.backoffs, m.reconcile, m.reconcileErrs, m.webhooks, m.compFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -143,6 +155,29 @@ func (m *Metrics) Delivery(_ string, result string) {
 	m.webhooks.WithLabelValues(result).Inc()
 }
 
+// ForgeCall implements corral.CallRecorder. Endpoint and result come from
+// fixed lists; anything else is counted as "other".
+func (m *Metrics) ForgeCall(target, endpoint, result string) {
+	if !slices.Contains(corral.CallEndpoints, endpoint) {
+		endpoint = corral.CallOther
+	}
+	if !slices.Contains(corral.CallResults, result) {
+		result = "other"
+	}
+	m.forgeCalls.WithLabelValues(target, endpoint, result).Inc()
+}
+
+// ProviderError implements scheduler.Recorder and reconciler.Recorder.
+func (m *Metrics) ProviderError(provider, kind string) {
+	if !slices.Contains(corral.ProviderCalls, kind) {
+		kind = "other"
+	}
+	m.providerErrs.WithLabelValues(provider, kind).Inc()
+}
+
+// Action implements reconciler.Recorder.
+func (m *Metrics) Action(kind string) { m.reconcileActs.WithLabelValues(kind).Inc() }
+
 // ComponentFailed implements component.Recorder.
 func (m *Metrics) ComponentFailed(name string) { m.compFailures.WithLabelValues(name).Inc() }
 
@@ -153,6 +188,16 @@ type StateReader interface {
 	Counts(ctx context.Context) (jobs map[corral.JobState]int, instances []InstanceCount, err error)
 	// Leader: whether this replica leads, and its term.
 	Leader() (leading bool, term int64)
+	// Budgets: the forge API budget left per target, for the targets
+	// whose forge reports one (GitHub; Gitea has no rate-limit headers).
+	Budgets() []Budget
+}
+
+// Budget is a target's forge API budget as of its last answer.
+type Budget struct {
+	Target    string
+	Remaining int
+	Reset     time.Time // zero when unknown
 }
 
 // InstanceCount is the number of instances in one state of one pool.
@@ -168,13 +213,15 @@ var (
 	descInstances = prometheus.NewDesc("corral_instances", "Live instances by state, pool and provider.", []string{"state", "pool", "provider"}, nil)
 	descLeader    = prometheus.NewDesc("corral_leader", "1 if this replica leads the scheduler and reconciler.", nil, nil)
 	descTerm      = prometheus.NewDesc("corral_leader_term", "The fencing token of this replica's leader term (0 when it does not lead).", nil, nil)
+	descBudget    = prometheus.NewDesc("corral_forge_rate_limit_remaining", "Forge API calls left in the rate-limit window of the target's credential, as of its last answer (GitHub only: Gitea reports none).", []string{"target"}, nil)
+	descReset     = prometheus.NewDesc("corral_forge_rate_limit_reset_timestamp_seconds", "When the target's rate-limit window resets (Unix time).", []string{"target"}, nil)
 	descScrapeErr = prometheus.NewDesc("corral_state_scrape_error", "1 if the store could not be read for the gauges.", nil, nil)
 )
 
 type stateCollector struct{ r StateReader }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descJobs, descInstances, descLeader, descTerm, descScrapeErr} {
+	for _, d := range []*prometheus.Desc{descBudget, descReset, descJobs, descInstances, descLeader, descTerm, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -203,4 +250,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, l)
 	ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(term))
+	for _, b := range c.r.Budgets() {
+		ch <- prometheus.MustNewConstMetric(descBudget, prometheus.GaugeValue, float64(b.Remaining), b.Target)
+		if !b.Reset.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descReset, prometheus.GaugeValue, float64(b.Reset.Unix()), b.Target)
+		}
+	}
 }

@@ -47,15 +47,39 @@ type Config struct {
 type Recorder interface {
 	// PassDone reports one pass: how long it took and whether it failed.
 	PassDone(took time.Duration, err error)
+	// Action: the reconciler repaired something; kind is one of Actions.
+	Action(kind string)
+	// ProviderError: a call of kind (corral.ProviderCalls) to the named
+	// provider failed.
+	ProviderError(provider, kind string)
 }
+
+// What the reconciler repairs (Recorder.Action), a fixed list.
+const (
+	ActRescued     = "rescued"        // the forge sweep recorded a queued job no webhook brought
+	ActFinished    = "finished"       // the forge sweep finished a job the forge finished or forgot
+	ActGhost       = "ghost_removed"  // a runner registration without a live instance was removed
+	ActOrphan      = "orphan_removed" // an instance the store does not know was deleted
+	ActVanished    = "vanished"       // an instance its provider lost was drained
+	ActBootTimeout = "boot_timeout"   // a runner did not come online in time
+	ActJobTimeout  = "job_timeout"    // a job passed its pool's max job runtime
+	ActLifetime    = "lifetime"       // an instance reached (or came too close to) its max lifetime
+	ActPoolRemoved = "pool_removed"   // an instance's pool is no longer configured
+)
+
+// Actions lists every action kind.
+var Actions = []string{ActRescued, ActFinished, ActGhost, ActOrphan, ActVanished, ActBootTimeout, ActJobTimeout, ActLifetime, ActPoolRemoved}
 
 type nopRecorder struct{}
 
 func (nopRecorder) PassDone(time.Duration, error) {}
+func (nopRecorder) Action(string)                 {}
+func (nopRecorder) ProviderError(string, string)  {}
 
 // Reconciler runs the periodic sweeps.
 type Reconciler struct {
 	cfg   Config
+	rec   Recorder
 	view  atomic.Pointer[view] // the configuration in force (SetConfig)
 	exits <-chan string        // every provider's exits, fanned in once
 	clock corral.Clock
@@ -102,7 +126,10 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Wake == nil {
 		cfg.Wake = func() {}
 	}
-	r := &Reconciler{cfg: cfg, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler")}
+	if cfg.Recorder == nil {
+		cfg.Recorder = nopRecorder{}
+	}
+	r := &Reconciler{cfg: cfg, rec: cfg.Recorder, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler")}
 	r.SetConfig(cfg.Targets, cfg.Pools)
 	r.exits = fanIn(cfg.Providers)
 	return r, nil
@@ -114,10 +141,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	exits := r.exits
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
-	rec := r.cfg.Recorder
-	if rec == nil {
-		rec = nopRecorder{}
-	}
+	rec := r.rec
 	pass := func() {
 		start := time.Now()
 		err := r.Pass(ctx)
@@ -172,6 +196,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	for name, p := range r.cfg.Providers {
 		pis, err := p.List(ctx, r.cfg.ControllerID)
 		if err != nil {
+			r.rec.ProviderError(name, corral.ProviderCallList)
 			errs = append(errs, fmt.Errorf("provider sweep of %s: %w", name, err))
 			continue
 		}
@@ -301,12 +326,14 @@ func (r *Reconciler) diagnose(ctx context.Context, f corral.Forge, in corral.Ins
 	if !ok {
 		return nil
 	}
-	lr, ok := r.cfg.Providers[r.providerName(in)].(corral.LogReader)
+	name := r.providerName(in)
+	lr, ok := r.cfg.Providers[name].(corral.LogReader)
 	if !ok {
 		return nil
 	}
 	out, err := lr.RunnerLog(ctx, corral.ProviderInstance{ProviderID: in.ProviderID, InstanceID: in.ID, PoolID: in.PoolID}, 16<<10)
 	if err != nil {
+		r.rec.ProviderError(name, corral.ProviderCallLog)
 		return nil
 	}
 	return d.DiagnoseRunner(out)

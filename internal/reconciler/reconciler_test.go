@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,38 @@ type rig struct {
 	led   *ledger.Ledger
 	s     *scheduler.Scheduler
 	r     *reconciler.Reconciler
+	rec   *countRec
+}
+
+// countRec counts what the reconciler reports (reconciler.Recorder).
+type countRec struct {
+	mu      sync.Mutex
+	actions map[string]int
+	errs    map[string]int // provider/kind
+}
+
+func (c *countRec) PassDone(time.Duration, error) {}
+func (c *countRec) Action(kind string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.actions[kind]++
+}
+func (c *countRec) ProviderError(provider, kind string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.errs[provider+"/"+kind]++
+}
+
+// counted checks the action counts (kinds not named: zero).
+func (g *rig) counted(want map[string]int) {
+	g.t.Helper()
+	g.rec.mu.Lock()
+	defer g.rec.mu.Unlock()
+	for _, k := range reconciler.Actions {
+		if g.rec.actions[k] != want[k] {
+			g.t.Errorf("action %s counted %d times, want %d (all: %v)", k, g.rec.actions[k], want[k], g.rec.actions)
+		}
+	}
 }
 
 func newRig(t testing.TB) *rig {
@@ -42,7 +75,7 @@ func newRig(t testing.TB) *rig {
 	}
 	t.Cleanup(func() { st.Close() })
 	g := &rig{t: t, st: st, clk: corral.NewFakeClock(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)),
-		forge: fake.NewForge(), prov: fake.NewProvider()}
+		forge: fake.NewForge(), prov: fake.NewProvider(), rec: &countRec{actions: map[string]int{}, errs: map[string]int{}}}
 	m, err := route.New([]corral.Pool{testPool}, route.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +88,7 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	g.r, err = reconciler.New(reconciler.Config{Store: st, Forges: g.forge, Providers: provs, Targets: []corral.Target{target},
-		Pools: []corral.Pool{testPool}, ControllerID: "test", Ledger: g.led, Retirer: g.s, Clock: g.clk})
+		Pools: []corral.Pool{testPool}, ControllerID: "test", Ledger: g.led, Retirer: g.s, Clock: g.clk, Recorder: g.rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +154,7 @@ func TestReconciler_ForgeSweep(t *testing.T) {
 	if j, _ := g.job(1); j.Conclusion != "unknown" {
 		t.Fatalf("job 1 concluded %q, want unknown (the forge no longer knows it)", j.Conclusion)
 	}
+	g.counted(map[string]int{reconciler.ActRescued: 1, reconciler.ActFinished: 1})
 }
 
 // A job missing from a listing that shifted while it was paged is still
@@ -150,6 +184,7 @@ func TestReconciler_ForgeSweepAbsence(t *testing.T) {
 	if n := g.forge.Count("job"); n != 2 {
 		t.Fatalf("single-job lookups = %d, want 2 (one per job gone from the listing)", n)
 	}
+	g.counted(map[string]int{reconciler.ActFinished: 1})
 }
 
 func TestReconciler_RunnerSweep(t *testing.T) {
@@ -175,6 +210,7 @@ func TestReconciler_RunnerSweep(t *testing.T) {
 	if in := g.inst("s1"); in.State != corral.InstIdle {
 		t.Fatalf("s1 = %s, want idle once its runner is online", in.State)
 	}
+	g.counted(map[string]int{reconciler.ActGhost: 1})
 }
 
 func TestReconciler_ProviderSweep(t *testing.T) {
@@ -201,6 +237,8 @@ func TestReconciler_ProviderSweep(t *testing.T) {
 			t.Fatalf("%s = %s, want draining", id, in.State)
 		}
 	}
+	// The orphan and the instance the store marked deleted are orphans.
+	g.counted(map[string]int{reconciler.ActOrphan: 2, reconciler.ActVanished: 1})
 	// The scheduler finishes the job: provider delete, registration gone.
 	if err := g.s.Pass(ctx); err != nil {
 		t.Fatal(err)
@@ -243,5 +281,25 @@ func TestReconciler_Timeouts(t *testing.T) {
 	}
 	if _, ok := g.forge.Regs["corral-acme-bootbusy"]; !ok {
 		t.Fatal("busy runner's registration removed")
+	}
+	// bootbusy was not retired (its runner is busy): not counted.
+	g.counted(map[string]int{reconciler.ActBootTimeout: 1, reconciler.ActJobTimeout: 1, reconciler.ActLifetime: 2, reconciler.ActPoolRemoved: 1})
+}
+
+// Failed provider calls are counted by provider and kind; the failed
+// orphan delete is not counted as removed.
+func TestReconciler_ProviderErrors(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	if _, err := g.prov.Create(ctx, corral.InstanceSpec{InstanceID: "orphan", PoolID: "onprem", ControllerID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	g.prov.DeleteErr = fmt.Errorf("engine down: %w", corral.ErrUnavailable)
+	if err := g.r.ProviderSweep(ctx); err == nil {
+		t.Fatal("want the failed delete as an error")
+	}
+	g.counted(nil)
+	if got := g.rec.errs["fake/delete"]; got != 1 || len(g.rec.errs) != 1 {
+		t.Errorf("provider errors %v, want fake/delete once", g.rec.errs)
 	}
 }

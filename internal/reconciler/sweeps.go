@@ -82,8 +82,12 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 		if err := r.confirmDisplaced(ctx, t, f, ev); err != nil {
 			errs = append(errs, err)
 		}
-		if _, err := r.cfg.Ledger.Observe(ctx, t, ev); err != nil {
+		res, err := r.cfg.Ledger.Observe(ctx, t, ev)
+		if err != nil {
 			errs = append(errs, err)
+		}
+		if res.Created {
+			r.rec.Action(ActRescued)
 		}
 	}
 	// A job gone from the open list is asked about once more: paged
@@ -102,13 +106,19 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 	}
 	for _, j := range absent {
 		ev, err := f.Job(ctx, j.ForgeJobID, j.Repo)
+		finished := false
 		switch {
 		case errors.Is(err, corral.ErrNotFound):
-			_, err = r.cfg.Ledger.Finish(ctx, t, j.ForgeJobID, ledger.ConclusionUnknown, "sweep: the forge no longer knows it")
+			finished, err = r.cfg.Ledger.Finish(ctx, t, j.ForgeJobID, ledger.ConclusionUnknown, "sweep: the forge no longer knows it")
 		case err != nil:
 		case ev.Action == corral.ActionCompleted,
 			ev.Action == corral.ActionInProgress && j.State != corral.JobRunning:
-			_, err = r.cfg.Ledger.Observe(ctx, t, ev)
+			var res ledger.Result
+			res, err = r.cfg.Ledger.Observe(ctx, t, ev)
+			finished = res.Changed && ev.Action == corral.ActionCompleted
+		}
+		if finished {
+			r.rec.Action(ActFinished)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -172,6 +182,7 @@ func (r *Reconciler) runnersAgainst(ctx context.Context, t corral.Target, f corr
 			if err := f.RemoveRunner(ctx, rn); err != nil && !errors.Is(err, corral.ErrNotFound) {
 				errs = append(errs, fmt.Errorf("remove ghost runner %s: %w", rn.Name, err))
 			} else {
+				r.rec.Action(ActGhost)
 				r.log.Info("removed ghost runner", "target", t.ID, "runner", rn.Name)
 			}
 			continue
@@ -235,6 +246,7 @@ func (r *Reconciler) sweepProvider(ctx context.Context, name string, p corral.Pr
 	// afterwards is an orphan, never a create under way.
 	pis, err := p.List(ctx, r.cfg.ControllerID)
 	if err != nil {
+		r.rec.ProviderError(name, corral.ProviderCallList)
 		return err
 	}
 	ins, err := r.liveInstances(ctx)
@@ -258,8 +270,10 @@ func (r *Reconciler) providerAgainst(ctx context.Context, name string, p corral.
 		in, ok := live[pi.InstanceID]
 		if !ok {
 			if err := p.Delete(ctx, pi); err != nil {
+				r.rec.ProviderError(name, corral.ProviderCallDelete)
 				errs = append(errs, fmt.Errorf("delete orphan %s: %w", pi.InstanceID, err))
 			} else {
+				r.rec.Action(ActOrphan)
 				r.log.Info("deleted orphan instance", "provider", name, "instance", pi.InstanceID)
 			}
 			continue
@@ -279,6 +293,8 @@ func (r *Reconciler) providerAgainst(ctx context.Context, name string, p corral.
 			if in.StartedAt.Before(start) {
 				if err := r.drain(ctx, in.ID, "instance vanished at its provider", []corral.InstanceState{in.State}); err != nil {
 					errs = append(errs, err)
+				} else {
+					r.rec.Action(ActVanished)
 				}
 			}
 		}
@@ -304,27 +320,28 @@ func (r *Reconciler) timeouts(ctx context.Context, ins []corral.Instance) error 
 			continue
 		}
 		pool, ok := r.v().pools[in.PoolID]
-		reason, force := "", false
+		reason, force, act := "", false, ""
 		switch {
 		case !ok:
-			reason = "its pool is no longer configured"
+			reason, act = "its pool is no longer configured", ActPoolRemoved
 		case in.State == corral.InstBusy && pool.MaxJobRuntime > 0 && now.Sub(in.BusyAt) > pool.MaxJobRuntime:
-			reason, force = "max job runtime exceeded", true
+			reason, force, act = "max job runtime exceeded", true, ActJobTimeout
 		case !in.ExpiresAt.IsZero() && now.After(in.ExpiresAt):
 			// The instance stopped itself at its deadline; clean up.
-			reason, force = "max lifetime reached", true
+			reason, force, act = "max lifetime reached", true, ActLifetime
 		case in.State != corral.InstBusy && in.State != corral.InstPending && !in.ExpiresAt.IsZero() &&
 			now.After(in.ExpiresAt.Add(-pool.MaxJobRuntime)):
 			// Too close to its deadline to finish a job it might take.
-			reason = "too close to its max lifetime to take a job"
+			reason, act = "too close to its max lifetime to take a job", ActLifetime
 		case in.State == corral.InstStarting && pool.BootTimeout > 0 && now.Sub(in.StartedAt) > pool.BootTimeout:
-			reason = "runner did not come online within the boot timeout"
+			reason, act = "runner did not come online within the boot timeout", ActBootTimeout
 		default:
 			continue
 		}
 		if err := r.cfg.Retirer.Retire(ctx, in, reason, force); err != nil {
 			errs = append(errs, fmt.Errorf("retire %s (%s): %w", in.ID, reason, err))
 		} else {
+			r.rec.Action(act)
 			r.log.Info("retired instance", "instance", in.ID, "reason", reason)
 		}
 	}

@@ -1,7 +1,9 @@
 package scheduler_test
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,5 +84,63 @@ func TestScheduler_ProviderConcurrency(t *testing.T) {
 	}
 	if got := m.get(); got != 3 {
 		t.Errorf("peak creates under way on the shared provider = %d, want its cap 3 (each pool allows 8)", got)
+	}
+}
+
+// TestScheduler_BurstBeyondBatch: a burst larger than one pass's batch of
+// reservations is served without waiting for the next interval: the
+// scheduler passes again while the batch cap left demand and room.
+func TestScheduler_BurstBeyondBatch(t *testing.T) {
+	r := newRigWith(t, func(c *scheduler.Config) { c.Interval = time.Hour; c.ReserveBatch = 16 }, 0, 0, pool("a", 0, 0))
+	const jobs = 100
+	for range jobs {
+		r.queue("corral")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for r.provs["a"].Count("create") < jobs && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := r.provs["a"].Count("create"); n != jobs {
+		t.Fatalf("creates = %d of %d after 20 s with a 1 h interval and a batch of 16", n, jobs)
+	}
+}
+
+type limitCounter struct{ hits atomic.Int64 }
+
+func (*limitCounter) InstanceReserved(string)         {}
+func (c *limitCounter) LimitHit(string)               { c.hits.Add(1) }
+func (*limitCounter) InstanceCreated(string)          {}
+func (*limitCounter) PoolBackoff(string, string, int) {}
+func (*limitCounter) ProviderError(string, string)    {}
+
+// TestScheduler_FullPoolNoBusyLoop: demand beyond the batch with no room
+// left (a tenant max the plan's pre-check cannot see) does not make the
+// scheduler pass in a loop: each pass refused at the limits is counted,
+// and a loop would count thousands in a second.
+func TestScheduler_FullPoolNoBusyLoop(t *testing.T) {
+	var rec limitCounter
+	r := newRigWith(t, func(c *scheduler.Config) {
+		c.Interval = time.Hour
+		c.ReserveBatch = 4
+		c.Recorder = &rec
+	}, 2, 0, pool("a", 0, 0))
+	for range 20 {
+		r.queue("corral")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.s.Run(ctx) }()
+	time.Sleep(time.Second)
+	cancel()
+	<-done
+	if n := r.provs["a"].Count("create"); n != 2 {
+		t.Fatalf("creates = %d, want 2 (the tenant max)", n)
+	}
+	if n := rec.hits.Load(); n == 0 || n > 12 {
+		t.Errorf("limit hits in 1 s = %d, want a few (one or two passes of a batch of 4), not a loop", n)
 	}
 }

@@ -116,6 +116,7 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 		s.log.Warn("an instance was created while this replica's term may have lapsed", "instance", in.ID, "provider_id", pi.ProviderID)
 	}
 	if err != nil {
+		s.rec.ProviderError(provName, corral.ProviderCallCreate)
 		s.fail(ctx, in, fmt.Errorf("provider %s create: %w", provName, err))
 		return
 	}
@@ -265,6 +266,7 @@ func (s *Scheduler) destroy(ctx context.Context, in corral.Instance) {
 		if err == nil {
 			continue
 		}
+		s.rec.ProviderError(name, corral.ProviderCallDelete)
 		if errors.Is(err, corral.ErrUnavailable) && (in.ProviderID == "" || s.clock.Now().Sub(in.DrainAt) > lostAfter) {
 			// Its engine or host has been unreachable for long, or the
 			// instance's create never succeeded (a create on an engine
@@ -397,6 +399,7 @@ func (s *Scheduler) retryInterrupted(ctx context.Context, ins []corral.Instance)
 		}
 		have, err := prov.List(ctx, s.cfg.ControllerID)
 		if err != nil {
+			s.rec.ProviderError(name, corral.ProviderCallList)
 			s.log.Warn("provider list for adoption failed", "provider", name, "err", err)
 			continue
 		}
@@ -411,7 +414,9 @@ func (s *Scheduler) retryInterrupted(ctx context.Context, ins []corral.Instance)
 			}
 			if _, ok := found[in.ID]; ok {
 				// Made but not running: delete the remains, then retry.
-				_ = prov.Delete(ctx, found[in.ID])
+				if err := prov.Delete(ctx, found[in.ID]); err != nil {
+					s.rec.ProviderError(name, corral.ProviderCallDelete)
+				}
 			}
 			s.goCall(ctx, in, s.create)
 		}

@@ -15,6 +15,9 @@ type plan struct {
 	reserve []request    // new instances to reserve
 	retire  []corral.Instance
 	reasons map[int64]string // job id -> why it still waits (only changes)
+	// more: the batch cap left demand unplanned; the scheduler passes
+	// again at once (a burst is not served one batch per interval).
+	more bool
 }
 
 type assignment struct {
@@ -69,6 +72,7 @@ func (s *Scheduler) plan(snap snapshot) plan {
 			continue
 		}
 		if len(p.reserve) >= s.cfg.ReserveBatch {
+			p.more = true
 			continue
 		}
 		var why []string
@@ -159,6 +163,9 @@ func (s *Scheduler) planWarm(snap snapshot, p *plan, freeBy map[string][]*corral
 			target := s.warmTarget(pool)
 			if target == "" {
 				continue
+			}
+			if len(p.reserve)+want-n > s.cfg.ReserveBatch {
+				p.more = true
 			}
 			for k := 0; k < want-n && len(p.reserve) < s.cfg.ReserveBatch; k++ {
 				if rest, _ := s.back.resting(id, snap.now); rest {

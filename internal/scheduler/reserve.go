@@ -15,9 +15,10 @@ import (
 // apply writes a plan: assignments and reasons in one transaction, each
 // reservation in the transaction that checks the limits, and retirements
 // after the forge confirmed the runner is not busy.
-func (s *Scheduler) apply(ctx context.Context, snap snapshot, p plan) error {
+// apply carries out a plan; reserved counts the instances it reserved.
+func (s *Scheduler) apply(ctx context.Context, snap snapshot, p plan) (reserved int, err error) {
 	if len(p.assign) > 0 || len(p.reasons) > 0 {
-		err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		err = s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
 			for _, a := range p.assign {
 				in, err := tx.Instance(ctx, a.instID)
 				if err != nil {
@@ -58,29 +59,81 @@ func (s *Scheduler) apply(ctx context.Context, snap snapshot, p plan) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("scheduler assign: %w", err)
+			return 0, fmt.Errorf("scheduler assign: %w", err)
 		}
 	}
-	for _, r := range p.reserve {
-		in, err := s.reserve(ctx, r)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.log.Warn("reservation failed", "err", err)
-			continue
-		}
+	got, err := s.reserveAll(ctx, p.reserve)
+	for _, in := range got {
 		if in != nil {
+			reserved++
 			// The reservation recorded the first attempt: create now.
 			s.goCall(ctx, *in, s.createClaimed)
 		}
+	}
+	if err != nil {
+		return reserved, err
 	}
 	for _, in := range p.retire {
 		if err := s.retire(ctx, in, "idle above min idle and headroom", false); err != nil && ctx.Err() == nil {
 			s.log.Info("scale-down skipped", "instance", in.ID, "err", err)
 		}
 	}
-	return nil
+	return reserved, nil
+}
+
+// reserveAll reserves every request of a pass in one transaction (one
+// durable commit for a burst instead of one per job), each checked under
+// LockLimits as reserve does. If that transaction fails, each request is
+// tried on its own, so one bad request cannot hold back the others.
+func (s *Scheduler) reserveAll(ctx context.Context, reqs []request) ([]*corral.Instance, error) {
+	switch len(reqs) {
+	case 0:
+		return nil, nil
+	case 1:
+		in, err := s.reserve(ctx, reqs[0])
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			s.log.Warn("reservation failed", "err", err)
+		}
+		return []*corral.Instance{in}, nil
+	}
+	now := s.clock.Now()
+	got := make([]*corral.Instance, len(reqs))
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		for i, r := range reqs {
+			in, err := s.reserveIn(ctx, tx, r, now)
+			if err != nil {
+				return err
+			}
+			got[i] = in
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		s.log.Info("batched reservation failed; reserving one by one", "requests", len(reqs), "err", err)
+		out := make([]*corral.Instance, len(reqs))
+		for i, r := range reqs {
+			in, err := s.reserve(ctx, r)
+			if err != nil {
+				if ctx.Err() != nil {
+					return out, ctx.Err()
+				}
+				s.log.Warn("reservation failed", "err", err)
+				continue
+			}
+			out[i] = in
+		}
+		return out, nil
+	}
+	for i, r := range reqs {
+		s.recordReservation(got[i], r)
+	}
+	return got, nil
 }
 
 // reserve inserts a pending instance in the first pool of r.routes whose
@@ -90,75 +143,83 @@ func (s *Scheduler) apply(ctx context.Context, snap snapshot, p plan) error {
 func (s *Scheduler) reserve(ctx context.Context, r request) (*corral.Instance, error) {
 	now := s.clock.Now()
 	var got *corral.Instance
-	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
-		got = nil
-		if r.job != nil {
-			j, err := tx.Job(ctx, r.job.ID)
-			if err != nil {
-				return err
-			}
-			if j.State != corral.JobRouted {
-				return nil // started or finished meanwhile
-			}
-			ins, err := tx.Instances(ctx, corral.InstanceFilter{JobID: j.ID,
-				States: []corral.InstanceState{corral.InstPending, corral.InstStarting, corral.InstIdle}})
-			if err != nil {
-				return err
-			}
-			if len(ins) > 0 {
-				return nil // covered meanwhile (another replica)
-			}
-		}
-		var full []string
-		for _, rt := range r.routes {
-			pool, ok := s.v().pools[rt.PoolID]
-			if !ok {
-				continue
-			}
-			if err := tx.LockLimits(ctx, r.tenantID, pool.ID); err != nil {
-				return err
-			}
-			if why, err := s.room(ctx, tx, pool, r.tenantID); err != nil {
-				return err
-			} else if why != "" {
-				full = append(full, why)
-				continue
-			}
-			in := s.newInstance(pool, rt, r, now)
-			if err := tx.PutInstance(ctx, &in); err != nil {
-				return err
-			}
-			if r.job != nil {
-				if err := tx.AddEvent(ctx, corral.Event{JobID: r.job.ID, At: now, Kind: corral.EvInstanceRequested,
-					InstanceID: in.ID, Detail: fmt.Sprintf("%s in pool %s", in.Name, pool.ID)}); err != nil {
-					return err
-				}
-			}
-			got = &in
-			return nil
-		}
-		if r.job != nil && len(full) > 0 {
-			j, err := tx.Job(ctx, r.job.ID)
-			if err != nil {
-				return err
-			}
-			why := "waiting for room: " + strings.Join(full, "; ")
-			if j.Reason != why {
-				j.Reason, j.UpdatedAt = why, now
-				return tx.PutJob(ctx, &j)
-			}
-		}
-		return nil
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) (err error) {
+		got, err = s.reserveIn(ctx, tx, r, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reserve instance: %w", err)
 	}
+	s.recordReservation(got, r)
+	return got, nil
+}
+
+func (s *Scheduler) recordReservation(got *corral.Instance, r request) {
 	if got != nil {
 		s.rec.InstanceReserved(got.PoolID)
 	} else if len(r.routes) > 0 {
 		s.rec.LimitHit(r.routes[0].PoolID)
 	}
-	return got, nil
+}
+
+// reserveIn is one reservation inside tx (see reserve).
+func (s *Scheduler) reserveIn(ctx context.Context, tx corral.Tx, r request, now time.Time) (*corral.Instance, error) {
+	if r.job != nil {
+		j, err := tx.Job(ctx, r.job.ID)
+		if err != nil {
+			return nil, err
+		}
+		if j.State != corral.JobRouted {
+			return nil, nil // started or finished meanwhile
+		}
+		ins, err := tx.Instances(ctx, corral.InstanceFilter{JobID: j.ID,
+			States: []corral.InstanceState{corral.InstPending, corral.InstStarting, corral.InstIdle}})
+		if err != nil {
+			return nil, err
+		}
+		if len(ins) > 0 {
+			return nil, nil // covered meanwhile (another replica)
+		}
+	}
+	var full []string
+	for _, rt := range r.routes {
+		pool, ok := s.v().pools[rt.PoolID]
+		if !ok {
+			continue
+		}
+		if err := tx.LockLimits(ctx, r.tenantID, pool.ID); err != nil {
+			return nil, err
+		}
+		if why, err := s.room(ctx, tx, pool, r.tenantID); err != nil {
+			return nil, err
+		} else if why != "" {
+			full = append(full, why)
+			continue
+		}
+		in := s.newInstance(pool, rt, r, now)
+		if err := tx.PutInstance(ctx, &in); err != nil {
+			return nil, err
+		}
+		if r.job != nil {
+			if err := tx.AddEvent(ctx, corral.Event{JobID: r.job.ID, At: now, Kind: corral.EvInstanceRequested,
+				InstanceID: in.ID, Detail: fmt.Sprintf("%s in pool %s", in.Name, pool.ID)}); err != nil {
+				return nil, err
+			}
+		}
+		return &in, nil
+	}
+	if r.job != nil && len(full) > 0 {
+		j, err := tx.Job(ctx, r.job.ID)
+		if err != nil {
+			return nil, err
+		}
+		why := "waiting for room: " + strings.Join(full, "; ")
+		if j.Reason != why {
+			j.Reason, j.UpdatedAt = why, now
+			return nil, tx.PutJob(ctx, &j)
+		}
+	}
+	return nil, nil
 }
 
 // room returns "" when the pool, its tenant and the whole controller can

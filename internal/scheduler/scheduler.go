@@ -69,6 +69,9 @@ type Recorder interface {
 	LimitHit(pool string)                 // a reservation found no room in any of the job's pools
 	InstanceCreated(pool string)          // a provider made an instance
 	PoolBackoff(pool, kind string, n int) // a pool rests after n failures in a row
+	// ProviderError: a call of kind (corral.ProviderCalls) to the named
+	// provider failed.
+	ProviderError(provider, kind string)
 }
 
 type nopRecorder struct{}
@@ -77,6 +80,7 @@ func (nopRecorder) InstanceReserved(string)         {}
 func (nopRecorder) LimitHit(string)                 {}
 func (nopRecorder) InstanceCreated(string)          {}
 func (nopRecorder) PoolBackoff(string, string, int) {}
+func (nopRecorder) ProviderError(string, string)    {}
 
 // Scheduler is the demand/supply loop. Run it on the leader only.
 type Scheduler struct {
@@ -282,8 +286,14 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 		return err
 	}
 	p := s.plan(snap)
-	if err := s.apply(ctx, snap, p); err != nil {
+	reserved, err := s.apply(ctx, snap, p)
+	if err != nil {
 		return err
+	}
+	if p.more && reserved > 0 {
+		// Demand is left beyond the batch and room was found: pass again
+		// now rather than at the next interval. (No room: no busy loop.)
+		s.Wake()
 	}
 	// New reservations are created by apply; launch the rest (crashed
 	// creates, deletes) from the snapshot.

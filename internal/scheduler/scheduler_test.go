@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,12 +199,16 @@ func TestScheduler_Pass(t *testing.T) {
 		}
 	})
 	t.Run("a failing pool backs off and others serve", func(t *testing.T) {
-		r := newRig(t, 0, 0, pool("onprem", 10, 5), pool("cloud", 20, 5))
+		rec := &provErrs{n: map[string]int{}}
+		r := newRigWith(t, func(c *scheduler.Config) { c.Recorder = rec }, 0, 0, pool("onprem", 10, 5), pool("cloud", 20, 5))
 		r.provs["onprem"].CreateErr = fmt.Errorf("hypervisor down: %w", corral.ErrUnavailable)
 		id := r.queue("corral")
 		r.pass() // onprem fails
 		if got := r.provs["onprem"].Count("create"); got != 1 {
 			t.Fatalf("onprem creates = %d", got)
+		}
+		if rec.get("onprem/create") != 1 || len(rec.n) != 1 {
+			t.Fatalf("provider errors %v, want onprem/create once", rec.n)
 		}
 		r.pass() // failed instance deleted; the job goes to cloud while onprem rests
 		r.pass()
@@ -414,4 +419,25 @@ func TestScheduler_ManagedRunner(t *testing.T) {
 	if j := r.job(id); j.State != corral.JobRouted || !strings.Contains(j.Reason, "no release") {
 		t.Fatalf("job = %s %q, want routed and saying why it waits", j.State, j.Reason)
 	}
+}
+
+// provErrs counts the provider errors a scheduler reports.
+type provErrs struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (p *provErrs) InstanceReserved(string)         {}
+func (p *provErrs) LimitHit(string)                 {}
+func (p *provErrs) InstanceCreated(string)          {}
+func (p *provErrs) PoolBackoff(string, string, int) {}
+func (p *provErrs) ProviderError(provider, kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n[provider+"/"+kind]++
+}
+func (p *provErrs) get(k string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n[k]
 }

@@ -371,10 +371,48 @@ func TestDashboard(t *testing.T) {
 		waitJS(t, ctx, 20*time.Second, "the right-sizing table under the pools", `[...document.querySelectorAll("caption")].some(c => c.textContent.startsWith("Right-sizing"))`)
 	})
 
+	t.Run("analytics page matches the API", func(t *testing.T) {
+		// Every job that can run has completed (the late one too).
+		e2etest.WaitFor(t, 60*time.Second, "5 jobs completed", func() bool { return len(r.jobs(t, token, "?state=completed")) == 5 })
+		var rep struct {
+			Runs int `json:"runs"`
+			Jobs []struct {
+				Repository  string  `json:"repository"`
+				Workflow    string  `json:"workflow"`
+				Job         string  `json:"job"`
+				Count       int     `json:"count"`
+				SuccessRate float64 `json:"success_rate"`
+			} `json:"jobs"`
+		}
+		if code := r.apiGet(t, token, "analytics", &rep); code != 200 || rep.Runs != 5 || len(rep.Jobs) != 5 {
+			t.Fatalf("GET analytics = %d: %d runs in %d groups, want 5 in 5 (one per job name): the test's premise fails", code, rep.Runs, len(rep.Jobs))
+		}
+		var want []string
+		for _, g := range rep.Jobs {
+			if g.Workflow != "CI" { // the stand-in's workflow name, from its completed webhooks
+				t.Errorf("group %+v: workflow %q, want CI", g, g.Workflow)
+			}
+			want = append(want, fmt.Sprintf("%s %s %s=%d/%g", g.Repository, g.Workflow, g.Job, g.Count, g.SuccessRate))
+		}
+		slices.Sort(want)
+		run(t, ctx, "analytics page", show("analytics"))
+		expr := `[...document.querySelectorAll("tr[data-analytics]")].map(e => e.dataset.analytics + "=" +
+			e.querySelector("[data-count]").textContent + "/" + Number(e.querySelector("[data-rate]").dataset.rate)).sort().join("|")`
+		waitJS(t, ctx, 20*time.Second, "the page's rows are the API's groups", fmt.Sprintf(`%s === %q`, expr, strings.Join(want, "|")))
+		if got := eval[string](t, ctx, `document.querySelector("[data-runs]").dataset.runs`); got != "5" {
+			t.Errorf("page says %s runs, API 5", got)
+		}
+		bars := eval[int](t, ctx, `[...document.querySelectorAll("svg.chart rect.b1")].reduce((n, e) => n + Number(e.dataset.value), 0)`)
+		if bars != 5 {
+			t.Errorf("the per-day bars add up to %d, want 5", bars)
+		}
+		screenshot(t, ctx, "analytics-desktop.png")
+	})
+
 	t.Run("phone width has no horizontal scroll", func(t *testing.T) {
 		run(t, ctx, "phone viewport", chromedp.EmulateViewport(375, 812, chromedp.EmulateScale(2)))
 		done := r.jobs(t, token, "?state=completed")[0]
-		for _, page := range []string{"overview", "jobs", fmt.Sprint("job/", done.ID), "unroutable", "pools", "instances", "usage", "deliveries"} {
+		for _, page := range []string{"overview", "jobs", fmt.Sprint("job/", done.ID), "unroutable", "pools", "instances", "usage", "analytics", "deliveries"} {
 			run(t, ctx, page, show(page))
 			w := eval[struct{ Scroll, Inner int }](t, ctx, `({scroll: document.documentElement.scrollWidth, inner: window.innerWidth})`)
 			if strings.HasPrefix(page, "job/") {
@@ -388,6 +426,8 @@ func TestDashboard(t *testing.T) {
 				screenshot(t, ctx, "jobs-phone.png")
 			case "overview":
 				screenshot(t, ctx, "overview-phone.png")
+			case "analytics":
+				screenshot(t, ctx, "analytics-phone.png")
 			}
 		}
 	})
@@ -425,6 +465,10 @@ func TestDashboard(t *testing.T) {
 		if strings.Join(pools, ",") != "beta-linux" {
 			t.Errorf("team-b's overview shows pools %v, want beta-linux only", pools)
 		}
+		run(t, ctx, "analytics", show("analytics"))
+		waitJS(t, ctx, 20*time.Second, "team-b's analytics: its one job only",
+			`(() => { const r = [...document.querySelectorAll("tr[data-analytics]")].map(e => e.dataset.analytics);
+				return r.length === 1 && r[0].startsWith("beta/web ") })()`)
 		run(t, ctx, "deliveries", show("deliveries"))
 		targets := eval[[]string](t, ctx, `[...document.querySelectorAll("tr[data-delivery] td:nth-child(2)")].map(e => e.textContent)`)
 		if len(targets) == 0 || slices.ContainsFunc(targets, func(s string) bool { return s != "beta" }) {

@@ -271,11 +271,12 @@
         ], d.pools, (p) => ({ "data-pool": p.id })),
         table("Right-sizing: what jobs used (peaks sampled from their cgroups) and the size that would do", [
           { h: "Repository", v: (r) => r.repository },
+          { h: "Workflow", v: (r) => r.workflow || "–" },
           { h: "Job", v: (r) => r.job },
           { h: "Pool", v: (r) => r.pool },
           { h: "Jobs", v: (r) => r.jobs },
           { h: "Advice", v: (r) => h("span", { class: r.smaller ? "warn" : "" }, r.advice) },
-        ], d.rightsizing, (r) => ({ "data-rightsizing": r.repository + " " + r.job })));
+        ], d.rightsizing, (r) => ({ "data-rightsizing": r.repository + " " + r.workflow + " " + r.job })));
       },
     },
     instances: {
@@ -313,6 +314,70 @@
             ], hrs)));
       },
     },
+    analytics: {
+      title: "CI analytics",
+      every: 10000,
+      load: () => {
+        const days = Number(param("days")) || 30;
+        const to = new Date();
+        const from = new Date(to.getTime() - days * 86400000);
+        return api("analytics?from=" + encodeURIComponent(from.toISOString()) + "&to=" + encodeURIComponent(to.toISOString()));
+      },
+      draw(d) {
+        const days = Number(param("days")) || 30;
+        const sel = h("select", { id: "days-filter" }, [7, 30, 90].map((n) =>
+          h("option", { value: n, selected: n === days }, "last " + n + " days")));
+        sel.addEventListener("change", () => { location.hash = "#/analytics?days=" + sel.value; });
+        const sec = (v) => (v === null || v === undefined) ? "–" : secs(v * 1000);
+        const pct = (r) => Math.round(r * 100) + " %";
+        const key = (g) => g.repository + " " + g.workflow + " " + g.job;
+        const name = (g) => [g.repository, g.workflow, g.job].filter(Boolean).join(" · ");
+        const dayLabels = { full: (x) => x.date, short: (x) => x.date.slice(5) };
+        const every = Math.max(1, Math.ceil(d.days.length / 8));
+        const shortDays = { full: dayLabels.full, short: (x) => (d.days.indexOf(x) % every === 0 ? dayLabels.short(x) : "") };
+        render("CI analytics",
+          h("div", { class: "filters" }, h("label", { for: "days-filter" }, "Window"), sel,
+            h("span", { class: "muted", "data-runs": d.runs }, d.runs + " jobs completed" + (d.truncated ? " (more than counted)" : ""))),
+          h("p", { class: "muted" }, "From the forges' completed events: duration is started to completed, queue time created to started, as the forge stamped them. p50 and p95 are nearest-rank percentiles."),
+          h("section", { "aria-labelledby": "a1-h" }, h("h2", { id: "a1-h" }, "Jobs completed per day"),
+            chart(d.days, (x) => x.count, "b1", "Jobs completed per day", (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)), shortDays),
+            h("details", {}, h("summary", {}, "Per day as a table"),
+              table("Per UTC day", [
+                { h: "Day", v: (x) => x.date },
+                { h: "Jobs", v: (x) => x.count },
+                { h: "Success", v: (x) => x.count ? pct(x.success_rate) : "–" },
+                { h: "p50 duration", v: (x) => sec(x.duration_p50_seconds) },
+                { h: "p95 duration", v: (x) => sec(x.duration_p95_seconds) },
+                { h: "p95 queue", v: (x) => sec(x.queue_p95_seconds) },
+              ], d.days, (x) => ({ "data-day": x.date })))),
+          h("section", { "aria-labelledby": "a2-h" }, h("h2", { id: "a2-h" }, "Per repository, workflow and job"),
+            table("Every job name completed in the window", [
+              { h: "Repository", v: (g) => g.repository },
+              { h: "Workflow", v: (g) => g.workflow || "–" },
+              { h: "Job", v: (g) => g.job },
+              { h: "Runs", v: (g) => h("span", { "data-count": "" }, g.count) },
+              { h: "Success", v: (g) => h("span", { class: g.success_rate < 1 ? "warn" : "ok", "data-rate": g.success_rate }, pct(g.success_rate)) },
+              { h: "p50 / p95 duration", v: (g) => sec(g.duration_p50_seconds) + " / " + sec(g.duration_p95_seconds) },
+              { h: "p50 / p95 queue", v: (g) => sec(g.queue_p50_seconds) + " / " + sec(g.queue_p95_seconds) },
+              { h: "Last", v: (g) => h("span", { class: stateClass(g.last_conclusion) }, g.last_conclusion + " " + ago(g.last_at)) },
+              { h: "Steps", v: (g) => (g.steps && g.steps.length) ? h("details", {}, h("summary", {}, g.steps.length + (g.steps.length === 1 ? " step" : " steps")),
+                h("ol", { class: "steps" }, g.steps.map((st) => h("li", {}, st.name + ": p50 " + sec(st.duration_p50_seconds) +
+                  ", p95 " + sec(st.duration_p95_seconds) + (st.failure ? ", " + st.failure + " failed" : ""))))) : "–" },
+            ], d.jobs, (g) => ({ "data-analytics": key(g) }))),
+          h("section", { "aria-labelledby": "a3-h" }, h("h2", { id: "a3-h" }, "Slowest jobs"),
+            table("By p95 duration", [
+              { h: "Job", v: name },
+              { h: "p95 duration", v: (g) => sec(g.duration_p95_seconds) },
+              { h: "Runs", v: (g) => g.count },
+            ], d.slowest, (g) => ({ "data-slowest": key(g) }))),
+          h("section", { "aria-labelledby": "a4-h" }, h("h2", { id: "a4-h" }, "Most failing jobs"),
+            table("By failures", [
+              { h: "Job", v: name },
+              { h: "Failures", v: (g) => g.failure },
+              { h: "Success", v: (g) => pct(g.success_rate) },
+            ], d.most_failing, (g) => ({ "data-failing": key(g) }))));
+      },
+    },
     deliveries: {
       title: "Webhook deliveries",
       load: () => api("deliveries"),
@@ -332,7 +397,12 @@
     },
   };
 
-  function chart(rows, val, cls, title, fmt) {
+  const hourLabels = {
+    full: (u) => new Date(u.hour).toLocaleString(),
+    short: (u) => new Date(u.hour).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+  };
+  function chart(rows, val, cls, title, fmt, labels) {
+    const lab = labels || hourLabels;
     const W = 720, H = 200, L = 40, B = 24, T = 10;
     const max = Math.max(1, ...rows.map(val));
     const bw = (W - L) / Math.max(1, rows.length);
@@ -347,11 +417,11 @@
       const v = val(u);
       const bh = (v / max) * (H - B - T);
       const r = s("rect", { x: L + i * bw + 1, y: H - B - bh, width: Math.max(1, bw - 2), height: bh, class: cls, "data-value": v });
-      const tt = s("title"); tt.textContent = new Date(u.hour).toLocaleString() + ": " + fmt(v); r.append(tt);
+      const tt = s("title"); tt.textContent = lab.full(u) + ": " + fmt(v); r.append(tt);
       svg.append(r);
       if (i % 4 === 0) {
         const tx = s("text", { x: L + i * bw + bw / 2, y: H - 6, "text-anchor": "middle" });
-        tx.textContent = new Date(u.hour).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+        tx.textContent = lab.short(u);
         svg.append(tx);
       }
     });

@@ -65,6 +65,9 @@ type Options struct {
 	// RotateEvery is the age at which the cached registration token is
 	// fetched again; 0 means DefaultRotateEvery, negative never.
 	RotateEvery time.Duration
+	// Recorder observes every request sent (metrics); nil: none. Gitea
+	// sends no rate-limit budget, so there is none to report.
+	Recorder corral.CallRecorder
 }
 
 // Client is corral's corral.Forge for one Gitea or Forgejo target. It is
@@ -76,6 +79,7 @@ type Client struct {
 	log     *slog.Logger
 	clock   corral.Clock
 	rotate  time.Duration
+	rec     corral.CallRecorder
 	web     *url.URL // the forge's root URL
 	api     string   // web + /api/v1, no trailing slash
 	scope   string   // /repos/o/r, /orgs/o, /user or /admin
@@ -107,7 +111,7 @@ func NewClient(t corral.Target, opt Options) (*Client, error) {
 	}
 	c := &Client{
 		t: t, forgejo: t.Kind == corral.KindForgejo,
-		hc: opt.HTTPClient, log: opt.Logger, clock: opt.Clock, rotate: opt.RotateEvery,
+		hc: opt.HTTPClient, log: opt.Logger, clock: opt.Clock, rotate: opt.RotateEvery, rec: opt.Recorder,
 		web: web, api: strings.TrimSuffix(web.String(), "/") + "/api/v1", scope: scope,
 		runURL: strings.TrimSuffix(web.String(), "/"),
 	}
@@ -194,6 +198,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 	req.Header.Set("Authorization", "token "+c.t.Token.Reveal())
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		c.recordCall(path, 0)
 		if ctx.Err() != nil {
 			ce.Err = ctx.Err()
 		} else {
@@ -202,6 +207,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 		return nil, nil, ce
 	}
 	defer resp.Body.Close()
+	c.recordCall(path, resp.StatusCode)
 	ce.Status = resp.StatusCode
 	ce.RequestID = resp.Header.Get("X-Request-Id")
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
@@ -364,4 +370,31 @@ func (tc *tokenCache) peek() corral.Secret {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	return tc.val
+}
+
+// endpointClass sorts a Gitea or Forgejo API path (below /api/v1) into one
+// of corral's fixed endpoint classes (metrics).
+func endpointClass(path string) string {
+	has := func(s string) bool { return strings.Contains(path, s) }
+	switch {
+	case has("/actions/runners/registration-token"):
+		return corral.CallRegistration
+	case has("/actions/runners/jobs"), has("/actions/jobs"), has("/actions/runs"), has("/actions/tasks"):
+		return corral.CallJobs
+	case has("/actions/runners"):
+		return corral.CallRunners
+	case has("/hooks"):
+		return corral.CallHooks
+	case strings.HasSuffix(path, "/repos"):
+		return corral.CallRepos
+	case strings.HasSuffix(path, "/version"):
+		return corral.CallMeta
+	}
+	return corral.CallOther
+}
+
+func (c *Client) recordCall(path string, status int) {
+	if c.rec != nil {
+		c.rec.ForgeCall(c.t.ID, endpointClass(path), corral.CallResult(status, status == http.StatusTooManyRequests))
+	}
 }

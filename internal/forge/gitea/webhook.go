@@ -179,6 +179,17 @@ type jobModel struct {
 	CreatedAt   string   `json:"created_at"`
 	StartedAt   string   `json:"started_at"`
 	CompletedAt string   `json:"completed_at"`
+	// Read for CI analytics from completed events. Gitea 1.27 sends no
+	// workflow name in workflow_job.
+	Steps []jobStep `json:"steps"`
+}
+
+type jobStep struct {
+	Number      int    `json:"number"`
+	Name        string `json:"name"`
+	Conclusion  string `json:"conclusion"`
+	StartedAt   string `json:"started_at"`
+	CompletedAt string `json:"completed_at"`
 }
 
 var knownActions = map[corral.JobAction]bool{
@@ -245,6 +256,23 @@ func (j *jobModel) event(action corral.JobAction) (corral.JobEvent, error) {
 		ev.At = firstSet(completed, started, created)
 	default:
 		ev.At = created
+	}
+	if action == corral.ActionCompleted {
+		ev.CreatedAt, ev.StartedAt, ev.CompletedAt = created, started, completed
+		for i, st := range j.Steps {
+			if i == corral.MaxSteps {
+				break
+			}
+			s := corral.Step{Number: st.Number, Name: st.Name, Conclusion: st.Conclusion}
+			var err error
+			if s.StartedAt, err = parseTime(st.StartedAt); err != nil {
+				return corral.JobEvent{}, badField(fmt.Sprintf("workflow_job.steps[%d].started_at", i), err.Error())
+			}
+			if s.CompletedAt, err = parseTime(st.CompletedAt); err != nil {
+				return corral.JobEvent{}, badField(fmt.Sprintf("workflow_job.steps[%d].completed_at", i), err.Error())
+			}
+			ev.Steps = append(ev.Steps, s)
+		}
 	}
 	return ev, nil
 }

@@ -93,8 +93,21 @@ func TestParser_ParseWebhook(t *testing.T) {
 			if d.Job == nil {
 				t.Fatal("Job is nil")
 			}
-			if got := *d.Job; !equalEvent(got, w) {
+			got := *d.Job
+			if !equalEvent(got, w) {
 				t.Errorf("job event\n got %+v\nwant %+v", got, w)
+			}
+			if got.Action != corral.ActionCompleted {
+				return
+			}
+			// What CI analytics reads: the forge's times and its one step;
+			// Gitea sends no workflow name.
+			if !got.CreatedAt.Equal(created) || !got.StartedAt.Equal(started) || !got.CompletedAt.Equal(started) || got.Workflow != "" {
+				t.Errorf("analytics times: created %v started %v completed %v workflow %q", got.CreatedAt, got.StartedAt, got.CompletedAt, got.Workflow)
+			}
+			if len(got.Steps) != 1 || got.Steps[0].Name != "Run echo hello from $(hostname)" || got.Steps[0].Conclusion != "success" ||
+				!got.Steps[0].StartedAt.Equal(started) || got.Steps[0].Duration() != 0 {
+				t.Errorf("steps: %+v", got.Steps)
 			}
 		})
 	}

@@ -62,6 +62,8 @@ type Options struct {
 	// RepoListTTL is how long an organization's repository list is reused
 	// by OpenJobs. 0: 10 minutes.
 	RepoListTTL time.Duration
+	// Recorder observes every request sent (metrics); nil: none.
+	Recorder corral.CallRecorder
 }
 
 // Client is corral's corral.Forge for one GitHub target (repository,

@@ -218,6 +218,17 @@ func jobEvent(j *gh.WorkflowJob, repo string) corral.JobEvent {
 	default:
 		ev.At = firstNonZero(created, started)
 	}
+	if ev.Action == corral.ActionCompleted {
+		ev.Workflow = j.GetWorkflowName()
+		ev.CreatedAt, ev.StartedAt, ev.CompletedAt = created, started, completed
+		for i, st := range j.Steps {
+			if i == corral.MaxSteps {
+				break
+			}
+			ev.Steps = append(ev.Steps, corral.Step{Number: int(st.GetNumber()), Name: st.GetName(), Conclusion: st.GetConclusion(),
+				StartedAt: st.GetStartedAt().Time, CompletedAt: st.GetCompletedAt().Time})
+		}
+	}
 	return ev
 }
 

@@ -151,6 +151,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		actx, cancel := context.WithTimeout(ctx, t.base.timeout)
 		resp, err := rt.RoundTrip(r.WithContext(actx))
 		if err != nil {
+			t.c.recordCall(r.URL.Path, 0, false)
 			unlock()
 			cancel()
 			if ctx.Err() != nil || attempt >= t.c.opt.MaxAttempts {
@@ -166,6 +167,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body.Close()
 		cancel()
 		if rerr != nil {
+			t.c.recordCall(r.URL.Path, 0, false) // the answer broke off
 			unlock()
 			if attempt >= t.c.opt.MaxAttempts {
 				return nil, fmt.Errorf("reading the answer: %w", rerr)
@@ -174,6 +176,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		limited := isRateLimited(resp.StatusCode, resp.Header, body)
+		t.c.recordCall(r.URL.Path, resp.StatusCode, limited)
 		lim.observe(resp.Header, limited, now)
 		unlock()
 		switch {

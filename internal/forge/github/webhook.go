@@ -152,6 +152,17 @@ type workflowJob struct {
 	CreatedAt   *string  `json:"created_at"`
 	StartedAt   *string  `json:"started_at"`
 	CompletedAt *string  `json:"completed_at"`
+	// Read for CI analytics from completed events.
+	WorkflowName string    `json:"workflow_name"`
+	Steps        []jobStep `json:"steps"`
+}
+
+type jobStep struct {
+	Number      int     `json:"number"`
+	Name        string  `json:"name"`
+	Conclusion  *string `json:"conclusion"`
+	StartedAt   *string `json:"started_at"`
+	CompletedAt *string `json:"completed_at"`
 }
 
 var knownActions = map[corral.JobAction]bool{
@@ -217,7 +228,38 @@ func (p jobPayload) jobEvent() (*corral.JobEvent, error) {
 	default:
 		ev.At = firstSet(created, started, completed)
 	}
+	if action == corral.ActionCompleted {
+		ev.Workflow = wj.WorkflowName
+		ev.CreatedAt, ev.StartedAt, ev.CompletedAt = created, started, completed
+		if ev.Steps, err = steps(wj.Steps); err != nil {
+			return nil, err
+		}
+	}
 	return ev, nil
+}
+
+// steps reads a job's steps (at most corral.MaxSteps); a bad time names
+// its step.
+func steps(in []jobStep) ([]corral.Step, error) {
+	var out []corral.Step
+	for i, st := range in {
+		if i == corral.MaxSteps {
+			break
+		}
+		s := corral.Step{Number: st.Number, Name: st.Name}
+		if st.Conclusion != nil {
+			s.Conclusion = *st.Conclusion
+		}
+		var err error
+		if s.StartedAt, err = parseTime(fmt.Sprintf("workflow_job.steps[%d].started_at", i), st.StartedAt); err != nil {
+			return nil, err
+		}
+		if s.CompletedAt, err = parseTime(fmt.Sprintf("workflow_job.steps[%d].completed_at", i), st.CompletedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func firstSet(ts ...time.Time) time.Time {

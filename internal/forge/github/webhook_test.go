@@ -47,40 +47,41 @@ func TestParser_ParseWebhook_workflowJobFixtures(t *testing.T) {
 		installation int64
 		repo         string
 		want         corral.JobEvent
+		steps        int // completed: the steps sent
 	}{
 		{"workflow_job.queued.json", 3456996, "Codertocat/Hello-World", corral.JobEvent{
 			Action: corral.ActionQueued, ForgeJobID: 289782451, RunID: 2202229078, RunAttempt: 1,
 			Repo: "Codertocat/Hello-World", Name: "update", Labels: []string{"ubuntu-latest"},
-			RunnerID: 5, RunnerName: "GitHub Actions 5", At: ts("2021-09-13T02:21:13Z")}},
+			RunnerID: 5, RunnerName: "GitHub Actions 5", At: ts("2021-09-13T02:21:13Z")}, 0},
 		{"workflow_job.queued.2.json", 23154469, "lineville/elastic-machines-testing", corral.JobEvent{
 			Action: corral.ActionQueued, ForgeJobID: 12877621891, RunID: 4747967848, RunAttempt: 1,
 			Repo: "lineville/elastic-machines-testing", Name: "test", Labels: []string{"self-hosted", "k8s"},
-			At: ts("2023-04-19T21:12:12Z")}},
+			At: ts("2023-04-19T21:12:12Z")}, 0},
 		{"workflow_job.waiting.json", 23154469, "lineville/elastic-machines-testing", corral.JobEvent{
 			Action: corral.ActionWaiting, ForgeJobID: 12877621891, RunID: 4747967848, RunAttempt: 1,
 			Repo: "lineville/elastic-machines-testing", Name: "test", Labels: []string{"self-hosted", "k8s"},
-			At: ts("2023-04-19T21:12:12Z")}},
+			At: ts("2023-04-19T21:12:12Z")}, 0},
 		{"workflow_job.in_progress.json", 0, "octo-org/example-workflow", corral.JobEvent{
 			Action: corral.ActionInProgress, ForgeJobID: 2832853555, RunID: 940463255,
 			Repo: "octo-org/example-workflow", Name: "Test workflow", Labels: []string{"gpu", "db-app", "dc-03"},
-			RunnerID: 1, RunnerName: "my runner", At: ts("2021-06-15T19:22:27Z")}},
+			RunnerID: 1, RunnerName: "my runner", At: ts("2021-06-15T19:22:27Z")}, 0},
 		{"workflow_job.in_progress.2.json", 1, "Codertocat/Hello-World", corral.JobEvent{
 			Action: corral.ActionInProgress, ForgeJobID: 289782451, RunID: 2202229078, RunAttempt: 1,
 			Repo: "Codertocat/Hello-World", Name: "Analyze (javascript)", Labels: []string{"ubuntu-latest"},
-			RunnerID: 5, RunnerName: "GitHub Actions 5", At: ts("2021-09-13T02:21:13Z")}},
+			RunnerID: 5, RunnerName: "GitHub Actions 5", At: ts("2021-09-13T02:21:13Z")}, 0},
 		{"workflow_job.in_progress.3.json", 3456996, "wolfy1339/github-events-schemas", corral.JobEvent{
 			Action: corral.ActionInProgress, ForgeJobID: 14541957942, RunID: 5373506832, RunAttempt: 1,
 			Repo: "wolfy1339/github-events-schemas", Name: "Do examples need to be regenerated?",
 			Labels: []string{"ubuntu-latest"}, RunnerID: 6, RunnerName: "GitHub Actions 6",
-			At: ts("2023-06-26T03:31:36Z")}},
+			At: ts("2023-06-26T03:31:36Z")}, 0},
 		{"workflow_job.completed.json", 0, "Codertocat/Hello-World", corral.JobEvent{
 			Action: corral.ActionCompleted, ForgeJobID: 289782451, RunID: 2202229078, RunAttempt: 1,
 			Repo: "Codertocat/Hello-World", Name: "linters", Labels: []string{"ubuntu-latest"},
-			RunnerID: 5, RunnerName: "GitHub Actions 5", Conclusion: "failure", At: ts("2021-08-05T10:38:16Z")}},
+			RunnerID: 5, RunnerName: "GitHub Actions 5", Conclusion: "failure", At: ts("2021-08-05T10:38:16Z")}, 12},
 		{"workflow_job.completed.2.json", 0, "Codertocat/Hello-World", corral.JobEvent{
 			Action: corral.ActionCompleted, ForgeJobID: 289782451, RunID: 2202229078, RunAttempt: 1,
 			Repo: "Codertocat/Hello-World", Name: "linters", Labels: []string{"ubuntu-latest"},
-			RunnerID: 5, RunnerName: "GitHub Actions 5", Conclusion: "success", At: ts("2021-08-05T10:38:16Z")}},
+			RunnerID: 5, RunnerName: "GitHub Actions 5", Conclusion: "success", At: ts("2021-08-05T10:38:16Z")}, 8},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -107,6 +108,24 @@ func TestParser_ParseWebhook_workflowJobFixtures(t *testing.T) {
 				t.Errorf("At = %v, want %v", got.At, tt.want.At)
 			}
 			got.At, tt.want.At = time.Time{}, time.Time{}
+			if got.Action == corral.ActionCompleted {
+				// What CI analytics reads: both fixtures are CodeQL's
+				// "linters", created 10:33:58, started 10:34:58,
+				// completed 10:38:16; the first step "Set up job" took 3 s.
+				if got.Workflow != "CodeQL" || !got.CreatedAt.Equal(ts("2021-08-05T10:33:58Z")) ||
+					!got.StartedAt.Equal(ts("2021-08-05T10:34:58Z")) || !got.CompletedAt.Equal(ts("2021-08-05T10:38:16Z")) {
+					t.Errorf("analytics fields: workflow %q created %v started %v completed %v", got.Workflow, got.CreatedAt, got.StartedAt, got.CompletedAt)
+				}
+				if len(got.Steps) != tt.steps {
+					t.Fatalf("%d steps, want %d", len(got.Steps), tt.steps)
+				}
+				if s := got.Steps[0]; s.Name != "Set up job" || s.Number != 1 || s.Conclusion != "success" || s.Duration() != 3*time.Second {
+					t.Errorf("first step: %+v (%v)", s, s.Duration())
+				}
+				got.Workflow, got.CreatedAt, got.StartedAt, got.CompletedAt, got.Steps = "", time.Time{}, time.Time{}, time.Time{}, nil
+			} else if got.Workflow != "" || got.Steps != nil || !got.StartedAt.IsZero() {
+				t.Errorf("analytics fields set on a %s event: %+v", got.Action, got)
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("job =\n %+v\nwant\n %+v", got, tt.want)
 			}
@@ -210,6 +229,7 @@ func TestParser_ParseWebhook_badInput(t *testing.T) {
 		{name: "workflow_job null", event: "workflow_job", body: `{"action":"queued","workflow_job":null}`},
 		{name: "action missing", event: "workflow_job", body: `{"workflow_job":{"id":12}}`},
 		{name: "bad time", event: "workflow_job", body: `{"action":"queued","workflow_job":{"id":12,"created_at":"yesterday"}}`},
+		{name: "bad step time", event: "workflow_job", body: `{"action":"completed","workflow_job":{"id":12,"steps":[{"name":"a","started_at":"soon"}]}}`},
 		{name: "installation id wrong type", event: "ping", body: `{"installation":{"id":"x"}}`},
 		{name: "ping not JSON", event: "ping", body: `zen`},
 		{name: "missing delivery id", event: "ping", body: `{}`, dropDelivery: true},

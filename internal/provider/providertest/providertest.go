@@ -37,6 +37,13 @@ type Harness interface {
 	Processes(t *testing.T, marker string) int
 }
 
+// Patient is implemented by harnesses whose instances take longer than
+// the suite's default wait to boot (virtual machines under emulation):
+// waits for the runner use Wait() instead.
+type Patient interface {
+	Wait() time.Duration
+}
+
 // Timeouts of the suite. Every wait polls with a deadline.
 const (
 	waitFor  = 15 * time.Second
@@ -107,10 +114,25 @@ func ctx(t *testing.T) context.Context {
 // Eventually polls cond until it holds or the suite's timeout passes.
 func Eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	end := time.Now().Add(waitFor)
+	eventuallyFor(t, waitFor, what, cond)
+}
+
+// eventually is Eventually with the harness's patience.
+func eventually(t *testing.T, h Harness, what string, cond func() bool) {
+	t.Helper()
+	d := waitFor
+	if p, ok := h.(Patient); ok && p.Wait() > d {
+		d = p.Wait()
+	}
+	eventuallyFor(t, d, what, cond)
+}
+
+func eventuallyFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", waitFor, what)
+			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(pollStep)
 	}
@@ -169,7 +191,7 @@ func testBootstrap(t *testing.T, h Harness) {
 	spec.Bootstrap.Files["conf/token.txt"] = "file-secret-value"
 	inst := Create(t, p, spec)
 	want := []string{"echo=env-secret-value", "file=file-secret-value", "instance=" + spec.InstanceID}
-	Eventually(t, "the runner to print its bootstrap", func() bool {
+	eventually(t, h, "the runner to print its bootstrap", func() bool {
 		out := h.Output(t, inst)
 		return !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(out, w) })
 	})
@@ -219,12 +241,16 @@ func testExit(t *testing.T, h Harness) {
 	p := h.New(t)
 	ctl := Unique("ctl-")
 	inst := Create(t, p, Spec(t, h, ctl, map[string]corral.Secret{EnvRunFor: "200ms"}))
-	Eventually(t, "the exited runner to be listed as not running", func() bool {
+	eventually(t, h, "the exited runner to be listed as not running", func() bool {
 		got, ok := Find(t, p, ctl, inst.InstanceID)
 		return ok && !got.Running
 	})
 	if n, ok := p.(corral.ExitNotifier); ok {
-		timeout := time.After(waitFor)
+		wait := waitFor
+		if p, ok := h.(Patient); ok {
+			wait = max(wait, p.Wait())
+		}
+		timeout := time.After(wait)
 		for got := ""; got != inst.InstanceID; {
 			select {
 			case got = <-n.Exited():
@@ -251,7 +277,7 @@ func testDeadline(t *testing.T, h Harness) {
 			t.Fatalf("before the deadline List gives %+v (found %v), want it running", got, ok)
 		}
 	}
-	Eventually(t, "the deadline to stop the runner", func() bool {
+	eventually(t, h, "the deadline to stop the runner", func() bool {
 		got, ok := Find(t, watcher, ctl, inst.InstanceID)
 		return ok && !got.Running
 	})
@@ -277,7 +303,7 @@ func testTree(t *testing.T, h Harness) {
 	ctl := Unique("ctl-")
 	marker := Unique("corral-gc-")
 	inst := Create(t, p, Spec(t, h, ctl, map[string]corral.Secret{EnvGrandchild: corral.Secret(marker)}))
-	Eventually(t, "the grandchild to start", func() bool { return h.Processes(t, marker) > 0 })
+	eventually(t, h, "the grandchild to start", func() bool { return h.Processes(t, marker) > 0 })
 	deleteAndCheck(t, h, p, inst, ctl)
 	if n := h.Processes(t, marker); n > 0 {
 		t.Errorf("%d processes of the instance's tree survived Delete", n)

@@ -29,14 +29,16 @@ func (t *tx) UsageSummaries(ctx context.Context, tenantID string) ([]corral.Usag
 	out, err := queryAll(ctx, t, func(sc scanner) (corral.UsageSummary, error) {
 		var s corral.UsageSummary
 		var ms int64
-		err := sc.Scan(&s.TenantID, &s.Repo, &s.JobName, &s.PoolID, &s.Jobs, &s.PeakCPU, &s.P95CPU, &s.PeakMemoryBytes,
+		err := sc.Scan(&s.TenantID, &s.Repo, &s.Workflow, &s.JobName, &s.PoolID, &s.Jobs, &s.PeakCPU, &s.P95CPU, &s.PeakMemoryBytes,
 			&ms, &s.Flavor.CPU, &s.Flavor.MemoryMB, micros{&s.LastAt})
 		s.MaxDuration = time.Duration(ms) * time.Millisecond
 		return s, err
-	}, `SELECT tenant_id, repo, job_name, MAX(pool_id), COUNT(*), MAX(peak_cpu), MAX(p95_cpu), MAX(peak_memory),
-			MAX(duration_ms), MAX(flavor_cpu), MAX(flavor_memory_mb), MAX(recorded_at)
-		FROM job_usage WHERE ? = '' OR tenant_id = ?
-		GROUP BY tenant_id, repo, job_name ORDER BY tenant_id, repo, job_name`, tenantID, tenantID)
+	}, `SELECT u.tenant_id, u.repo, COALESCE(r.workflow, ''), u.job_name, MAX(u.pool_id), COUNT(*), MAX(u.peak_cpu),
+			MAX(u.p95_cpu), MAX(u.peak_memory), MAX(u.duration_ms), MAX(u.flavor_cpu), MAX(u.flavor_memory_mb), MAX(u.recorded_at)
+		FROM job_usage u LEFT JOIN job_runs r ON r.job_id = u.job_id
+		WHERE ? = '' OR u.tenant_id = ?
+		GROUP BY u.tenant_id, u.repo, COALESCE(r.workflow, ''), u.job_name
+		ORDER BY u.tenant_id, u.repo, COALESCE(r.workflow, ''), u.job_name`, tenantID, tenantID)
 	if err != nil {
 		return nil, fmt.Errorf("list usage summaries: %w", err)
 	}

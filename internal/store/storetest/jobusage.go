@@ -59,6 +59,21 @@ func testJobUsage(t *testing.T, s corral.Store) {
 	if all[1].JobName != "test" || all[1].Jobs != 1 || all[2].TenantID != "other" {
 		t.Errorf("order or grouping: %+v", all)
 	}
+	// The workflow comes from the job's CI analytics record: job 3 ran in
+	// workflow CI, so it sums up apart from a run of "test" without one.
+	update(t, s, func(ctx context.Context, tx corral.Tx) error {
+		return tx.PutJobRun(ctx, corral.JobRun{JobID: 3, TenantID: "acme", Repo: "acme/app", Workflow: "CI", JobName: "test",
+			Conclusion: "success", CompletedAt: T0})
+	})
+	update(t, s, func(ctx context.Context, tx corral.Tx) error {
+		return tx.PutJobUsage(ctx, corral.JobUsage{JobID: 5, TenantID: "acme", PoolID: "p1", Repo: "acme/app", JobName: "test",
+			Flavor: small, PeakCPU: 0.3, P95CPU: 0.3, PeakMemoryBytes: 1 << 20, Duration: time.Second, Samples: 2, RecordedAt: T0})
+	})
+	all = get("acme")
+	if len(all) != 3 || all[0].JobName != "build" || all[0].Workflow != "" || all[1].JobName != "test" || all[1].Workflow != "" ||
+		all[1].Jobs != 1 || all[1].PeakCPU != 0.3 || all[2].JobName != "test" || all[2].Workflow != "CI" || all[2].PeakCPU != 2 {
+		t.Errorf("by workflow: %+v", all)
+	}
 	if other := get("other"); len(other) != 1 || other[0].Repo != "other/x" {
 		t.Errorf("tenant other sees %+v", other)
 	}

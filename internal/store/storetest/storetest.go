@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 		{"Backoff/RoundTrip", testBackoffRoundTrip},
 		{"PoolState/SetAndForget", testPoolStates},
 		{"JobUsage/RecordAndSummarize", testJobUsage},
+		{"JobRuns/RecordAndList", testJobRuns},
 		{"Token/RoundTripRevokeTouch", testTokens},
 		{"InstanceGrant/UseOnceReplaceSweep", testInstanceGrants},
 		{"Filters/Tenant", testTenantFilters},

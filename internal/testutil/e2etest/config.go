@@ -42,6 +42,9 @@ type Provider struct {
 	Docker     *Docker
 	Plugin     *Plugin
 	Garm       *Garm
+	// Settings are further setting lines of the instance, each a YAML
+	// "key: value" (flow style for structures), e.g. "forwards: [{host: ...}]".
+	Settings []string
 }
 
 // Garm is a garm provider instance's settings.
@@ -75,6 +78,9 @@ type Pool struct {
 	Image, Flavor, MaxFlavor                             string
 	MaxInstances, MinIdle                                int
 	BootTimeout, MaxJobRuntime, IdleTimeout, MaxLifetime string
+	// Options are the pool's provider options as a YAML flow mapping,
+	// e.g. "{workspace: tmpfs}"; empty: none.
+	Options string
 }
 
 // Docker is the docker provider's section.
@@ -147,6 +153,9 @@ pools:
     max_job_runtime: {{.MaxJobRuntime}}
     idle_timeout: {{.IdleTimeout}}
     max_lifetime: {{.MaxLifetime}}
+{{- if .Options}}
+    options: {{.Options}}
+{{- end}}
 {{- end}}
 {{- if or .Docker .Providers}}
 providers:
@@ -168,6 +177,9 @@ providers:
 {{- range .Endpoints}}
       - {name: {{.Name}}, host: "{{.Host}}"{{if .Max}}, max_instances: {{.Max}}{{end}}}
 {{- end}}
+{{- end}}
+{{- range .Settings}}
+    {{.}}
 {{- end}}
 {{- with .Plugin}}
     path: {{.Path}}
