@@ -317,3 +317,26 @@ func TestGarm_TokenNeverInErrors(t *testing.T) {
 		t.Errorf("the instance token is in the error: %v", err)
 	}
 }
+
+// TestGarm_Health names a missing executable or config file.
+func TestGarm_Health(t *testing.T) {
+	h := newHarness(t)
+	if err := h.provider(t).Health(context.Background()); err != nil {
+		t.Errorf("Health of the test provider: %v", err)
+	}
+	for what, s := range map[string]Settings{
+		"no such file": {Executable: "/no/such/garm-provider", ConfigFile: h.cfg},
+		"config file":  {Executable: h.bin, ConfigFile: "/no/such/config.toml"},
+	} {
+		p, err := New("x", s, provider.Env{DataDir: h.data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Health(context.Background()); err == nil || !strings.Contains(err.Error(), what) || !errors.Is(err, corral.ErrBadInput) {
+			t.Errorf("Health: %v, want ErrBadInput mentioning %q", err, what)
+		}
+	}
+	if d := h.provider(t).Describe(); !strings.Contains(d, h.bin) || !strings.Contains(d, "v0.1.1") {
+		t.Errorf("Describe = %q", d)
+	}
+}
