@@ -73,6 +73,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	defer func() {
+		// Providers that run a process of their own (shoes plugins) stop it.
+		for _, p := range providers {
+			if c, ok := p.(io.Closer); ok {
+				_ = c.Close()
+			}
+		}
+	}()
 	go forgetRetired(ctx, store, dom.Providers, cfg.ReconcileInterval, log)
 	cache, runnerDir, err := openRunners(cfg, log)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/corral-ci/corral/internal/auth"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
+	"github.com/corral-ci/corral/internal/poller"
 )
 
 // The read API: enough to see jobs flow and why one waits. Secrets never
@@ -220,6 +221,10 @@ type TargetView struct {
 	Scope  string `json:"scope"`
 	Path   string `json:"path,omitempty"`
 	URL    string `json:"url,omitempty"`
+	// Mode is webhook, poll or webhook+poll; Poll is the poller's view of
+	// a polling target (on the leader; zeros elsewhere).
+	Mode   string         `json:"mode"`
+	Poll   *poller.Status `json:"poll,omitempty"`
 	Budget *struct {
 		Remaining int       `json:"remaining"`
 		Reset     time.Time `json:"reset"`
@@ -228,12 +233,25 @@ type TargetView struct {
 
 func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
 	targets := a.Catalog.Current().Targets
+	polled := map[string]poller.Status{}
+	for _, st := range a.Poller.Statuses() {
+		polled[st.Target] = st
+	}
 	out := make([]TargetView, 0, len(targets))
 	for _, t := range targets {
 		if !auth.Visible(r.Context(), t.TenantID) {
 			continue
 		}
-		v := TargetView{ID: t.ID, Tenant: t.TenantID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL}
+		v := TargetView{ID: t.ID, Tenant: t.TenantID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL,
+			Mode: string(t.Mode)}
+		if t.Mode == corral.ModeWebhook {
+			v.Mode = "webhook"
+		}
+		if t.Polls() {
+			if st, ok := polled[t.ID]; ok {
+				v.Poll = &st
+			}
+		}
 		if f, err := a.opt.Forges.Forge(t); err == nil {
 			if b, ok := f.(budgeter); ok {
 				if n, reset := b.Budget(); n >= 0 {

@@ -21,6 +21,7 @@ import (
 	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/ledger"
 	"github.com/corral-ci/corral/internal/metrics"
+	"github.com/corral-ci/corral/internal/poller"
 	"github.com/corral-ci/corral/internal/reconciler"
 	"github.com/corral-ci/corral/internal/rightsize"
 	"github.com/corral-ci/corral/internal/route"
@@ -123,6 +124,7 @@ type App struct {
 	Ledger     *ledger.Ledger
 	Scheduler  *scheduler.Scheduler
 	Reconciler *reconciler.Reconciler
+	Poller     *poller.Poller
 	Sampler    *rightsize.Sampler
 	Webhooks   *webhook.Handler
 	Components *component.Manager
@@ -213,6 +215,11 @@ func New(opt Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.Poller, err = poller.New(poller.Config{Forges: opt.Forges, Observer: a.Ledger, Targets: opt.Targets,
+		Recorder: a.Metrics, Logger: opt.Logger})
+	if err != nil {
+		return nil, err
+	}
 	a.Webhooks = webhook.New(opt.Targets, opt.Forges, a.Ledger, opt.MaxBody, opt.Recorders.Webhooks, opt.Logger)
 	a.Catalog.Subscribe(a.applySnapshot)
 	a.Metrics.WatchState(a)
@@ -228,6 +235,7 @@ func (a *App) applySnapshot(s *catalog.Snapshot) {
 	a.Webhooks.SetTargets(s.Targets)
 	a.Scheduler.SetConfig(s.Tenants, s.Targets, s.Pools)
 	a.Reconciler.SetConfig(s.Targets, s.Pools)
+	a.Poller.SetTargets(s.Targets)
 	select { // the leader routes waiting jobs again with the new pools
 	case a.reroute <- struct{}{}:
 	default:
@@ -286,6 +294,7 @@ func (a *App) addComponents() {
 	}
 	m.Add(component.Func("scheduler", a.Scheduler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("reconciler", a.Reconciler.Run), component.Options{LeaderOnly: true})
+	m.Add(component.Func("poller", a.Poller.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("rightsizing", a.Sampler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("reroute", func(ctx context.Context) error {
 		for {

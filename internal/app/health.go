@@ -140,6 +140,7 @@ func (h *health) addChecks() {
 		m.AddCheck("provider "+name, false, func(context.Context) (string, error) { return h.checkProvider(name) })
 	}
 	m.AddCheck("targets", false, h.checkTargets)
+	m.AddCheck("poller", false, h.a.Poller.Check)
 }
 
 func (h *health) checkStore(ctx context.Context) (string, error) {
@@ -211,7 +212,7 @@ func (h *health) checkTargets(context.Context) (string, error) {
 	var bad []error
 	ok := 0
 	for _, t := range h.a.Catalog.Current().Targets {
-		if t.WebhookSecret == "" {
+		if t.TakesWebhooks() && t.WebhookSecret == "" {
 			bad = append(bad, fmt.Errorf("target %s: this replica has no webhook secret for it", t.ID))
 			continue
 		}

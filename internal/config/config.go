@@ -139,6 +139,9 @@ type Target struct {
 	Token         corral.Secret     `yaml:"token"`
 	RunnerPrefix  string            `yaml:"runner_prefix"`
 	Settings      map[string]string `yaml:"settings"`
+	// Mode is webhook (default), poll or webhook+poll (Gitea/Forgejo).
+	Mode         string        `yaml:"mode"`
+	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 // Pool is a routing rule plus capacity.

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/route"
@@ -288,8 +289,13 @@ func (b *builder) buildTargets() []corral.Target {
 			}
 		}
 		b.checkURL(k+".url", t.URL)
-		if t.WebhookSecret == "" && !b.src.has(k+".webhook_secret") {
-			b.bad(k+".webhook_secret", "required for kind %s", kind)
+		mode := b.targetMode(k, kind, t)
+		hasSecret := t.WebhookSecret != "" || b.src.has(k+".webhook_secret")
+		switch {
+		case mode == corral.ModePoll && hasSecret:
+			b.bad(k+".webhook_secret", "set, but mode poll takes no webhook: drop it, or use mode webhook+poll")
+		case mode != corral.ModePoll && !hasSecret:
+			b.bad(k+".webhook_secret", "required for kind %s in mode %s (or use mode poll on gitea/forgejo: no webhook needed)", kind, modeName(mode))
 		}
 		if t.Token == "" && !b.src.has(k+".token") {
 			b.bad(k+".token", "required for kind %s", kind)
@@ -307,10 +313,48 @@ func (b *builder) buildTargets() []corral.Target {
 		out = append(out, corral.Target{
 			ID: t.ID, TenantID: t.Tenant, Kind: kind, Scope: scope, Path: t.Path, URL: t.URL,
 			WebhookSecret: t.WebhookSecret, Token: t.Token, RunnerPrefix: t.RunnerPrefix,
-			Settings: maps.Clone(t.Settings),
+			Settings: maps.Clone(t.Settings), Mode: mode, PollInterval: t.PollInterval,
 		})
 	}
 	return out
+}
+
+// Bounds of a target's poll_interval.
+const (
+	minPollInterval = 500 * time.Millisecond
+	maxPollInterval = 10 * time.Minute
+)
+
+// targetMode checks a target's mode and poll_interval and returns its mode.
+func (b *builder) targetMode(k string, kind corral.TargetKind, t Target) corral.TargetMode {
+	var mode corral.TargetMode
+	switch t.Mode {
+	case "", "webhook":
+		mode = corral.ModeWebhook
+	case string(corral.ModePoll), string(corral.ModeWebhookPoll):
+		mode = corral.TargetMode(t.Mode)
+		if kind == corral.KindGitHub {
+			b.bad(k+".mode", "%s is for gitea and forgejo targets; a github target takes webhooks (mode webhook; scale-set mode is not built yet)", t.Mode)
+		}
+	case "scaleset":
+		b.bad(k+".mode", "scaleset is not built yet in this corral: use mode webhook (github) or poll (gitea, forgejo)")
+	default:
+		b.bad(k+".mode", "want webhook, poll or webhook+poll, got %q", t.Mode)
+	}
+	switch {
+	case t.PollInterval != 0 && !(corral.Target{Mode: mode}).Polls():
+		b.bad(k+".poll_interval", "set, but mode %s does not poll (use mode poll or webhook+poll)", modeName(mode))
+	case t.PollInterval != 0 && (t.PollInterval < minPollInterval || t.PollInterval > maxPollInterval):
+		b.bad(k+".poll_interval", "want between %v and %v, got %v", minPollInterval, maxPollInterval, t.PollInterval)
+	}
+	return mode
+}
+
+func modeName(m corral.TargetMode) string {
+	if m == corral.ModeWebhook {
+		return "webhook"
+	}
+	return string(m)
 }
 
 func (b *builder) checkURL(key, s string) {

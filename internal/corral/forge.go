@@ -127,6 +127,16 @@ type RunnerDiagnoser interface {
 	DiagnoseRunner(output string) error
 }
 
+// JobPoller is implemented by forges whose jobs corral can poll for
+// (poll mode): Gitea and Forgejo.
+type JobPoller interface {
+	// PollJobs lists the target's jobs that wait for a runner (queued)
+	// or run (in_progress), with the cheapest call the forge offers.
+	// unchanged is true (and jobs nil) when the forge said, through a
+	// conditional request, that nothing changed since the previous call.
+	PollJobs(ctx context.Context) (jobs []JobEvent, unchanged bool, err error)
+}
+
 // CallRecorder observes a forge client's API calls (metrics). Every HTTP
 // request sent, retries included, is one call. Implementations must be
 // cheap and safe for concurrent use.

@@ -1,5 +1,7 @@
 package corral
 
+import "time"
+
 // Tenant owns targets and pools. MaxInstances caps the live instances of all
 // its pools together (0 = no cap).
 type Tenant struct {
@@ -49,6 +51,39 @@ type Target struct {
 	RunnerPrefix string
 	// Settings carries forge-specific options (runner group id, App id...).
 	Settings map[string]string
+	// Mode says how corral learns of the target's jobs: by webhook (the
+	// default, ""), by polling the forge's API, or both.
+	Mode TargetMode
+	// PollInterval is the time between two polls in a poll mode (0: the
+	// default, DefaultPollInterval).
+	PollInterval time.Duration
+}
+
+// TargetMode says how corral learns of a target's waiting jobs.
+type TargetMode string
+
+// Target modes.
+const (
+	ModeWebhook     TargetMode = ""             // webhooks; the REST sweep as backstop
+	ModePoll        TargetMode = "poll"         // no webhook: a leader-only poller lists waiting jobs
+	ModeWebhookPoll TargetMode = "webhook+poll" // both: the poller is the backstop
+)
+
+// DefaultPollInterval is the poll interval when the config sets none.
+const DefaultPollInterval = 2 * time.Second
+
+// Polls tells whether corral polls the target's forge for waiting jobs.
+func (t Target) Polls() bool { return t.Mode == ModePoll || t.Mode == ModeWebhookPoll }
+
+// TakesWebhooks tells whether the target's jobs come by webhook.
+func (t Target) TakesWebhooks() bool { return t.Mode != ModePoll }
+
+// EffectivePollInterval is PollInterval or its default.
+func (t Target) EffectivePollInterval() time.Duration {
+	if t.PollInterval > 0 {
+		return t.PollInterval
+	}
+	return DefaultPollInterval
 }
 
 // Secret is a string that never prints: fmt and slog show "[redacted]".

@@ -328,5 +328,28 @@ func giteaTarget(ctx context.Context, t corral.Target, opt ForgeOptions) []Resul
 		out = append(out, fail(cred, "check the target's url", "GET /api/v1/user answered %d", resp.StatusCode))
 	}
 	out = append(out, Clock("clock "+t.ID, resp.Header, sent, got))
+	if resp.StatusCode == http.StatusOK {
+		out = append(out, giteaPoll(ctx, t, opt))
+	}
 	return out
+}
+
+// giteaPoll says how the target's jobs reach corral; in a poll mode it
+// polls once, as the poller would.
+func giteaPoll(ctx context.Context, t corral.Target, opt ForgeOptions) Result {
+	check := "jobs " + t.ID
+	if !t.Polls() {
+		return ok(check, "mode webhook: jobs come by webhook to …/webhooks/%s (the periodic sweep is the backstop)", t.ID)
+	}
+	c, err := gitea.NewClient(t, gitea.Options{HTTPClient: opt.HTTPClient})
+	if err != nil {
+		return fail(check, "correct the target", "%v", err)
+	}
+	jobs, _, err := c.PollJobs(ctx)
+	if err != nil {
+		return fail(check, "mode poll needs Gitea 1.25 or later (GET …/actions/jobs) and a token that reads the scope's Actions",
+			"mode %s: listing the open jobs failed: %s", t.Mode, scrub(err.Error(), t.Token.Reveal()))
+	}
+	return ok(check, "mode %s: the open-jobs listing answers (%d waiting or running now); polled every %v, no webhook needed",
+		t.Mode, len(jobs), t.EffectivePollInterval())
 }

@@ -105,13 +105,24 @@ func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery)
 
 // Observe applies a job event found by a sweep of the forge's API.
 func (l *Ledger) Observe(ctx context.Context, t corral.Target, ev corral.JobEvent) (Result, error) {
+	return l.observe(ctx, t, ev, "sweep")
+}
+
+// ObserveVia applies a job event found by source (e.g. "poll": the poller
+// of a target in poll mode); the job's queued stamp names the source.
+func (l *Ledger) ObserveVia(ctx context.Context, t corral.Target, ev corral.JobEvent, source string) error {
+	_, err := l.observe(ctx, t, ev, source)
+	return err
+}
+
+func (l *Ledger) observe(ctx context.Context, t corral.Target, ev corral.JobEvent, source string) (Result, error) {
 	var res Result
 	var seen []jobChange
 	now := l.clock.Now()
 	err := updateRetry(ctx, l.store, func(tx corral.Tx) error {
 		var err error
 		res, seen = Result{}, seen[:0]
-		res.JobID, res.Changed, err = l.apply(ctx, tx, t, ev, now, "sweep", &seen)
+		res.JobID, res.Changed, err = l.apply(ctx, tx, t, ev, now, source, &seen)
 		return err
 	})
 	if err != nil {

@@ -95,6 +95,8 @@ type targetRecord struct {
 	URL          string
 	RunnerPrefix string            `json:",omitempty"`
 	Settings     map[string]string `json:",omitempty"`
+	Mode         corral.TargetMode `json:",omitempty"`
+	PollInterval time.Duration     `json:",omitempty"`
 }
 
 // EncodeTarget encodes t without its secrets.
@@ -102,6 +104,7 @@ func EncodeTarget(t corral.Target) (string, error) {
 	b, err := json.Marshal(targetRecord{
 		Kind: t.Kind, Scope: t.Scope, Path: t.Path, URL: t.URL,
 		RunnerPrefix: t.RunnerPrefix, Settings: t.Settings,
+		Mode: t.Mode, PollInterval: t.PollInterval,
 	})
 	return string(b), err
 }
@@ -116,6 +119,7 @@ func DecodeTarget(id, tenantID, data string) (corral.Target, error) {
 	return corral.Target{
 		ID: id, TenantID: tenantID, Kind: r.Kind, Scope: r.Scope, Path: r.Path,
 		URL: r.URL, RunnerPrefix: r.RunnerPrefix, Settings: r.Settings,
+		Mode: r.Mode, PollInterval: r.PollInterval,
 	}, nil
 }
 

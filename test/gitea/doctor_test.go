@@ -45,3 +45,21 @@ func TestGitea_Doctor(t *testing.T) {
 		}
 	}
 }
+
+// TestGitea_DoctorPollMode: for a target in mode poll with no webhook
+// secret, doctor polls the real Gitea's waiting-jobs listing once and
+// says so, and the config passes without a webhook secret.
+func TestGitea_DoctorPollMode(t *testing.T) {
+	r := newRigWith(t, rigOptions{Poll: true, PollInterval: "3s"})
+	cfg := e2etest.WriteConfig(t, r.cfg)
+	cmd := exec.Command(corralBin, "doctor", "-config", cfg)
+	cmd.Env = append(os.Environ(), "E2E_GITEA_TOKEN="+r.g.token)
+	out, err := cmd.CombinedOutput()
+	t.Logf("corral doctor (mode poll):\n%s", out)
+	if err != nil {
+		t.Errorf("corral doctor: %v", err)
+	}
+	if want := "ok    jobs " + r.id + " "; !strings.Contains(string(out), want) || !strings.Contains(string(out), "polled every 3s, no webhook needed") {
+		t.Errorf("the output lacks %q with the poll interval", want)
+	}
+}

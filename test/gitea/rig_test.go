@@ -30,7 +30,26 @@ type rig struct {
 
 var rigs atomic.Int32
 
-func newRig(t testing.TB) *rig {
+// rigOptions vary a rig.
+type rigOptions struct {
+	// Poll: the target is in mode poll at PollInterval and Gitea has no
+	// webhook for it at all.
+	Poll         bool
+	PollInterval string
+	// Both: mode webhook+poll; HookTo, when set, is where Gitea's webhook
+	// posts instead of corral (a dead address loses every delivery).
+	Both   bool
+	HookTo string
+	// Reconcile is corral's reconcile interval (default 2s).
+	Reconcile string
+	// APIVia, when set, is the target's URL (a proxy in front of Gitea);
+	// runners still reach Gitea directly.
+	APIVia string
+}
+
+func newRig(t testing.TB) *rig { return newRigWith(t, rigOptions{}) }
+
+func newRigWith(t testing.TB, o rigOptions) *rig {
 	t.Helper()
 	g := needGitea(t)
 	n := rigs.Add(1)
@@ -70,17 +89,36 @@ func newRig(t testing.TB) *rig {
 			t.Fatal(err)
 		}
 	}
-	if err := g.addHook(r.repo, "http://"+r.listen+"/webhooks/"+r.id, r.secret); err != nil {
-		t.Fatal(err)
+	if !o.Poll {
+		to := "http://" + r.listen
+		if o.HookTo != "" {
+			to = o.HookTo
+		}
+		if err := g.addHook(r.repo, to+"/webhooks/"+r.id, r.secret); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pool := func(id, label, flavor, maxFlavor string) e2etest.Pool {
 		return e2etest.Pool{ID: id, Labels: []string{label}, Image: r.image, Flavor: flavor, MaxFlavor: maxFlavor, MaxInstances: 6,
 			BootTimeout: "60s", MaxJobRuntime: "5m", IdleTimeout: "10s"}
 	}
-	r.cfg = e2etest.Config{Listen: r.listen, DataDir: r.dataDir, Reconcile: "2s",
-		Targets: []e2etest.Target{{ID: r.id, Kind: "gitea", Scope: "repo", Path: r.repo, URL: g.URL,
-			SecretEnv: "E2E_HOOK_SECRET", Token: "env:E2E_GITEA_TOKEN", RunnerPrefix: "corral-" + r.id}},
-		Pools: []e2etest.Pool{pool("small", "corral-a", "", ""), pool("big", "corral-b", "2cpu4gb10gb", "4cpu8gb50gb")}}
+	tgt := e2etest.Target{ID: r.id, Kind: "gitea", Scope: "repo", Path: r.repo, URL: g.URL,
+		SecretEnv: "E2E_HOOK_SECRET", Token: "env:E2E_GITEA_TOKEN", RunnerPrefix: "corral-" + r.id}
+	switch {
+	case o.Poll:
+		tgt.SecretEnv, tgt.Mode, tgt.PollInterval = "", "poll", o.PollInterval
+	case o.Both:
+		tgt.Mode, tgt.PollInterval = "webhook+poll", o.PollInterval
+	}
+	if o.APIVia != "" {
+		tgt.URL, tgt.RunnerURL = o.APIVia, g.URL
+	}
+	if o.Reconcile == "" {
+		o.Reconcile = "2s"
+	}
+	r.cfg = e2etest.Config{Listen: r.listen, DataDir: r.dataDir, Reconcile: o.Reconcile,
+		Targets: []e2etest.Target{tgt},
+		Pools:   []e2etest.Pool{pool("small", "corral-a", "", ""), pool("big", "corral-b", "2cpu4gb10gb", "4cpu8gb50gb")}}
 	return r
 }
 

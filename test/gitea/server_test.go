@@ -273,6 +273,21 @@ func (g *giteaServer) addHook(repo, url, secret string) error {
 	}, nil)
 }
 
+// hooks lists the URLs of repo's webhooks.
+func (g *giteaServer) hooks(repo string) ([]string, error) {
+	var hs []struct {
+		Config map[string]string `json:"config"`
+	}
+	if err := g.call(http.MethodGet, "/repos/"+repo+"/hooks", nil, &hs); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, h := range hs {
+		out = append(out, h.Config["url"])
+	}
+	return out, nil
+}
+
 // pushWorkflow commits .gitea/workflows/<name> through the contents API,
 // which starts a run.
 func (g *giteaServer) pushWorkflow(repo, name, content string) error {

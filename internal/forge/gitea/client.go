@@ -85,6 +85,7 @@ type Client struct {
 	scope   string   // /repos/o/r, /orgs/o, /user or /admin
 	runURL  string   // what runners register against
 	tok     tokenCache
+	poll    pollCache
 }
 
 var (
@@ -184,6 +185,11 @@ func scopePath(s corral.Scope, path string) (string, error) {
 // most 4 MiB) and headers of an answer with one of the wanted statuses, or
 // a *corral.CallError that names the call and never holds a credential.
 func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, want ...int) ([]byte, http.Header, error) {
+	return c.doWith(ctx, op, method, path, q, nil, want...)
+}
+
+// doWith is do with extra request headers (a conditional request).
+func (c *Client) doWith(ctx context.Context, op, method, path string, q url.Values, hdr http.Header, want ...int) ([]byte, http.Header, error) {
 	u := c.api + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -193,6 +199,9 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 	if err != nil {
 		ce.Err = fmt.Errorf("%w: %v", corral.ErrBadInput, err)
 		return nil, nil, ce
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "token "+c.t.Token.Reveal())

@@ -343,3 +343,56 @@ func TestClient_RemoveRunner(t *testing.T) {
 		t.Fatalf("runners left = %v", got)
 	}
 }
+
+// PollJobs is one call while at most 50 jobs are open, reads every page
+// when more are, returns queued and running jobs only, and sends the ETag of a
+// single-page answer back so that an unchanged listing is a 304.
+func TestClient_PollJobs(t *testing.T) {
+	f, ts := newFake(t, "/repos/o/r")
+	c := newClient(t, target(ts.URL, corral.ScopeRepo, "o/r"), Options{})
+	f.addJob(1, "queued", "corral")
+	f.addJob(2, "in_progress", "corral")
+	f.addJob(3, "waiting", "corral")
+	jobs, unchanged, err := c.PollJobs(ctxT(t))
+	if err != nil || unchanged || len(jobs) != 2 || jobs[0].ForgeJobID != 1 || jobs[0].Action != corral.ActionQueued ||
+		jobs[1].ForgeJobID != 2 || jobs[1].Action != corral.ActionInProgress {
+		t.Fatalf("jobs %+v, unchanged %v, err %v; want job 1 queued, job 2 in progress", jobs, unchanged, err)
+	}
+	if n := f.count("GET jobs"); n != 1 {
+		t.Fatalf("%d listing calls, want 1", n)
+	}
+	// Without an ETag (Gitea 1.27.3), every poll is a full answer.
+	if _, unchanged, _ := c.PollJobs(ctxT(t)); unchanged {
+		t.Fatal("unchanged without any ETag")
+	}
+	f.mu.Lock()
+	f.etag = true
+	f.mu.Unlock()
+	for i, want := range []bool{false, true, true} {
+		if _, unchanged, err := c.PollJobs(ctxT(t)); err != nil || unchanged != want {
+			t.Fatalf("poll %d with ETags: unchanged %v, err %v; want %v", i, unchanged, err, want)
+		}
+	}
+	if n := f.count("GET jobs 304"); n != 2 {
+		t.Fatalf("%d answers 304, want 2", n)
+	}
+	f.addJob(4, "queued", "corral")
+	if jobs, unchanged, err := c.PollJobs(ctxT(t)); err != nil || unchanged || len(jobs) != 3 {
+		t.Fatalf("after a new job: %d jobs, unchanged %v, err %v; want 3 jobs", len(jobs), unchanged, err)
+	}
+	for i := int64(10); i < 130; i++ {
+		f.addJob(i, "queued", "corral")
+	}
+	before := f.count("GET jobs")
+	jobs, _, err = c.PollJobs(ctxT(t))
+	if err != nil || len(jobs) != 123 {
+		t.Fatalf("%d jobs, err %v; want 123 over three pages", len(jobs), err)
+	}
+	if n := f.count("GET jobs") - before; n != 3 {
+		t.Errorf("%d listing calls for 123 open jobs, want 3 (limit 50)", n)
+	}
+	// A multi-page answer is not validated: the next poll is full again.
+	if _, unchanged, _ := c.PollJobs(ctxT(t)); unchanged {
+		t.Error("a multi-page listing answered unchanged")
+	}
+}

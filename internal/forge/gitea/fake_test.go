@@ -1,6 +1,7 @@
 package gitea
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -27,6 +28,9 @@ type fakeGitea struct {
 	runs  []map[string]any
 	fail  int // status to answer everything with, 0: none
 	msg   string
+	// etag: the jobs listing carries an ETag and honours If-None-Match
+	// (Gitea 1.27.3 does not; a caching proxy in front of it may).
+	etag bool
 }
 
 func newFake(t *testing.T, scope string) (*fakeGitea, *httptest.Server) {
@@ -118,7 +122,18 @@ func (f *fakeGitea) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		lo, hi := window(len(sel))
-		reply(http.StatusOK, map[string]any{"jobs": sel[lo:hi], "total_count": len(sel)})
+		body := map[string]any{"jobs": sel[lo:hi], "total_count": len(sel)}
+		if f.etag {
+			b, _ := json.Marshal(body)
+			tag := fmt.Sprintf(`"%x"`, sha256.Sum256(b))
+			w.Header().Set("ETag", tag)
+			if r.Header.Get("If-None-Match") == tag {
+				f.calls["GET jobs 304"]++
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+		}
+		reply(http.StatusOK, body)
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/api/v1/repos/o/r/actions/jobs/"):
 		f.calls["GET job"]++
 		id, _ := strconv.ParseInt(strings.TrimPrefix(path, "/api/v1/repos/o/r/actions/jobs/"), 10, 64)

@@ -9,4 +9,5 @@ import (
 	_ "github.com/corral-ci/corral/internal/provider/plugin"  // type plugin
 	_ "github.com/corral-ci/corral/internal/provider/process" // type process
 	_ "github.com/corral-ci/corral/internal/provider/qemu"    // type qemu
+	_ "github.com/corral-ci/corral/internal/provider/shoes"   // type shoes
 )

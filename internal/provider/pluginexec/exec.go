@@ -107,7 +107,7 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd.Dir = "/"
 	cmd.Stdin = bytes.NewReader(c.Stdin)
 	out := &capBuffer{n: c.MaxOutput, overC: make(chan struct{})}
-	errTail := &tailBuffer{n: StderrTail}
+	errTail := NewTailBuffer(StderrTail)
 	cmd.Stdout, cmd.Stderr = out, errTail
 	// Its own process group, so that a timeout kills its children too.
 	// Pdeathsig: an executable still running when corral dies (SIGKILL)
@@ -115,7 +115,7 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = waitDelay
 
-	closeInheritable()
+	CloseInheritable()
 	if err := cmd.Start(); err != nil {
 		return Result{}, fmt.Errorf("%w: start: %w", corral.ErrUnavailable, err)
 	}
@@ -158,14 +158,18 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	return res, nil
 }
 
-// tailBuffer keeps the last n bytes written.
-type tailBuffer struct {
+// TailBuffer keeps the last n bytes written (an executable's standard
+// error); safe for concurrent writes.
+type TailBuffer struct {
 	mu sync.Mutex
 	n  int
 	b  []byte
 }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+// NewTailBuffer returns a TailBuffer that keeps the last n bytes.
+func NewTailBuffer(n int) *TailBuffer { return &TailBuffer{n: n} }
+
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
@@ -175,7 +179,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *TailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.TrimSpace(strings.ToValidUTF8(string(t.b), "?"))
@@ -208,10 +212,10 @@ func (c *capBuffer) Write(p []byte) (int, error) {
 // errOutputCap ends an executable that writes more than its cap.
 var errOutputCap = errors.New("output over the cap")
 
-// closeInheritable marks every descriptor of corral above standard error
+// CloseInheritable marks every descriptor of corral above standard error
 // close-on-exec, so that none leaks into an executable even if some code
 // opened it without O_CLOEXEC (Go's fork passes on every such descriptor).
-func closeInheritable() {
+func CloseInheritable() {
 	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err == nil {
 		return
 	}

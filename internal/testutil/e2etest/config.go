@@ -42,6 +42,7 @@ type Provider struct {
 	Docker     *Docker
 	Plugin     *Plugin
 	Garm       *Garm
+	Shoes      *Shoes
 	// Settings are further setting lines of the instance, each a YAML
 	// "key: value" (flow style for structures), e.g. "forwards: [{host: ...}]".
 	Settings []string
@@ -52,6 +53,13 @@ type Garm struct {
 	Executable, ConfigFile string
 	Env                    string // a YAML mapping like "{X: y}"; empty: none
 	Timeouts               string // a YAML mapping like "{create: 30s}"; empty: the defaults
+}
+
+// Shoes is a shoes provider instance's settings (docs/plugins.md).
+type Shoes struct {
+	Path     string
+	Env      map[string]string
+	Timeouts string // a YAML mapping like "{create: 30s}"; empty: the defaults
 }
 
 // Plugin is a plugin provider instance's settings.
@@ -68,6 +76,13 @@ type Target struct {
 	RunnerPrefix               string
 	AppID                      int64 // GitHub App id (settings.app_id), 0 for none
 	Tenant                     string
+	// Mode is the target's mode (webhook, poll, webhook+poll); empty:
+	// none written. In mode poll SecretEnv may be empty: no
+	// webhook_secret is written then.
+	Mode, PollInterval string
+	// RunnerURL is settings.runner_url (Gitea: the address runners use
+	// when it differs from URL).
+	RunnerURL string
 }
 
 // Pool is one pool. Empty durations get the defaults in WriteConfig.
@@ -123,11 +138,21 @@ targets:
     scope: {{.Scope}}
     path: {{.Path}}
     url: {{.URL}}
+{{- if .SecretEnv}}
     webhook_secret: env:{{.SecretEnv}}
+{{- end}}
+{{- if .Mode}}
+    mode: {{.Mode}}
+{{- end}}
+{{- if .PollInterval}}
+    poll_interval: {{.PollInterval}}
+{{- end}}
     token: {{.Token}}
     runner_prefix: {{.RunnerPrefix}}
 {{- if .AppID}}
     settings: {app_id: "{{.AppID}}"}
+{{- else if .RunnerURL}}
+    settings: {runner_url: "{{.RunnerURL}}"}
 {{- end}}
 {{- end}}
 pools:
@@ -195,6 +220,18 @@ providers:
     config_file: {{.ConfigFile}}
 {{- if .Env}}
     env: {{.Env}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
+{{- end}}
+{{- end}}
+{{- with .Shoes}}
+    path: {{.Path}}
+{{- if .Env}}
+    env:
+{{- range $k, $v := .Env}}
+      {{$k}}: "{{$v}}"
+{{- end}}
 {{- end}}
 {{- if .Timeouts}}
     timeouts: {{.Timeouts}}

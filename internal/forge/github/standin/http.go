@@ -102,6 +102,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /settings/apps/new", s.handleManifestNew)
 	mux.HandleFunc("POST /organizations/{org}/settings/apps/new", s.handleManifestNew)
 	s.runnerRoutes(mux)
+	s.scaleSetRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "Not Found")
 	})

@@ -116,6 +116,10 @@ func (s *Server) handleRunnerRegistration(w http.ResponseWriter, r *http.Request
 			writeError(w, http.StatusForbidden, "a remove token cannot register a runner")
 			return
 		}
+		if req.Name == "" && len(req.Labels) == 0 {
+			s.adminExchangeLocked(w, r, t) // the scale-set client (scaleset.go)
+			return
+		}
 		if req.Name == "" || len(req.Labels) == 0 {
 			writeError(w, http.StatusUnprocessableEntity, "name and labels are required")
 			return
@@ -271,10 +275,18 @@ func (s *Server) acquireLocked(rn *runner) *job {
 		if j.status != StatusQueued || !s.coversLocked(rn.scope, j.run.repo) || !matches(rn.labels, j.labels) {
 			continue
 		}
+		// A scale set's runner takes only jobs assigned to its scale set;
+		// those go to no other runner.
+		if rn.set != nil || j.set != nil {
+			if rn.set == nil || j.set != rn.set || !j.acquired {
+				continue
+			}
+		}
 		j.status, j.runner, j.started = StatusInProgress, rn, s.now().UTC().Truncate(time.Second)
 		j.run.updated = j.started
 		rn.busy, rn.job = true, j
 		s.emitJobLocked("in_progress", j)
+		s.scaleSetEventLocked("JobStarted", j)
 		s.notifyLocked()
 		return j
 	}

@@ -60,6 +60,10 @@ type Options struct {
 	// Now is the clock for tokens, JWTs and rate-limit windows (default
 	// time.Now). Runner heartbeats use real time.
 	Now func() time.Time
+	// SessionTTL is how long a scale set's message session lives without
+	// a poll (default DefaultSessionTTL); ScaleSetLongPoll how long a
+	// message poll waits before 202 (default 2 s; GitHub: about 50 s).
+	SessionTTL, ScaleSetLongPoll time.Duration
 }
 
 // JobSpec describes a job to queue.
@@ -93,6 +97,9 @@ type Faults struct {
 	DropRate, DuplicateRate, ReorderRate, FailDeliveryRate float64
 	// MaxDelay holds each webhook back a random time up to it (delay.go).
 	MaxDelay time.Duration
+	// LongPollFailRate fails scale-set message polls with 503, as a
+	// broker timeout would.
+	LongPollFailRate float64
 }
 
 // WebhookStats counts webhook deliveries. Sent counts successful HTTP
@@ -191,6 +198,7 @@ type Server struct {
 	nextDelivery int64
 	alive, peak  int
 	changed      chan struct{}
+	ss           *ssState // runner scale sets (scaleset.go), made on first use
 
 	startOnce sync.Once
 	closeOnce sync.Once
@@ -275,6 +283,11 @@ type job struct {
 	completed   time.Time
 	runner      *runner
 	completions int
+	// Scale-set mode: the scale set the job is offered to, its runner
+	// request id there, and whether the scale set acquired it.
+	set       *scaleSet
+	requestID int64
+	acquired  bool
 }
 
 type runner struct {
@@ -293,6 +306,7 @@ type runner struct {
 	busy       bool
 	job        *job
 	lastSeen   time.Time
+	set        *scaleSet // made by a scale set's generatejitconfig
 }
 
 func (r *runner) alive() bool { return r.connected && !r.finished }

@@ -74,6 +74,7 @@ func (s *Server) QueueJob(repoName string, j JobSpec) int64 {
 	s.jobs[jb.id] = jb
 	s.emitRunLocked("requested", rn)
 	s.emitJobLocked("queued", jb)
+	s.offerLocked(jb)
 	s.notifyLocked()
 	return jb.id
 }
@@ -105,6 +106,7 @@ func (s *Server) completeLocked(j *job, conclusion string) {
 	j.completions++
 	j.run.updated = j.completed
 	s.emitJobLocked("completed", j)
+	s.scaleSetEventLocked("JobCompleted", j)
 	if st, _ := j.run.status(); st == StatusCompleted {
 		s.emitRunLocked("completed", j.run)
 	}
