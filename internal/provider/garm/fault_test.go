@@ -295,3 +295,48 @@ func TestGarm_ListMapping(t *testing.T) {
 		t.Errorf("duplicate provider_id: %v", err)
 	}
 }
+
+// TestGarm_TokenNeverInErrors: a provider that echoes its standard input
+// (the bootstrap, with the instance token) to stderr and stdout fails
+// without the token in the error.
+func TestGarm_TokenNeverInErrors(t *testing.T) {
+	h := newHarness(t)
+	script := filepath.Join(t.TempDir(), "echo.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntee /dev/stderr\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New("echo", Settings{Executable: script, ConfigFile: h.cfg}, provider.Env{DataDir: h.data, Metadata: h.meta})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Create(context.Background(), spec(h, "pool-e"))
+	if err == nil || !strings.Contains(err.Error(), "instance-token") || !strings.Contains(err.Error(), "[redacted]") {
+		t.Fatalf("Create error %v: want the echoed bootstrap, redacted", err)
+	}
+	if strings.Contains(err.Error(), TokenPrefix) {
+		t.Errorf("the instance token is in the error: %v", err)
+	}
+}
+
+// TestGarm_Health names a missing executable or config file.
+func TestGarm_Health(t *testing.T) {
+	h := newHarness(t)
+	if err := h.provider(t).Health(context.Background()); err != nil {
+		t.Errorf("Health of the test provider: %v", err)
+	}
+	for what, s := range map[string]Settings{
+		"no such file": {Executable: "/no/such/garm-provider", ConfigFile: h.cfg},
+		"config file":  {Executable: h.bin, ConfigFile: "/no/such/config.toml"},
+	} {
+		p, err := New("x", s, provider.Env{DataDir: h.data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Health(context.Background()); err == nil || !strings.Contains(err.Error(), what) || !errors.Is(err, corral.ErrBadInput) {
+			t.Errorf("Health: %v, want ErrBadInput mentioning %q", err, what)
+		}
+	}
+	if d := h.provider(t).Describe(); !strings.Contains(d, h.bin) || !strings.Contains(d, "v0.1.1") {
+		t.Errorf("Describe = %q", d)
+	}
+}

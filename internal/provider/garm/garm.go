@@ -103,6 +103,9 @@ type call struct {
 	command, controller, pool, instance string
 	extraSpecs                          map[string]any
 	stdin                               []byte
+	// redact are secrets of the invocation (the instance token) that a
+	// provider might echo: they never reach an error message.
+	redact []string
 }
 
 // run invokes the provider and returns its standard output when it exited
@@ -111,6 +114,12 @@ type call struct {
 func (p *Provider) run(ctx context.Context, c call) ([]byte, string, error) {
 	res, err := pluginexec.Run(ctx, pluginexec.Cmd{Path: p.s.Executable, Env: p.environ(c), Stdin: c.stdin,
 		Timeout: p.s.timeout(c.command), MaxOutput: p.s.maxOutput()})
+	for _, secret := range c.redact {
+		if secret != "" {
+			res.Stderr = strings.ReplaceAll(res.Stderr, secret, "[redacted]")
+			res.Stdout = bytes.ReplaceAll(res.Stdout, []byte(secret), []byte("[redacted]"))
+		}
+	}
 	if err != nil {
 		return nil, res.Stderr, p.err(c.command, res.Stderr, err)
 	}
@@ -256,7 +265,7 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 		return fail(err)
 	}
 	out, stderr, err := p.run(ctx, call{command: cmdCreate, controller: spec.ControllerID, pool: spec.PoolID,
-		extraSpecs: opt.ExtraSpecs, stdin: in})
+		extraSpecs: opt.ExtraSpecs, stdin: in, redact: []string{g.Token}})
 	if err != nil {
 		p.meta.Revoke(spec.InstanceID)
 		return fail(err)
