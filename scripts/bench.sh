@@ -14,3 +14,5 @@ run go test -run '^$' -bench 'BenchmarkProvider_Create' -benchtime 50x ./interna
 run go test -run '^$' -bench 'BenchmarkCreateToStarted' -benchtime 30x ./internal/provider/docker/
 run go test -run '^$' -bench 'BenchmarkPlugin_List' -benchtime 100x ./internal/provider/plugin/
 run go test -run '^$' -bench 'BenchmarkPlugin_Create' -benchtime 30x ./internal/provider/plugin/
+run go test -run '^$' -bench 'BenchmarkShoes_Start' -benchtime 30x ./internal/provider/shoes/
+run go test -run '^$' -bench 'BenchmarkShoes_AddInstance' -benchtime 30x ./internal/provider/shoes/

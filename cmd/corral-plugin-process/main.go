@@ -19,10 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider/process"
@@ -105,21 +101,13 @@ type plugin struct {
 	p   *process.Provider
 }
 
-// lock serializes creates of concurrent invocations: the process provider
-// picks a free runner uid from the instances on disk.
+// lock serializes creates of concurrent invocations (process.LockDir).
 func (pl *plugin) lock() (func(), error) {
-	if err := os.MkdirAll(pl.dir, 0o700); err != nil {
-		return nil, pp.Errorf(pp.KindUnavailable, "%v", err)
-	}
-	f, err := os.OpenFile(filepath.Join(pl.dir, ".create.lock"), os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o600)
+	unlock, err := process.LockDir(pl.dir)
 	if err != nil {
 		return nil, pp.Errorf(pp.KindUnavailable, "%v", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, pp.Errorf(pp.KindUnavailable, "lock: %v", err)
-	}
-	return func() { f.Close() }, nil
+	return unlock, nil
 }
 
 func (pl *plugin) Create(ctx context.Context, s pp.Spec) (pp.Instance, error) {

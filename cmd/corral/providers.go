@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/corral-ci/corral/internal/config"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider"
 	_ "github.com/corral-ci/corral/internal/provider/builtin" // the provider types corral has
+	"github.com/corral-ci/corral/internal/provider/garm"
 )
 
 // openProviders opens every provider instance the config declares (or its
@@ -51,8 +55,48 @@ func providerEnv(cfg *config.Config, log *slog.Logger) (provider.Env, error) {
 	if err != nil {
 		return provider.Env{}, err
 	}
-	return provider.Env{DataDir: dataDir, Executable: exe, InstancesDir: cfg.InstancesDir,
-		InstanceDiskMB: cfg.InstanceDiskMB, Logger: log}, nil
+	env := provider.Env{DataDir: dataDir, Executable: exe, InstancesDir: cfg.InstancesDir,
+		InstanceDiskMB: cfg.InstanceDiskMB, Logger: log}
+	if m := instanceMetadata(); m != nil {
+		env.Metadata = m
+	}
+	return env, nil
+}
+
+var (
+	metaMu sync.Mutex
+	meta   *garm.Metadata
+)
+
+// openMetadata makes this process's metadata endpoint for instances that
+// fetch their own bootstrap (garm providers), on the store, at the
+// address instance_url (or the scheme and host of runners.public_url)
+// names; none when neither is set. providerEnv hands it to the providers.
+func openMetadata(cfg *config.Config, st corral.Store, log *slog.Logger) (*garm.Metadata, error) {
+	base := cfg.InstanceURL
+	if base == "" && cfg.Runners.PublicURL != "" {
+		if u, err := url.Parse(cfg.Runners.PublicURL); err == nil {
+			base = u.Scheme + "://" + u.Host
+		}
+	}
+	if base == "" {
+		return nil, nil
+	}
+	m, err := garm.NewMetadata(garm.MetadataConfig{BaseURL: base, Store: st, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("instance_url: %w", err)
+	}
+	metaMu.Lock()
+	meta = m
+	metaMu.Unlock()
+	return m, nil
+}
+
+// instanceMetadata is the endpoint openMetadata made, if any.
+func instanceMetadata() *garm.Metadata {
+	metaMu.Lock()
+	defer metaMu.Unlock()
+	return meta
 }
 
 // fillPoolImages gives each pool without an image its provider type's

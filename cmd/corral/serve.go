@@ -65,10 +65,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	metadata, err := openMetadata(cfg, store, log)
+	if err != nil {
+		return err
+	}
 	providers, err := openProviders(ctx, cfg, dom, store, log)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		// Providers that run a process of their own (shoes plugins) stop it.
+		for _, p := range providers {
+			if c, ok := p.(io.Closer); ok {
+				_ = c.Close()
+			}
+		}
+	}()
 	go forgetRetired(ctx, store, dom.Providers, cfg.ReconcileInterval, log)
 	cache, runnerDir, err := openRunners(cfg, log)
 	if err != nil {
@@ -81,6 +93,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxInstances: cfg.MaxInstances, ControllerID: controllerID, NoLeader: *noLeader,
 		Holder:            replicaName(controllerID, cfg.Listen),
 		ReconcileInterval: cfg.ReconcileInterval, LeaseTTL: cfg.LeaseTTL, Logger: log,
+	}
+	if metadata != nil {
+		opt.Metadata = metadata
 	}
 	a, err := app.New(opt)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/corral-ci/corral/internal/auth"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github"
+	"github.com/corral-ci/corral/internal/provider/garm"
 	"github.com/corral-ci/corral/internal/runners"
 	"github.com/corral-ci/corral/internal/store/sqlite"
 	"github.com/corral-ci/corral/internal/testutil/fake"
@@ -39,6 +40,7 @@ type fixture struct {
 	adminTok     string
 	defaultRead  string
 	defaultAdmin string
+	meta         *garm.Metadata
 }
 
 func newApp(t *testing.T) *app.App { return newFixture(t).a }
@@ -54,6 +56,10 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	meta, err := garm.NewMetadata(garm.MetadataConfig{BaseURL: "http://127.0.0.1:1", Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
 	flavor := corral.Flavor{CPU: 2, MemoryMB: 4096, Arch: "x64"}
 	fg := fake.NewForge()
 	a, err := app.New(app.Options{Store: st, Forges: fg, Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
@@ -63,6 +69,7 @@ func newFixture(t *testing.T) *fixture {
 		Pools: []corral.Pool{{ID: "linux", TenantID: "default", Labels: []string{"corral"}, Provider: "noop", Flavor: flavor, PricePerMinute: 0.5},
 			{ID: "beta-linux", TenantID: "other", Labels: []string{"corral"}, Provider: "noop", Flavor: flavor}},
 		Runners:      cache,
+		Metadata:     meta,
 		ControllerID: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +77,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := a.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{a: a, st: st, h: a.Handler(), tok: map[string]string{}, forge: fg}
+	f := &fixture{a: a, st: st, h: a.Handler(), tok: map[string]string{}, forge: fg, meta: meta}
 	f.jobA = f.webhook(t, "acme", secret, 42)
 	f.jobB = f.webhook(t, "beta", otherSecret, 43)
 	now := time.Now()

@@ -72,6 +72,10 @@ type Options struct {
 	// RunnerDir for pools with a managed runner.
 	Runners   RunnerCache
 	RunnerDir func(p corral.Pool, t corral.Target) (string, error)
+	// Metadata, when set, is the metadata endpoint of instances that
+	// fetch their own bootstrap with a per-instance token (garm
+	// providers), served on the public listener.
+	Metadata InstanceMetadata
 	// Components are extra components to run (Options say where).
 	Components []ExtraComponent
 	// Recorders observe the components; a nil one is corral's Prometheus
@@ -104,6 +108,13 @@ type ExtraComponent struct {
 type RunnerCache interface {
 	Run(ctx context.Context) error
 	Handler() http.Handler
+}
+
+// InstanceMetadata answers the instances' metadata GETs and callback
+// POSTs (package provider/garm), checking their tokens itself.
+type InstanceMetadata interface {
+	ServeMetadata(w http.ResponseWriter, r *http.Request)
+	ServeCallback(w http.ResponseWriter, r *http.Request)
 }
 
 // App is one assembled corral replica.

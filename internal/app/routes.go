@@ -75,6 +75,11 @@ func (a *App) Routes() []Route {
 	if a.opt.Runners != nil { // per-instance grants guard the downloads
 		rs = append(rs, Route{"GET", "/runners/", auth.Public, OnWebhooks, http.StripPrefix("/runners", a.opt.Runners.Handler())})
 	}
+	if m := a.opt.Metadata; m != nil { // per-instance tokens, never API tokens
+		rs = append(rs,
+			Route{"GET", "/api/v1/metadata/", auth.InstanceToken, OnWebhooks, http.HandlerFunc(m.ServeMetadata)},
+			Route{"POST", "/api/v1/callbacks/", auth.InstanceToken, OnWebhooks, http.HandlerFunc(m.ServeCallback)})
+	}
 	return rs
 }
 

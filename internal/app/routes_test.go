@@ -48,11 +48,14 @@ var probes = map[string]probe{
 	"POST /webhooks/app/{app}": {req: func(f *fixture) *http.Request {
 		return httptest.NewRequest("POST", "/webhooks/app/12345", bytes.NewReader([]byte("{}")))
 	}, ok: 404}, // no target uses that App: the signature check answers, never the token guard
-	"GET /runners/":         {req: path("/runners/g1/actions-runner.tar.gz"), ok: 401}, // its own grants refuse
-	"GET /metrics":          {req: path("/metrics"), ok: 200},
-	"GET /api/v1/jobs":      {req: path("/api/v1/jobs"), ok: 200, otherTenant: 200},
-	"GET /api/v1/jobs/{id}": {req: func(f *fixture) *http.Request { return path("/api/v1/jobs/" + itoa(f.jobA))(f) }, ok: 200, otherTenant: 404},
-	"GET /api/v1/instances": {req: path("/api/v1/instances"), ok: 200, otherTenant: 200},
+	"GET /runners/": {req: path("/runners/g1/actions-runner.tar.gz"), ok: 401}, // its own grants refuse
+	// Instance tokens only: no API token of any scope passes.
+	"GET /api/v1/metadata/":   {req: path("/api/v1/metadata/runner-registration-token/"), ok: 401},
+	"POST /api/v1/callbacks/": {req: post("/api/v1/callbacks/status"), ok: 401},
+	"GET /metrics":            {req: path("/metrics"), ok: 200},
+	"GET /api/v1/jobs":        {req: path("/api/v1/jobs"), ok: 200, otherTenant: 200},
+	"GET /api/v1/jobs/{id}":   {req: func(f *fixture) *http.Request { return path("/api/v1/jobs/" + itoa(f.jobA))(f) }, ok: 200, otherTenant: 404},
+	"GET /api/v1/instances":   {req: path("/api/v1/instances"), ok: 200, otherTenant: 200},
 	"POST /api/v1/instances/{id}/stop": {req: func(f *fixture) *http.Request {
 		return httptest.NewRequest("POST", "/api/v1/instances/"+f.idleInstance()+"/stop", nil)
 	}, ok: 200, otherTenant: 404}, // a new idle instance of tenant default each time
@@ -130,7 +133,7 @@ func TestApp_AccessMatrix(t *testing.T) {
 	for _, rt := range routes {
 		kinds[rt.Access] = true
 	}
-	for _, a := range []auth.Access{auth.Public, auth.WebhookSignature, auth.Metrics, auth.TenantRead, auth.TenantAdmin, auth.Admin} {
+	for _, a := range []auth.Access{auth.Public, auth.WebhookSignature, auth.Metrics, auth.TenantRead, auth.TenantAdmin, auth.Admin, auth.InstanceToken} {
 		if !kinds[a] {
 			t.Errorf("no route has access %s", a)
 		}
@@ -198,5 +201,37 @@ func TestApp_OpenAPI(t *testing.T) {
 	code, body := get(t, f.h, "/api/v1/openapi.json")
 	if code != 200 || body != string(app.OpenAPI) {
 		t.Fatalf("GET /api/v1/openapi.json: %d, %d bytes", code, len(body))
+	}
+}
+
+// TestApp_InstanceToken: through corral's own handler, an instance's token
+// opens its metadata (once for the credential) and nothing of the API.
+func TestApp_InstanceToken(t *testing.T) {
+	f := newFixture(t)
+	g, err := f.meta.Grant(corral.InstanceSpec{InstanceID: "i-garm", Name: "corral-garm-1",
+		Bootstrap: corral.Bootstrap{Env: map[string]corral.Secret{"CORRAL_RUNNER_TOKEN": "reg-tok"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, p string) (int, string) {
+		r := httptest.NewRequest(method, p, strings.NewReader(`{"status":"installing","message":"booting"}`))
+		r.Header.Set("Authorization", "Bearer "+g.Token)
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, r)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := call("GET", "/api/v1/metadata/runner-registration-token/"); code != 200 || body != "reg-tok" {
+		t.Errorf("metadata with the instance token: %d %q", code, body)
+	}
+	if code, _ := call("GET", "/api/v1/metadata/runner-registration-token/"); code != 401 {
+		t.Errorf("the credential a second time: %d, want 401", code)
+	}
+	if code, _ := call("POST", "/api/v1/callbacks/status"); code != 200 {
+		t.Errorf("status callback: %d", code)
+	}
+	for _, p := range []string{"/api/v1/jobs", "/api/v1/tokens", "/metrics"} {
+		if code, _ := call("GET", p); code != 401 {
+			t.Errorf("GET %s with an instance token: %d, want 401", p, code)
+		}
 	}
 }

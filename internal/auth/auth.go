@@ -43,9 +43,13 @@ const (
 	TenantAdmin
 	// Admin: an admin token.
 	Admin
+	// InstanceToken: no API token; the handler checks the per-instance
+	// token corral granted one instance (the metadata endpoint of
+	// instances that fetch their own bootstrap). API tokens never pass.
+	InstanceToken
 )
 
-var accessNames = [...]string{"public", "webhook-signature", "metrics", "tenant-read", "tenant-admin", "admin"}
+var accessNames = [...]string{"public", "webhook-signature", "metrics", "tenant-read", "tenant-admin", "admin", "instance-token"}
 
 func (a Access) String() string {
 	if int(a) < len(accessNames) {
@@ -55,7 +59,7 @@ func (a Access) String() string {
 }
 
 // NeedsToken says whether the rule asks for a bearer token.
-func (a Access) NeedsToken() bool { return a >= Metrics }
+func (a Access) NeedsToken() bool { return a >= Metrics && a <= Admin }
 
 // Allows says whether a token of scope s passes the rule.
 func (a Access) Allows(s corral.TokenScope) bool {

@@ -64,6 +64,12 @@ type Config struct {
 	// InstanceDiskMB caps the tmpfs of each process instance (the pool's
 	// disk, or 4096 MiB when it names none); 0: no cap.
 	InstanceDiskMB int `yaml:"instance_disk_mb"`
+	// InstanceURL is corral's public listener as instances reach it, e.g.
+	// http://10.0.0.1:8080: the instances of garm providers fetch their
+	// runner credential there (/api/v1/metadata). Empty: the scheme and
+	// host of runners.public_url; with neither, garm providers cannot
+	// create.
+	InstanceURL string `yaml:"instance_url"`
 	// Store is "sqlite" or a postgres:// DSN. It may hold a password, so
 	// it is a Secret (and may be given as env:NAME or file:PATH).
 	Store             corral.Secret `yaml:"store"`

@@ -191,6 +191,20 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 		v.Set(m)
 	case reflect.Struct:
 		d.object(n, v, key)
+	case reflect.Interface:
+		// Free-form values (a garm pool's extra_specs): whatever YAML
+		// holds, for the type's Validate to judge.
+		if v.NumMethod() != 0 {
+			panic("config: cannot decode into " + v.Type().String())
+		}
+		var x any
+		if err := n.Decode(&x); err != nil {
+			d.problem(n.Line, key, "%v", err)
+			return
+		}
+		if x != nil {
+			v.Set(reflect.ValueOf(x))
+		}
 	default:
 		panic("config: cannot decode into " + v.Type().String())
 	}

@@ -74,7 +74,7 @@ providers:
     endpoints: [{name: a, host: "http://x"}]
     netwrok: none
   - {name: local, type: process, namespaces: maybe}
-  - {name: local, type: qemu}
+  - {name: local, type: firecracker}
   - {type: docker}
 `
 	_, err := Parse("c.yaml", []byte(cfg), env(nil))
@@ -90,7 +90,7 @@ providers:
 		"c.yaml:11: providers[0].netwrok: unknown key",
 		`c.yaml:12: providers[1].namespaces: want auto, on or off, got "maybe"`,
 		`c.yaml:13: providers[2].name: duplicate provider name "local"`,
-		`c.yaml:13: providers[2].type: unknown provider type "qemu": want one of [docker plugin process]`,
+		`c.yaml:13: providers[2].type: unknown provider type "firecracker": want one of [docker `, // the list grows with the built-in types
 		"c.yaml:14: providers[3].name: required",
 	} {
 		if !strings.Contains(err.Error(), want) {

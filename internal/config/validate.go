@@ -196,6 +196,11 @@ func (b *builder) top() {
 	if c.InstancesDir != "" && !filepath.IsAbs(c.InstancesDir) {
 		b.bad("instances_dir", "want an absolute path, got %q", c.InstancesDir)
 	}
+	if u := c.InstanceURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			b.bad("instance_url", "want http(s)://host[:port] as instances reach corral, got %q", u)
+		}
+	}
 	if c.InstanceDiskMB < 0 {
 		b.bad("instance_disk_mb", "want 0 (no cap) or a positive size in MiB, got %d", c.InstanceDiskMB)
 	}

@@ -90,6 +90,9 @@ type ReadTx interface {
 	// TokenByHash returns the token whose secret has this SHA-256
 	// (ErrNotFound if none).
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	// InstanceGrant returns the instance grant whose token has this
+	// SHA-256 (ErrNotFound if none).
+	InstanceGrant(ctx context.Context, hash []byte) (InstanceGrant, error)
 }
 
 // Tx reads and writes the ledger inside one transaction.
@@ -182,6 +185,18 @@ type Tx interface {
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 	// TouchToken records a use of the token at at.
 	TouchToken(ctx context.Context, id string, at time.Time) error
+
+	// PutInstanceGrant records a grant, replacing every earlier grant of
+	// the same instance (ErrConflict if its hash exists).
+	PutInstanceGrant(ctx context.Context, g InstanceGrant) error
+	// UseInstanceGrant records that the grant gave piece: ErrConflict if
+	// it gave it before, ErrNotFound if there is no such grant.
+	UseInstanceGrant(ctx context.Context, hash []byte, piece string) error
+	// DeleteInstanceGrants deletes the instance's grants.
+	DeleteInstanceGrants(ctx context.Context, instanceID string) error
+	// SweepInstanceGrants deletes the grants whose CallBy is before
+	// before, and returns how many.
+	SweepInstanceGrants(ctx context.Context, before time.Time) (int, error)
 }
 
 // Lease is a named lease: who holds it, until when, and its fencing token.

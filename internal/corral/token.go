@@ -59,3 +59,19 @@ func (t Token) Expired(now time.Time) bool { return !t.ExpiresAt.IsZero() && !no
 
 // Revoked says whether the token was revoked.
 func (t Token) Revoked() bool { return !t.RevokedAt.IsZero() }
+
+// InstanceGrant is what an instance that fetches its own bootstrap (the
+// instances of garm providers) may fetch with its token, as the store
+// keeps it: only the token's SHA-256 (Hash), and the bootstrap sealed
+// with a key derived from the token itself, so that the store alone
+// cannot open it. Every replica that is shown the token can.
+type InstanceGrant struct {
+	Hash       []byte
+	InstanceID string
+	Sealed     []byte
+	// FetchBy ends the metadata paths; CallBy the callbacks.
+	FetchBy, CallBy time.Time
+	// Used lists the single-use pieces given so far (and "done" once the
+	// runner reported its setup over).
+	Used []string
+}

@@ -53,6 +53,35 @@ type Env struct {
 	InstancesDir   string
 	InstanceDiskMB int
 	Logger         *slog.Logger
+	// Metadata is corral's metadata endpoint for instances that fetch
+	// their bootstrap themselves with a per-instance token (the instances
+	// of garm's external providers); nil when corral serves none.
+	Metadata InstanceMetadata
+}
+
+// InstanceMetadata hands an instance its bootstrap over HTTP, guarded by a
+// token bound to that one instance.
+type InstanceMetadata interface {
+	// Grant keeps spec's bootstrap for its instance and returns where and
+	// with which token the instance fetches it.
+	Grant(spec corral.InstanceSpec) (MetadataGrant, error)
+	// Revoke ends the instance's grant (its token is refused from then on).
+	Revoke(instanceID string)
+}
+
+// MetadataGrant is what an instance needs to fetch its bootstrap.
+type MetadataGrant struct {
+	MetadataURL string // base of the metadata paths, e.g. http://corral:8080/api/v1/metadata
+	CallbackURL string // base of the callback paths, e.g. http://corral:8080/api/v1/callbacks
+	Token       string // the per-instance bearer token
+	// JIT: the runner credential is a GitHub just-in-time config, served
+	// as the files credentials/runner, credentials/credentials and
+	// credentials/credentials_rsaparams; otherwise a registration token at
+	// runner-registration-token.
+	JIT bool
+	// RepoURL is the forge URL the runner registers against (empty for
+	// JIT, whose config names it).
+	RepoURL string
 }
 
 // Type is one kind of provider.

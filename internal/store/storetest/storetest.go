@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 		{"JobUsage/RecordAndSummarize", testJobUsage},
 		{"JobRuns/RecordAndList", testJobRuns},
 		{"Token/RoundTripRevokeTouch", testTokens},
+		{"InstanceGrant/UseOnceReplaceSweep", testInstanceGrants},
 		{"Filters/Tenant", testTenantFilters},
 		{"Update/RollbackOnError", testRollbackOnError},
 		{"Update/ConcurrentMixed", testConcurrentMixed},

@@ -30,6 +30,9 @@ type Config struct {
 	Docker *Docker
 	// Providers are further named provider instances.
 	Providers []Provider
+	// InstanceURL is instance_url: where instances of garm providers
+	// reach corral's metadata endpoint (e.g. "http://" + Listen).
+	InstanceURL string
 }
 
 // Provider is a named provider instance of a type; Docker holds a docker
@@ -38,9 +41,25 @@ type Provider struct {
 	Name, Type string
 	Docker     *Docker
 	Plugin     *Plugin
+	Garm       *Garm
+	Shoes      *Shoes
 	// Settings are further setting lines of the instance, each a YAML
 	// "key: value" (flow style for structures), e.g. "forwards: [{host: ...}]".
 	Settings []string
+}
+
+// Garm is a garm provider instance's settings.
+type Garm struct {
+	Executable, ConfigFile string
+	Env                    string // a YAML mapping like "{X: y}"; empty: none
+	Timeouts               string // a YAML mapping like "{create: 30s}"; empty: the defaults
+}
+
+// Shoes is a shoes provider instance's settings (docs/plugins.md).
+type Shoes struct {
+	Path     string
+	Env      map[string]string
+	Timeouts string // a YAML mapping like "{create: 30s}"; empty: the defaults
 }
 
 // Plugin is a plugin provider instance's settings.
@@ -100,6 +119,9 @@ reconcile_interval: {{.Reconcile}}
 lease_ttl: {{.LeaseTTL}}
 {{- end}}
 log: {level: {{.LogLevel}}, format: text}
+{{- if .InstanceURL}}
+instance_url: {{.InstanceURL}}
+{{- end}}
 {{- if .Tenants}}
 tenants:
 {{- range .Tenants}}
@@ -188,6 +210,28 @@ providers:
     path: {{.Path}}
 {{- if .ConfigFile}}
     config_file: {{.ConfigFile}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
+{{- end}}
+{{- end}}
+{{- with .Garm}}
+    executable: {{.Executable}}
+    config_file: {{.ConfigFile}}
+{{- if .Env}}
+    env: {{.Env}}
+{{- end}}
+{{- if .Timeouts}}
+    timeouts: {{.Timeouts}}
+{{- end}}
+{{- end}}
+{{- with .Shoes}}
+    path: {{.Path}}
+{{- if .Env}}
+    env:
+{{- range $k, $v := .Env}}
+      {{$k}}: "{{$v}}"
+{{- end}}
 {{- end}}
 {{- if .Timeouts}}
     timeouts: {{.Timeouts}}

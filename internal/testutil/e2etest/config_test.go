@@ -23,8 +23,9 @@ func TestConfig_Render(t *testing.T) {
 			{ID: "box", Labels: []string{"corral-c", "x"}, Provider: "docker", Image: "runner:1", MaxInstances: 2, BootTimeout: "60s"},
 			{ID: "lab", Labels: []string{"corral-p"}, Provider: "lab", Image: "/opt/runner", MaxInstances: 2},
 		},
-		Providers: []Provider{{Name: "lab", Type: "plugin", Plugin: &Plugin{Path: "/usr/bin/p", ConfigFile: "/etc/p.json", Timeouts: "{create: 30s}"}}},
-		Docker:    &Docker{Network: "host", Endpoints: []Endpoint{{Name: "a", Host: "unix:///run/a.sock", Max: 2}, {Name: "b", Host: "unix:///run/b.sock"}}},
+		Providers: []Provider{{Name: "lab", Type: "plugin", Plugin: &Plugin{Path: "/usr/bin/p", ConfigFile: "/etc/p.json", Timeouts: "{create: 30s}"}},
+			{Name: "lxd", Type: "shoes", Shoes: &Shoes{Path: "/usr/bin/shoes-lxd", Env: map[string]string{"LXD_HOST": "https://127.0.0.1:8443"}, Timeouts: "{create: 30s}"}}},
+		Docker: &Docker{Network: "host", Endpoints: []Endpoint{{Name: "a", Host: "unix:///run/a.sock", Max: 2}, {Name: "b", Host: "unix:///run/b.sock"}}},
 	}
 	b, err := c.Render()
 	if err != nil {
@@ -42,11 +43,17 @@ func TestConfig_Render(t *testing.T) {
 	if len(d.Targets) != 3 || len(d.Pools) != 3 || d.Targets[1].Settings["app_id"] != "7" || d.Pools[0].MinIdle != 1 || d.Pools[1].Provider != "docker" {
 		t.Errorf("config read back: targets %+v pools %+v", d.Targets, d.Pools)
 	}
-	var lab string
+	var lab, lxd string
 	for _, p := range d.Providers {
-		if p.Name == "lab" {
+		switch p.Name {
+		case "lab":
 			lab = p.Type + " " + string(p.Settings)
+		case "lxd":
+			lxd = p.Type + " " + string(p.Settings)
 		}
+	}
+	if want := `shoes {"path":"/usr/bin/shoes-lxd","env":{"LXD_HOST":"https://127.0.0.1:8443"},"timeouts":{"create":30000000000}}`; lxd != want {
+		t.Errorf("shoes provider read back: %s, want %s", lxd, want)
 	}
 	if want := `plugin {"path":"/usr/bin/p","config_file":"/etc/p.json","timeouts":{"create":30000000000}}`; lab != want {
 		t.Errorf("plugin provider read back: %s, want %s", lab, want)
