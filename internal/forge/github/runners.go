@@ -143,6 +143,27 @@ func (c *Client) mintJIT(ctx context.Context, spec corral.RunnerSpec) (corral.Bo
 // bootstrap that registers an ephemeral runner with it (FallbackScript).
 // RunnerID is 0: the runner registers itself; RemoveRunner finds it by name.
 func (c *Client) mintFallback(ctx context.Context, spec corral.RunnerSpec) (corral.Bootstrap, error) {
+	tok, err := c.RegistrationToken(ctx)
+	if err != nil {
+		return corral.Bootstrap{}, err
+	}
+	env := map[string]corral.Secret{
+		EnvURL:    corral.Secret(c.webURL()),
+		EnvToken:  tok,
+		EnvName:   corral.Secret(spec.Name),
+		EnvLabels: corral.Secret(strings.Join(spec.Labels, ",")),
+		EnvWork:   corral.Secret(c.workFolder(spec)),
+	}
+	if g := c.t.Settings[SettingRunnerGroup]; g != "" && c.t.Scope != corral.ScopeRepo {
+		env[EnvRunnerGroup] = corral.Secret(g)
+	}
+	return corral.Bootstrap{Command: []string{FallbackScriptName}, Env: env}, nil
+}
+
+// RegistrationToken creates a runner registration token of the target's
+// scope (valid 1 h): the registration fallback and the scale-set
+// client's admin exchange use it.
+func (c *Client) RegistrationToken(ctx context.Context) (corral.Secret, error) {
 	var tok *gh.RegistrationToken
 	var resp *gh.Response
 	var err error
@@ -155,23 +176,20 @@ func (c *Client) mintFallback(ctx context.Context, spec corral.RunnerSpec) (corr
 		tok, resp, err = c.gh.Enterprise.CreateRegistrationToken(ctx, c.owner)
 	}
 	if err != nil {
-		return corral.Bootstrap{}, c.callErr("registration-token", resp, err)
+		return "", c.callErr("registration-token", resp, err)
 	}
 	if tok.GetToken() == "" {
-		return corral.Bootstrap{}, c.malformed("registration-token", http.MethodPost, "no token")
+		return "", c.malformed("registration-token", http.MethodPost, "no token")
 	}
-	env := map[string]corral.Secret{
-		EnvURL:    corral.Secret(c.webURL()),
-		EnvToken:  corral.Secret(tok.GetToken()),
-		EnvName:   corral.Secret(spec.Name),
-		EnvLabels: corral.Secret(strings.Join(spec.Labels, ",")),
-		EnvWork:   corral.Secret(c.workFolder(spec)),
-	}
-	if g := c.t.Settings[SettingRunnerGroup]; g != "" && c.t.Scope != corral.ScopeRepo {
-		env[EnvRunnerGroup] = corral.Secret(g)
-	}
-	return corral.Bootstrap{Command: []string{FallbackScriptName}, Env: env}, nil
+	return corral.Secret(tok.GetToken()), nil
 }
+
+// WebURL is the web address of the target's scope (config.sh --url; the
+// scale-set admin exchange's url).
+func (c *Client) WebURL() string { return c.webURL() }
+
+// APIBase is the REST API's base URL, ending in a slash.
+func (c *Client) APIBase() string { return c.gh.BaseURL.String() }
 
 // Runners lists the target's runners whose names start with the target's
 // runner prefix (all pages).
