@@ -259,10 +259,25 @@ func testOtherController(t *testing.T, h Harness) {
 	}
 }
 
+// dumpOnFailure logs the end of the instance's runner output (for a VM:
+// its console) if the test fails, before the instance is deleted.
+func dumpOnFailure(t *testing.T, p corral.Provider, inst corral.ProviderInstance) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		if l, ok := p.(corral.LogReader); ok {
+			out, err := l.RunnerLog(context.Background(), inst, 8<<10)
+			t.Logf("instance %s output (err %v):\n%s", inst.InstanceID, err, out)
+		}
+	})
+}
+
 func testExit(t *testing.T, h Harness) {
 	p := h.New(t)
 	ctl := Unique("ctl-")
 	inst := Create(t, p, Spec(t, h, ctl, map[string]corral.Secret{EnvRunFor: "200ms"}))
+	dumpOnFailure(t, p, inst)
 	eventually(t, h, "the exited runner to be listed as not running", func() bool {
 		got, ok := Find(t, p, ctl, inst.InstanceID)
 		return ok && !got.Running
