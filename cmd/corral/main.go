@@ -39,6 +39,8 @@ Usage:
   corral route -config FILE LABEL...  print the pool and flavor a job with these runs-on labels gets, and why
   corral doctor -config FILE [-o json]
                                    check the setup: config, store, providers, credentials, webhooks, clock, runner cache
+  corral diff|apply -f FILE [-store DSN]
+                                   show / make the store's tenants, targets and pools match FILE
   corral token create|list|revoke -config FILE
                                    API tokens, directly in the store (the secret is printed once)
   corral github app create -name NAME -webhook-url URL [-org ORG]
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRoute(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return runDoctor(ctx, args[1:], stdout, stderr)
+	case "diff", "apply":
+		return runApply(ctx, args[0], args[1:], stdout, stderr)
 	case "token":
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "github":
