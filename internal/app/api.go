@@ -108,20 +108,49 @@ func viewJob(j corral.Job) JobView {
 }
 
 func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
-	f := corral.JobFilter{TargetID: r.URL.Query().Get("target"), TenantID: auth.TenantOf(r.Context()), Limit: 500}
-	if s := r.URL.Query().Get("state"); s != "" {
+	q := r.URL.Query()
+	f := corral.JobFilter{TargetID: q.Get("target"), PoolID: q.Get("pool"), Repo: q.Get("repository"),
+		TenantID: auth.TenantOf(r.Context()), Limit: 500}
+	if s := q.Get("state"); s != "" {
 		f.States = []corral.JobState{corral.JobState(s)}
 	}
-	if s := r.URL.Query().Get("after"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			httperr.Write(w, fmt.Errorf("after=%q is not a job id: %w", s, corral.ErrBadInput))
-			return
+	var err error
+	bad := func(format string, args ...any) {
+		if err == nil {
+			err = fmt.Errorf(format+": %w", append(args, corral.ErrBadInput)...)
 		}
-		f.AfterID = n
+	}
+	if s := q.Get("after"); s != "" {
+		if f.AfterID, err = strconv.ParseInt(s, 10, 64); err != nil {
+			err = nil
+			bad("after=%q is not a job id", s)
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, perr := strconv.Atoi(s)
+		if perr != nil || n < 1 || n > 1000 {
+			bad("limit=%q: want 1 to 1000", s)
+		}
+		f.Limit = n
+	}
+	for _, tb := range []struct {
+		key string
+		dst *time.Time
+	}{{"since", &f.CreatedFrom}, {"until", &f.CreatedBefore}} {
+		if s := q.Get(tb.key); s != "" {
+			v, perr := time.Parse(time.RFC3339, s)
+			if perr != nil {
+				bad("%s=%q: want an RFC 3339 time like 2026-12-01T00:00:00Z", tb.key, s)
+			}
+			*tb.dst = v
+		}
+	}
+	if err != nil {
+		httperr.Write(w, err)
+		return
 	}
 	var jobs []corral.Job
-	err := a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
+	err = a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
 		var err error
 		jobs, err = tx.Jobs(r.Context(), f)
 		return err
@@ -134,7 +163,13 @@ func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
 	for _, j := range jobs {
 		out = append(out, viewJob(j))
 	}
-	httperr.WriteJSON(w, http.StatusOK, map[string]any{"jobs": out})
+	body := map[string]any{"jobs": out}
+	// A full page may have more after it: next is the cursor to pass as
+	// after (with the same filters) for the following page.
+	if len(jobs) == f.Limit {
+		body["next"] = strconv.FormatInt(jobs[len(jobs)-1].ID, 10)
+	}
+	httperr.WriteJSON(w, http.StatusOK, body)
 }
 
 func (a *App) getJob(w http.ResponseWriter, r *http.Request) {

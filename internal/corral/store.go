@@ -22,8 +22,12 @@ type JobFilter struct {
 	TargetID string
 	TenantID string
 	PoolID   string
-	AfterID  int64 // paging: jobs with ID > AfterID, ordered by ID
-	Limit    int   // 0 = no limit
+	Repo     string // "owner/name"
+	// CreatedFrom and CreatedBefore bound the job's creation time in
+	// corral: From <= created_at < Before; zero = unbounded.
+	CreatedFrom, CreatedBefore time.Time
+	AfterID                    int64 // paging: jobs with ID > AfterID, ordered by ID
+	Limit                      int   // 0 = no limit
 }
 
 // InstanceFilter selects instances. Zero fields select everything.

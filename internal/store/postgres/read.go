@@ -228,6 +228,15 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 	if f.TenantID != "" {
 		w.add("tenant_id = ", f.TenantID)
 	}
+	if f.Repo != "" {
+		w.add("repo = ", f.Repo)
+	}
+	if !f.CreatedFrom.IsZero() {
+		w.add("created_at >= ", tv(f.CreatedFrom))
+	}
+	if !f.CreatedBefore.IsZero() {
+		w.add("created_at < ", tv(f.CreatedBefore))
+	}
 	w.args = append(w.args, limit(f.Limit))
 	q := "SELECT " + jobCols + " FROM jobs" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args)) + t.locking()
 	out, err := queryAll(ctx, t, scanJob, q, w.args...)

@@ -238,6 +238,18 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 		where += " AND pool_id = ?"
 		args = append(args, f.PoolID)
 	}
+	if f.Repo != "" {
+		where += " AND repo = ?"
+		args = append(args, f.Repo)
+	}
+	if !f.CreatedFrom.IsZero() {
+		where += " AND created_at >= ?"
+		args = append(args, tv(f.CreatedFrom))
+	}
+	if !f.CreatedBefore.IsZero() {
+		where += " AND created_at < ?"
+		args = append(args, tv(f.CreatedBefore))
+	}
 	args = append(args, limit(f.Limit))
 	out, err := queryAll(ctx, t, scanJob, "SELECT "+jobCols+" FROM "+from+where+" ORDER BY id LIMIT ?", args...)
 	if err != nil {

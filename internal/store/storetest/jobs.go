@@ -98,6 +98,8 @@ func testJobFilters(t *testing.T, s corral.Store) {
 				ForgeJobID: BigForgeID + int64(i),
 				State:      []corral.JobState{corral.JobQueued, corral.JobRouted, corral.JobRunning, corral.JobCompleted, corral.JobUnroutable}[i%5],
 				PoolID:     []string{"", "big", "small"}[i%3],
+				Repo:       []string{"o/a", "o/b", "p/a", "o/c"}[i%4],
+				CreatedAt:  jobsEpoch.Add(time.Duration(i) * time.Minute),
 			}
 			if err := tx.PutJob(ctx, &j); err != nil {
 				return err
@@ -119,6 +121,9 @@ func testJobFilters(t *testing.T, s corral.Store) {
 			if len(f.States) > 0 && !contains(f.States, j.State) ||
 				f.TargetID != "" && j.TargetID != f.TargetID ||
 				f.PoolID != "" && j.PoolID != f.PoolID ||
+				f.Repo != "" && j.Repo != f.Repo ||
+				!f.CreatedFrom.IsZero() && j.CreatedAt.Before(f.CreatedFrom) ||
+				!f.CreatedBefore.IsZero() && !j.CreatedAt.Before(f.CreatedBefore) ||
 				j.ID <= f.AfterID {
 				continue
 			}
@@ -141,6 +146,9 @@ func testJobFilters(t *testing.T, s corral.Store) {
 		"after+limit":    {AfterID: all[3].ID, Limit: 4},
 		"state+limit":    {States: []corral.JobState{corral.JobRouted}, Limit: 2},
 		"nothing":        {TargetID: "nope"},
+		"repo":           {Repo: "o/b"},
+		"created from":   {CreatedFrom: jobsEpoch.Add(20 * time.Minute)},
+		"created window": {CreatedFrom: jobsEpoch.Add(5 * time.Minute), CreatedBefore: jobsEpoch.Add(12 * time.Minute), Repo: "p/a"},
 		"after the last": {AfterID: all[len(all)-1].ID},
 	}
 	view(t, s, func(ctx context.Context, tx corral.ReadTx) error {
@@ -259,3 +267,6 @@ func contains[T comparable](list []T, x T) bool {
 	}
 	return false
 }
+
+// jobsEpoch is the creation time of the first listed job.
+var jobsEpoch = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
