@@ -16,7 +16,7 @@ import (
 // organization target is in scale-set mode, with one process pool "ss"
 // (labels [corral-ss], at most poolMax runners) whose runners are the
 // stand-in's simulated actions runner.
-func scaleSetRig(t *testing.T, opt standin.Options, poolMax int) (*e2etest.GitHub, string, string, e2etest.Config) {
+func scaleSetRig(t testing.TB, opt standin.Options, poolMax int) (*e2etest.GitHub, string, string, e2etest.Config) {
 	t.Helper()
 	g := e2etest.NewGitHub(t, opt)
 	listen, dataDir := e2etest.FreePort(t), filepath.Join(t.TempDir(), "data")
