@@ -117,6 +117,7 @@ type Listener struct {
 	handed  map[string]map[int64]handedJob  // per target: forge job id -> last state handed
 	gen     map[string]corral.Forge         // the forge a target's client was made for
 	regs    map[key]int64                   // scale set ids registered, to tell re-registration
+	probed  map[string]bool                 // targets whose server version was checked
 }
 
 type handedJob struct {
@@ -156,7 +157,7 @@ func New(cfg Config) (*Listener, error) {
 	l := &Listener{cfg: cfg, log: cfg.Logger.With("component", "scaleset-listener"), changed: make(chan struct{}, 1),
 		status: map[key]*Status{}, sets: map[key]setRef{}, clients: map[string]*scaleset.Client{},
 		held: map[key]map[int64]scaleset.Item{}, handed: map[string]map[int64]handedJob{},
-		gen: map[string]corral.Forge{}, regs: map[key]int64{}}
+		gen: map[string]corral.Forge{}, regs: map[key]int64{}, probed: map[string]bool{}}
 	l.SetConfig(cfg.Targets, cfg.Pools)
 	return l, nil
 }
@@ -383,6 +384,7 @@ func (l *Listener) session(ctx context.Context, t corral.Target, p corral.Pool) 
 		return false, err
 	}
 	name := ScaleSetName(p)
+	l.checkVersion(ctx, t, p)
 	set, created, err := c.EnsureScaleSet(ctx, name, scaleSetLabels(p))
 	if err != nil {
 		return false, fmt.Errorf("register scale set %s: %w", name, err)
@@ -471,6 +473,43 @@ func (l *Listener) session(ctx context.Context, t corral.Target, p corral.Pool) 
 			// The next poll's lastMessageId acknowledges it too.
 			l.log.Debug("acknowledging a message failed", "pool", p.ID, "message", m.ID, "err", err)
 		}
+	}
+}
+
+// prober is the GitHub client's probe of the server's version.
+type prober interface {
+	Probe(ctx context.Context) (github.ProbeResult, error)
+}
+
+// checkVersion says once per target, in the log, when the server is a
+// GHES release that drops a scale set's labels beyond its name (before
+// 3.18) and pool p has such labels.
+func (l *Listener) checkVersion(ctx context.Context, t corral.Target, p corral.Pool) {
+	labels := scaleSetLabels(p)
+	if len(labels) == 1 && labels[0] == ScaleSetName(p) {
+		return
+	}
+	f, err := l.cfg.Forges.Forge(t)
+	if err != nil {
+		return
+	}
+	pr, ok := f.(prober)
+	l.mu.Lock()
+	done := l.probed[t.ID]
+	l.probed[t.ID] = true
+	l.mu.Unlock()
+	if !ok || done {
+		return
+	}
+	res, err := pr.Probe(ctx)
+	switch {
+	case err != nil:
+		l.log.Warn("cannot read the server's version; GHES before 3.18 drops a scale set's labels beyond its name", "target", t.ID, "err", err)
+	case res.Server && !github.ScaleSetLabelsKept(res.Version):
+		l.log.Warn("GHES before 3.18 drops a scale set's labels beyond its name: jobs must say runs-on: <pool id>, or give the pool one label, its id",
+			"target", t.ID, "pool", p.ID, "ghes", res.Version, "labels", labels)
+	case res.Server:
+		l.log.Info("GHES keeps multi-label scale sets; acquirejobs is used", "target", t.ID, "ghes", res.Version)
 	}
 }
 
