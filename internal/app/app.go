@@ -20,6 +20,7 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/leader"
 	"github.com/corral-ci/corral/internal/ledger"
+	"github.com/corral-ci/corral/internal/listener"
 	"github.com/corral-ci/corral/internal/metrics"
 	"github.com/corral-ci/corral/internal/poller"
 	"github.com/corral-ci/corral/internal/reconciler"
@@ -125,6 +126,7 @@ type App struct {
 	Scheduler  *scheduler.Scheduler
 	Reconciler *reconciler.Reconciler
 	Poller     *poller.Poller
+	Listener   *listener.Listener
 	Sampler    *rightsize.Sampler
 	Webhooks   *webhook.Handler
 	Components *component.Manager
@@ -192,8 +194,14 @@ func New(opt Options) (*App, error) {
 	a.Ledger = ledger.New(opt.Store, m, opt.Clock, opt.Logger)
 	a.Sampler = rightsize.NewSampler(rightsize.SamplerConfig{Store: leaderStore, Providers: opt.Providers,
 		Interval: opt.SampleInterval, Clock: opt.Clock, Logger: opt.Logger})
+	a.Listener, err = listener.New(listener.Config{Forges: opt.Forges, Observer: a.Ledger, Store: opt.Store,
+		Targets: opt.Targets, Pools: opt.Pools, Owner: opt.ControllerID, Recorder: a.Metrics, Logger: opt.Logger})
+	if err != nil {
+		return nil, err
+	}
 	a.Scheduler, err = scheduler.New(scheduler.Config{
-		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers, ProviderConcurrency: opt.ProviderConcurrency,
+		// Scale-set targets mint runners through their pool's scale set.
+		Store: leaderStore, Forges: a.Listener.Forges(opt.Forges), Providers: opt.Providers, ProviderConcurrency: opt.ProviderConcurrency,
 		Tenants: opt.Tenants, Targets: opt.Targets, Pools: opt.Pools,
 		MaxInstances: opt.MaxInstances, ControllerID: opt.ControllerID,
 		WarmLabels: route.WarmLabels, Covers: route.Covers, RunnerDir: opt.RunnerDir,
@@ -236,6 +244,7 @@ func (a *App) applySnapshot(s *catalog.Snapshot) {
 	a.Scheduler.SetConfig(s.Tenants, s.Targets, s.Pools)
 	a.Reconciler.SetConfig(s.Targets, s.Pools)
 	a.Poller.SetTargets(s.Targets)
+	a.Listener.SetConfig(s.Targets, s.Pools)
 	select { // the leader routes waiting jobs again with the new pools
 	case a.reroute <- struct{}{}:
 	default:
@@ -295,6 +304,7 @@ func (a *App) addComponents() {
 	m.Add(component.Func("scheduler", a.Scheduler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("reconciler", a.Reconciler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("poller", a.Poller.Run), component.Options{LeaderOnly: true})
+	m.Add(component.Func("scaleset-listener", a.Listener.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("rightsizing", a.Sampler.Run), component.Options{LeaderOnly: true})
 	m.Add(component.Func("reroute", func(ctx context.Context) error {
 		for {

@@ -141,6 +141,7 @@ func (h *health) addChecks() {
 	}
 	m.AddCheck("targets", false, h.checkTargets)
 	m.AddCheck("poller", false, h.a.Poller.Check)
+	m.AddCheck("scaleset", false, h.a.Listener.Check)
 }
 
 func (h *health) checkStore(ctx context.Context) (string, error) {

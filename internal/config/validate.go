@@ -294,6 +294,9 @@ func (b *builder) buildTargets() []corral.Target {
 		switch {
 		case mode == corral.ModePoll && hasSecret:
 			b.bad(k+".webhook_secret", "set, but mode poll takes no webhook: drop it, or use mode webhook+poll")
+		case mode == corral.ModeScaleSet && hasSecret:
+			b.bad(k+".webhook_secret", "set, but mode scaleset takes no webhook: drop it (the scale-set listener learns of every job)")
+		case mode == corral.ModeScaleSet:
 		case mode != corral.ModePoll && !hasSecret:
 			b.bad(k+".webhook_secret", "required for kind %s in mode %s (or use mode poll on gitea/forgejo: no webhook needed)", kind, modeName(mode))
 		}
@@ -334,12 +337,15 @@ func (b *builder) targetMode(k string, kind corral.TargetKind, t Target) corral.
 	case string(corral.ModePoll), string(corral.ModeWebhookPoll):
 		mode = corral.TargetMode(t.Mode)
 		if kind == corral.KindGitHub {
-			b.bad(k+".mode", "%s is for gitea and forgejo targets; a github target takes webhooks (mode webhook; scale-set mode is not built yet)", t.Mode)
+			b.bad(k+".mode", "%s is for gitea and forgejo targets; a github target takes webhooks (mode webhook) or listens to a runner scale set (mode scaleset)", t.Mode)
 		}
-	case "scaleset":
-		b.bad(k+".mode", "scaleset is not built yet in this corral: use mode webhook (github) or poll (gitea, forgejo)")
+	case string(corral.ModeScaleSet):
+		mode = corral.ModeScaleSet
+		if kind != corral.KindGitHub {
+			b.bad(k+".mode", "scaleset is GitHub's runner scale-set API, for github targets; a %s target polls (mode poll)", kind)
+		}
 	default:
-		b.bad(k+".mode", "want webhook, poll or webhook+poll, got %q", t.Mode)
+		b.bad(k+".mode", "want webhook, poll, webhook+poll or scaleset, got %q", t.Mode)
 	}
 	switch {
 	case t.PollInterval != 0 && !(corral.Target{Mode: mode}).Polls():

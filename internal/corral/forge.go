@@ -67,6 +67,9 @@ type RunnerSpec struct {
 	Labels     []string
 	InstanceID string
 	WorkFolder string
+	// Pool is the instance's pool (scale-set mode mints through the
+	// pool's scale set).
+	Pool string
 }
 
 // Bootstrap is what an instance needs to start its runner: the command,

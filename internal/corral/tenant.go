@@ -67,6 +67,9 @@ const (
 	ModeWebhook     TargetMode = ""             // webhooks; the REST sweep as backstop
 	ModePoll        TargetMode = "poll"         // no webhook: a leader-only poller lists waiting jobs
 	ModeWebhookPoll TargetMode = "webhook+poll" // both: the poller is the backstop
+	// ModeScaleSet: no webhook; GitHub's runner scale-set API, a
+	// leader-only listener per pool (package listener).
+	ModeScaleSet TargetMode = "scaleset"
 )
 
 // DefaultPollInterval is the poll interval when the config sets none.
@@ -76,7 +79,7 @@ const DefaultPollInterval = 2 * time.Second
 func (t Target) Polls() bool { return t.Mode == ModePoll || t.Mode == ModeWebhookPoll }
 
 // TakesWebhooks tells whether the target's jobs come by webhook.
-func (t Target) TakesWebhooks() bool { return t.Mode != ModePoll }
+func (t Target) TakesWebhooks() bool { return t.Mode != ModePoll && t.Mode != ModeScaleSet }
 
 // EffectivePollInterval is PollInterval or its default.
 func (t Target) EffectivePollInterval() time.Duration {

@@ -158,10 +158,38 @@ func gitHubTarget(ctx context.Context, t corral.Target, opt ForgeOptions) []Resu
 		}
 	}
 	out = append(out, Clock("clock "+t.ID, g.first, g.sentAt, g.gotAt))
-	if status == http.StatusOK && t.Scope != corral.ScopeEnterprise {
+	switch {
+	case status == http.StatusOK && t.Mode == corral.ModeScaleSet:
+		out = append(out, gitHubScaleSet(ctx, g, t))
+	case status == http.StatusOK && t.Scope != corral.ScopeEnterprise:
 		out = append(out, gitHubHooks(ctx, g, t, opt))
 	}
 	return out
+}
+
+// gitHubScaleSet says how a scale-set target's jobs reach corral and
+// whether the server keeps multi-label scale sets (GHES 3.18+).
+func gitHubScaleSet(ctx context.Context, g *ghCall, t corral.Target) Result {
+	check := "scaleset " + t.ID
+	var meta struct {
+		InstalledVersion string `json:"installed_version"`
+	}
+	status, h, err := g.get(ctx, "meta", &meta)
+	if err != nil || status != http.StatusOK {
+		return warn(check, "", "mode scaleset: GET /meta failed (%d %v); the server version is not known", status, err)
+	}
+	v := strings.TrimSpace(meta.InstalledVersion)
+	if v == "" {
+		v = strings.TrimSpace(h.Get("X-GitHub-Enterprise-Version"))
+	}
+	switch {
+	case v == "":
+		return ok(check, "mode scaleset: no webhook needed; one runner scale set per pool (name: the pool's id, labels: the pool's labels)")
+	case !github.ScaleSetLabelsKept(v):
+		return warn(check, "give each pool one label, its id (jobs say runs-on: POOL ID), or upgrade to GHES "+github.MinMultiLabelScaleSetVersion+" or later",
+			"mode scaleset on GHES %s: labels of a scale set beyond its name are dropped silently before %s", v, github.MinMultiLabelScaleSetVersion)
+	}
+	return ok(check, "mode scaleset on GHES %s: no webhook needed; multi-label scale sets kept; acquirejobs is used", v)
 }
 
 func splitScopes(s string) []string {

@@ -109,3 +109,39 @@ func TestTarget_GitHubApp(t *testing.T) {
 		t.Errorf("clock: %+v", r)
 	}
 }
+
+// TestTarget_GitHubScaleSet: a scale-set target needs no webhook (no
+// webhook check), and doctor says when the GHES release drops a scale
+// set's extra labels (before 3.18).
+func TestTarget_GitHubScaleSet(t *testing.T) {
+	for _, c := range []struct {
+		ghes   string
+		status Status
+		want   string
+	}{
+		{"", OK, "no webhook needed"},
+		{"3.17", Warn, "dropped silently before 3.18"},
+		{"3.18", OK, "multi-label scale sets kept"},
+	} {
+		t.Run("ghes "+c.ghes, func(t *testing.T) {
+			s := standin.New(standin.Options{GHESVersion: c.ghes})
+			ts := httptest.NewServer(s)
+			t.Cleanup(func() { ts.Close(); s.Close() })
+			s.AddRepo("acme", "app")
+			s.AddPAT("ghp_scaleSet000000000000000000000000000", "admin:org")
+			u := ts.URL
+			if c.ghes != "" {
+				u += "/api/v3"
+			}
+			tgt := corral.Target{ID: "acme", Kind: corral.KindGitHub, Scope: corral.ScopeOrg, Path: "acme", URL: u,
+				Token: "ghp_scaleSet000000000000000000000000000", Mode: corral.ModeScaleSet}
+			rs := Target(ctx10(t), tgt, ForgeOptions{})
+			if r := find(rs, "scaleset acme"); r.Status != c.status || !strings.Contains(r.Message, c.want) {
+				t.Errorf("scaleset: %+v; want %v with %q", r, c.status, c.want)
+			}
+			if r := find(rs, "webhook acme"); r.Check != "" {
+				t.Errorf("a scale-set target's webhook was checked: %+v", r)
+			}
+		})
+	}
+}

@@ -41,6 +41,7 @@ type Metrics struct {
 	webhooks       *prometheus.CounterVec
 	compFailures   *prometheus.CounterVec
 	polls          *prometheus.CounterVec
+	ssPolls        *prometheus.CounterVec
 	forgeCalls     *prometheus.CounterVec
 	providerErrs   *prometheus.CounterVec
 	reconcileActs  *prometheus.CounterVec
@@ -81,6 +82,8 @@ func New() *Metrics {
 		Help: "Failures of corral's components (each is restarted, or stops corral if it must)."}, []string{"component"})
 	m.polls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_polls_total",
 		Help: "Polls of a target's open jobs in poll mode, by result: ok, unchanged (304) or error."}, []string{"target", "result"})
+	m.ssPolls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_scaleset_polls_total",
+		Help: "Long polls of a scale set's message queue in scale-set mode, by result: ok (a message), empty, error, gone (scale set or session deleted at GitHub), conflict (a live session waited out)."}, []string{"target", "result"})
 	m.forgeCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "corral_forge_calls_total",
 		Help: "Forge API requests sent (retries included), by target, endpoint class (jit, registration, runners, jobs, token, hooks, repos, meta, other) and result (ok, not_modified, client_error, rate_limited, server_error, network_error)."},
 		[]string{"target", "endpoint", "result"})
@@ -90,7 +93,7 @@ func New() *Metrics {
 		Help: "What the reconciler repaired, by kind: rescued, finished, ghost_removed, orphan_removed, vanished, boot_timeout, job_timeout, lifetime, pool_removed."},
 		[]string{"kind"})
 	for _, c := range []prometheus.Collector{m.forgeCalls, m.providerErrs, m.reconcileActs, m.jobTransitions, m.jobsCompleted, m.queueWait, m.phase, m.reserved, m.created,
-		m.limitHits, m.backoffs, m.reconcile, m.reconcileErrs, m.webhooks, m.compFailures, m.polls,
+		m.limitHits, m.backoffs, m.reconcile, m.reconcileErrs, m.webhooks, m.compFailures, m.polls, m.ssPolls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -187,6 +190,12 @@ func (m *Metrics) ComponentFailed(name string) { m.compFailures.WithLabelValues(
 // Polled implements poller.Recorder: targets come from the configuration,
 // so they may be labels.
 func (m *Metrics) Polled(target, result string) { m.polls.WithLabelValues(target, result).Inc() }
+
+// ScaleSetPolled implements listener.Recorder (targets come from the
+// configuration, results from a fixed list: the series stay bounded).
+func (m *Metrics) ScaleSetPolled(target, result string) {
+	m.ssPolls.WithLabelValues(target, result).Inc()
+}
 
 // StateReader gives the gauges read at scrape time.
 type StateReader interface {

@@ -87,7 +87,7 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 	if !s.mayAct(in, "mint a runner credential") {
 		return
 	}
-	boot, err := forge.MintRunner(ctx, corral.RunnerSpec{Name: in.Name, Labels: in.Labels, InstanceID: in.ID})
+	boot, err := forge.MintRunner(ctx, corral.RunnerSpec{Name: in.Name, Labels: in.Labels, InstanceID: in.ID, Pool: in.PoolID})
 	if errors.Is(err, corral.ErrConflict) && in.Attempts > 1 {
 		// A retried create whose runner is registered and busy: the first
 		// attempt's runner is at work (corral died before recording it).

@@ -182,3 +182,14 @@ func (c *Client) RunnerDownloads(ctx context.Context) ([]RunnerDownload, error) 
 	}
 	return out, nil
 }
+
+// MinMultiLabelScaleSetVersion is the first GHES release that keeps a
+// runner scale set's labels beyond its name (older ones drop them
+// silently, so jobs must say runs-on: <scale set name>).
+const MinMultiLabelScaleSetVersion = "3.18"
+
+// ScaleSetLabelsKept tells whether a forge of version (ProbeResult.Version,
+// "" for github.com and GHEC) keeps a scale set's extra labels.
+func ScaleSetLabelsKept(version string) bool {
+	return version == "" || versionAtLeast(version, MinMultiLabelScaleSetVersion)
+}

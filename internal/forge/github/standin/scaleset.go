@@ -312,6 +312,13 @@ func (s *Server) deleteSetLocked(ss *scaleSet) {
 	if ss.session != nil {
 		s.endSessionLocked(ss.session)
 	}
+	// Its idle runners go with it (their sessions end, so the runners
+	// exit); a busy one finishes its job first.
+	for _, rn := range s.runners {
+		if rn.set == ss && rn.registered && !rn.busy {
+			s.removeLocked(rn)
+		}
+	}
 	for _, j := range s.jobs {
 		if j.set == ss && j.status == StatusQueued {
 			j.set, j.acquired = nil, false
