@@ -294,7 +294,9 @@ func (b *builder) buildTargets() []corral.Target {
 		switch {
 		case mode == corral.ModePoll && hasSecret:
 			b.bad(k+".webhook_secret", "set, but mode poll takes no webhook: drop it, or use mode webhook+poll")
-		case mode != corral.ModePoll && !hasSecret:
+		case mode == corral.ModeOneJob && hasSecret:
+			b.bad(k+".webhook_secret", "set, but mode one-job takes no webhook (its jobs come by polling): drop it")
+		case mode != corral.ModePoll && mode != corral.ModeOneJob && !hasSecret:
 			b.bad(k+".webhook_secret", "required for kind %s in mode %s (or use mode poll on gitea/forgejo: no webhook needed)", kind, modeName(mode))
 		}
 		if t.Token == "" && !b.src.has(k+".token") {
@@ -336,14 +338,21 @@ func (b *builder) targetMode(k string, kind corral.TargetKind, t Target) corral.
 		if kind == corral.KindGitHub {
 			b.bad(k+".mode", "%s is for gitea and forgejo targets; a github target takes webhooks (mode webhook; scale-set mode is not built yet)", t.Mode)
 		}
+	case string(corral.ModeOneJob):
+		mode = corral.ModeOneJob
+		if kind != corral.KindForgejo {
+			b.bad(k+".mode", "one-job is for forgejo targets (Forgejo ≥ 15, forgejo-runner ≥ 12.8), not kind %s", kind)
+		}
+	case "onejob", "one_job":
+		b.bad(k+".mode", "unknown mode %q: did you mean one-job (as forgejo-runner's one-job command)?", t.Mode)
 	case "scaleset":
 		b.bad(k+".mode", "scaleset is not built yet in this corral: use mode webhook (github) or poll (gitea, forgejo)")
 	default:
-		b.bad(k+".mode", "want webhook, poll or webhook+poll, got %q", t.Mode)
+		b.bad(k+".mode", "want webhook, poll, webhook+poll or one-job, got %q", t.Mode)
 	}
 	switch {
 	case t.PollInterval != 0 && !(corral.Target{Mode: mode}).Polls():
-		b.bad(k+".poll_interval", "set, but mode %s does not poll (use mode poll or webhook+poll)", modeName(mode))
+		b.bad(k+".poll_interval", "set, but mode %s does not poll (use mode poll, webhook+poll or one-job)", modeName(mode))
 	case t.PollInterval != 0 && (t.PollInterval < minPollInterval || t.PollInterval > maxPollInterval):
 		b.bad(k+".poll_interval", "want between %v and %v, got %v", minPollInterval, maxPollInterval, t.PollInterval)
 	}

@@ -67,6 +67,10 @@ type RunnerSpec struct {
 	Labels     []string
 	InstanceID string
 	WorkFolder string
+	// ForgeJobID is the forge's id of the job the runner is made for (0:
+	// a warm runner for any job). Forges that bind a runner to one job
+	// (Forgejo one-job mode) need it.
+	ForgeJobID int64
 }
 
 // Bootstrap is what an instance needs to start its runner: the command,

@@ -67,16 +67,22 @@ const (
 	ModeWebhook     TargetMode = ""             // webhooks; the REST sweep as backstop
 	ModePoll        TargetMode = "poll"         // no webhook: a leader-only poller lists waiting jobs
 	ModeWebhookPoll TargetMode = "webhook+poll" // both: the poller is the backstop
+	// ModeOneJob (Forgejo ≥ 15): no webhook; the poller lists waiting jobs
+	// with their per-attempt handles, and each runner is an ephemeral
+	// registration started with `one-job --handle`, bound to one job.
+	ModeOneJob TargetMode = "one-job"
 )
 
 // DefaultPollInterval is the poll interval when the config sets none.
 const DefaultPollInterval = 2 * time.Second
 
 // Polls tells whether corral polls the target's forge for waiting jobs.
-func (t Target) Polls() bool { return t.Mode == ModePoll || t.Mode == ModeWebhookPoll }
+func (t Target) Polls() bool {
+	return t.Mode == ModePoll || t.Mode == ModeWebhookPoll || t.Mode == ModeOneJob
+}
 
 // TakesWebhooks tells whether the target's jobs come by webhook.
-func (t Target) TakesWebhooks() bool { return t.Mode != ModePoll }
+func (t Target) TakesWebhooks() bool { return t.Mode != ModePoll && t.Mode != ModeOneJob }
 
 // EffectivePollInterval is PollInterval or its default.
 func (t Target) EffectivePollInterval() time.Duration {
