@@ -114,11 +114,24 @@ func (r *rig) check(t *testing.T, pools map[int64]string) {
 	api := "http://" + r.listen + "/api/v1/jobs"
 	var all struct {
 		Jobs []struct {
-			ID         int64 `json:"id"`
-			ForgeJobID int64 `json:"forge_job_id"`
+			ID         int64  `json:"id"`
+			ForgeJobID int64  `json:"forge_job_id"`
+			State      string `json:"state"`
+			Conclusion string `json:"conclusion"`
 		} `json:"jobs"`
 	}
-	getJSON(t, api, &all)
+	// Forgejo's listing drops a finished job and corral knows no endpoint
+	// that tells its conclusion (docs/forgejo.md): the ledger completes it
+	// as the runner exits and the sweep finds it gone.
+	e2etest.WaitFor(t, 30*time.Second, "every ledger job completed", func() bool {
+		getJSON(t, api, &all)
+		for _, j := range all.Jobs {
+			if j.State != "completed" {
+				return false
+			}
+		}
+		return len(all.Jobs) == len(r.fj.Jobs())
+	})
 	ledger := map[int64]int64{}
 	for _, j := range all.Jobs {
 		if ledger[j.ForgeJobID] != 0 {
