@@ -52,6 +52,7 @@ func (a *App) Routes() []Route {
 		{"GET", "/api/v1/jobs/{id}", auth.TenantRead, OnAPI, http.HandlerFunc(a.getJob)},
 		{"POST", "/api/v1/jobs/{id}/retry", auth.TenantAdmin, OnAPI, http.HandlerFunc(a.retryJob)},
 		{"GET", "/api/v1/pools", auth.TenantRead, OnAPI, http.HandlerFunc(a.listPools)},
+		{"PATCH", "/api/v1/pools/{pool}", auth.TenantAdmin, OnAPI, http.HandlerFunc(a.patchPool)},
 		{"POST", "/api/v1/pools/{pool}/drain", auth.TenantAdmin, OnAPI, a.poolOp(corral.PoolDraining)},
 		{"POST", "/api/v1/pools/{pool}/pause", auth.TenantAdmin, OnAPI, a.poolOp(corral.PoolPaused)},
 		{"POST", "/api/v1/pools/{pool}/resume", auth.TenantAdmin, OnAPI, a.poolOp(corral.PoolActive)},

@@ -59,7 +59,10 @@ var probes = map[string]probe{
 	"POST /api/v1/instances/{id}/stop": {req: func(f *fixture) *http.Request {
 		return httptest.NewRequest("POST", "/api/v1/instances/"+f.idleInstance()+"/stop", nil)
 	}, ok: 200, otherTenant: 404}, // a new idle instance of tenant default each time
-	"GET /api/v1/pools":                {req: path("/api/v1/pools"), ok: 200, otherTenant: 200},
+	"GET /api/v1/pools": {req: path("/api/v1/pools"), ok: 200, otherTenant: 200},
+	"PATCH /api/v1/pools/{pool}": {req: func(*fixture) *http.Request {
+		return httptest.NewRequest("PATCH", "/api/v1/pools/linux", strings.NewReader(`{"concurrency": 4}`))
+	}, ok: 200, otherTenant: 404},
 	"POST /api/v1/pools/{pool}/drain":  {req: post("/api/v1/pools/linux/drain"), ok: 200, otherTenant: 404},
 	"POST /api/v1/pools/{pool}/pause":  {req: post("/api/v1/pools/linux/pause"), ok: 200, otherTenant: 404},
 	"POST /api/v1/pools/{pool}/resume": {req: post("/api/v1/pools/linux/resume"), ok: 200, otherTenant: 404},

@@ -16,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,6 +172,66 @@ func (c *Catalog) Apply(ctx context.Context, d Desired) (Change, error) {
 		return Change{}, fmt.Errorf("catalog: apply: %w", err)
 	}
 	return ch, c.Load(ctx)
+}
+
+// UpdatePool changes one pool of the store's catalog: fn edits the stored
+// pool (read inside the transaction, so concurrent writers do not undo each
+// other) and may refuse it with an error. The result must pass the pool's
+// own checks and route with every other pool; then it is written with a
+// version bump and loaded, so it takes effect on every replica within a
+// poll interval. A missing pool is corral.ErrNotFound; an edit that
+// changes nothing writes nothing.
+func (c *Catalog) UpdatePool(ctx context.Context, id string, fn func(*corral.Pool) error) (corral.Pool, error) {
+	var out corral.Pool
+	changed := false
+	err := c.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		changed = false
+		pools, err := tx.Pools(ctx)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(pools, func(p corral.Pool) bool { return p.ID == id })
+		if i < 0 {
+			return fmt.Errorf("pool %q: %w", id, corral.ErrNotFound)
+		}
+		old := pools[i]
+		p := old
+		p.Labels, p.Targets = slices.Clone(old.Labels), slices.Clone(old.Targets)
+		if err := fn(&p); err != nil {
+			return err
+		}
+		if p.ID != old.ID || p.TenantID != old.TenantID {
+			return fmt.Errorf("pool %q: its id and tenant cannot change: %w", id, corral.ErrBadInput)
+		}
+		if probs := p.Problems(); len(probs) > 0 {
+			msgs := make([]string, len(probs))
+			for j, pr := range probs {
+				msgs[j] = pr.Key + ": " + pr.Msg
+			}
+			return fmt.Errorf("pool %s: %s: %w", id, strings.Join(msgs, "; "), corral.ErrBadInput)
+		}
+		pools[i] = p
+		if _, err := route.New(pools, c.cfg.Route); err != nil {
+			return fmt.Errorf("pool %s: %v: %w", id, err, corral.ErrBadInput)
+		}
+		out = p
+		if same(store.EncodePool, old, p) {
+			return nil
+		}
+		changed = true
+		if err := tx.PutPool(ctx, p); err != nil {
+			return err
+		}
+		_, err = tx.BumpCatalogVersion(ctx)
+		return err
+	})
+	if err != nil {
+		return corral.Pool{}, err
+	}
+	if !changed {
+		return out, nil
+	}
+	return out, c.Load(ctx)
 }
 
 func applyTenants(ctx context.Context, tx corral.Tx, want []corral.Tenant, ch *Change) error {

@@ -93,68 +93,35 @@ func (b *builder) buildPools() []corral.Pool {
 		if len(p.Sizes) > 0 {
 			cp.Sizes = b.sizeWords(k+".sizes", p.Sizes)
 		}
-		b.counts(k, p)
 		cp.HeadroomCount, cp.HeadroomPercent = b.headroom(k+".headroom", p.Headroom)
 		for j, s := range p.Schedules {
-			cp.Schedules = append(cp.Schedules, b.schedule(fmt.Sprintf("%s.schedules[%d]", k, j), s, p.MaxInstances))
+			cp.Schedules = append(cp.Schedules, b.schedule(fmt.Sprintf("%s.schedules[%d]", k, j), s))
 		}
-		b.durations(k, p)
+		for _, d := range []struct {
+			key string
+			v   time.Duration
+		}{{"boot_timeout", p.BootTimeout}, {"max_job_runtime", p.MaxJobRuntime}, {"idle_timeout", p.IdleTimeout}, {"max_lifetime", p.MaxLifetime}} {
+			if d.v <= 0 {
+				b.bad(k+"."+d.key, "must be positive")
+			}
+		}
+		for _, pr := range cp.Problems() {
+			if pr.Key != "priority" { // checked where it is read (input.go)
+				b.bad(k+"."+pr.Key, "%s", pr.Msg)
+			}
+		}
 		out = append(out, cp)
 	}
 	return out
 }
 
-func (b *builder) counts(k string, p Pool) {
-	if p.PricePerMinute < 0 {
-		b.bad(k+".price_per_minute", "must not be negative")
-	}
-	if p.MaxInstances < 0 {
-		b.bad(k+".max_instances", "must not be negative")
-	}
-	if p.Concurrency < 0 {
-		b.bad(k+".concurrency", "must not be negative (0 = the default, 8)")
-	}
-	switch {
-	case p.MinIdle < 0:
-		b.bad(k+".min_idle", "must not be negative")
-	case p.MaxInstances > 0 && p.MinIdle > p.MaxInstances:
-		b.bad(k+".min_idle", "%d exceeds max_instances %d", p.MinIdle, p.MaxInstances)
-	}
-}
-
-func (b *builder) durations(k string, p Pool) {
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{{"boot_timeout", p.BootTimeout}, {"max_job_runtime", p.MaxJobRuntime}, {"idle_timeout", p.IdleTimeout}, {"max_lifetime", p.MaxLifetime}} {
-		if d.v <= 0 {
-			b.bad(k+"."+d.key, "must be positive")
-		}
-	}
-	if p.MaxJobRuntime > 0 && p.MaxLifetime > 0 && p.MaxLifetime <= p.MaxJobRuntime {
-		b.bad(k+".max_lifetime", "%s must exceed max_job_runtime %s", fmtDur(p.MaxLifetime), fmtDur(p.MaxJobRuntime))
-	}
-}
-
 // headroom parses "2" (a count) or "25%" (a share of demand).
 func (b *builder) headroom(key, s string) (count, percent int) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, 0
+	count, percent, err := corral.ParseHeadroom(s)
+	if err != nil {
+		b.bad(key, "%v", err)
 	}
-	num, pct := strings.CutSuffix(s, "%")
-	n, err := strconv.Atoi(strings.TrimSpace(num))
-	switch {
-	case err != nil || n < 0:
-		b.bad(key, `want a count like 2 or a percentage like "25%%", got %q`, s)
-		return 0, 0
-	case pct && n > 1000:
-		b.bad(key, "at most 1000%%")
-		return 0, 0
-	case pct:
-		return 0, n
-	}
-	return n, 0
+	return count, percent
 }
 
 // weekdays maps "mon" and "monday" (any case) to their weekday.
@@ -167,7 +134,7 @@ var weekdays = func() map[string]time.Weekday {
 	return m
 }()
 
-func (b *builder) schedule(k string, s Schedule, maxInstances int) corral.IdleSchedule {
+func (b *builder) schedule(k string, s Schedule) corral.IdleSchedule {
 	var out corral.IdleSchedule
 	for j, d := range s.Days {
 		wd, ok := weekdays[strings.ToLower(strings.TrimSpace(d))]
@@ -196,13 +163,7 @@ func (b *builder) schedule(k string, s Schedule, maxInstances int) corral.IdleSc
 		}
 		out.Location = loc
 	}
-	switch {
-	case s.MinIdle < 0:
-		b.bad(k+".min_idle", "must not be negative")
-	case maxInstances > 0 && s.MinIdle > maxInstances:
-		b.bad(k+".min_idle", "%d exceeds the pool's max_instances %d", s.MinIdle, maxInstances)
-	}
-	out.MinIdle = s.MinIdle
+	out.MinIdle = s.MinIdle // checked with the pool (corral.Pool.Problems)
 	return out
 }
 
@@ -219,18 +180,6 @@ func clock(s string, end bool) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute, true
-}
-
-// fmtDur writes 2h instead of 2h0m0s.
-func fmtDur(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // oneJob tells whether target id is in mode one-job.

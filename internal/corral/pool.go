@@ -2,6 +2,9 @@ package corral
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -146,4 +149,87 @@ func (p *Pool) Headroom(demand int) int {
 		}
 	}
 	return h
+}
+
+// FieldProblem is one setting of a pool that is out of range: its key in
+// the config's terms (max_instances, schedules[0].min_idle, ...) and why.
+type FieldProblem struct {
+	Key, Msg string
+}
+
+// Problems checks the pool's counts and durations against each other, the
+// same rules for a config file and for an API write (a zero duration is
+// "off" here; the config file and the API refuse to set one). Nil means
+// none.
+func (p *Pool) Problems() []FieldProblem {
+	var out []FieldProblem
+	bad := func(key, format string, args ...any) {
+		out = append(out, FieldProblem{key, fmt.Sprintf(format, args...)})
+	}
+	if p.Priority < 0 {
+		bad("priority", "must not be negative (0 routes first)")
+	}
+	if p.PricePerMinute < 0 {
+		bad("price_per_minute", "must not be negative")
+	}
+	if p.MaxInstances < 0 {
+		bad("max_instances", "must not be negative")
+	}
+	if p.Concurrency < 0 {
+		bad("concurrency", "must not be negative (0 = the default, 8)")
+	}
+	switch {
+	case p.MinIdle < 0:
+		bad("min_idle", "must not be negative")
+	case p.MaxInstances > 0 && p.MinIdle > p.MaxInstances:
+		bad("min_idle", "%d exceeds max_instances %d", p.MinIdle, p.MaxInstances)
+	}
+	if p.HeadroomCount < 0 || p.HeadroomPercent < 0 {
+		bad("headroom", "must not be negative")
+	}
+	for i, s := range p.Schedules {
+		k := fmt.Sprintf("schedules[%d].min_idle", i)
+		switch {
+		case s.MinIdle < 0:
+			bad(k, "must not be negative")
+		case p.MaxInstances > 0 && s.MinIdle > p.MaxInstances:
+			bad(k, "%d exceeds the pool's max_instances %d", s.MinIdle, p.MaxInstances)
+		}
+	}
+	if p.MaxJobRuntime > 0 && p.MaxLifetime > 0 && p.MaxLifetime <= p.MaxJobRuntime {
+		bad("max_lifetime", "%s must exceed max_job_runtime %s", FormatDuration(p.MaxLifetime), FormatDuration(p.MaxJobRuntime))
+	}
+	return out
+}
+
+// FormatDuration writes 2h instead of 2h0m0s, and 90m as 1h30m.
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// ParseHeadroom parses a headroom setting: "2" (a count of warm runners
+// above demand) or "25%" (a share of demand, at most 1000%); "" is none.
+func ParseHeadroom(s string) (count, percent int, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, 0, nil
+	}
+	num, pct := strings.CutSuffix(s, "%")
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	switch {
+	case err != nil || n < 0:
+		return 0, 0, fmt.Errorf(`want a count like 2 or a percentage like "25%%", got %q`, s)
+	case pct && n > 1000:
+		return 0, 0, fmt.Errorf("at most 1000%%")
+	case pct:
+		return 0, n, nil
+	}
+	return n, 0, nil
 }

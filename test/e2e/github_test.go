@@ -29,6 +29,7 @@ type ghRig struct {
 	dataDir string
 	cfg     string
 	env     []string
+	appKey  []byte // the App's private key (PEM), for the secrets search
 }
 
 const (
@@ -69,6 +70,7 @@ func newGHRigWith(t *testing.T, opt standin.Options, poolMax int, runnerEnv stri
 	if err := os.WriteFile(keyFile, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	r.appKey = pemBytes
 	image := e2etest.RunnerImage(t, corralBin, runnerEnv)
 	r.cfg = e2etest.WriteConfig(t, e2etest.Config{Listen: r.listen, DataDir: r.dataDir, Reconcile: "2s",
 		Targets: []e2etest.Target{

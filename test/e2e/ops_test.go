@@ -126,3 +126,54 @@ func TestDrainPool(t *testing.T) {
 	post(t, api+"/pools/linux/drain") // its warm runner goes, for the clean end
 	r.checkClean(t, 4)
 }
+
+// patchPool sends PATCH url with body as the admin and wants 200.
+func patchPool(t *testing.T, url, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("PATCH", url, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(e2etest.Authorize(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("PATCH %s %s: %s", url, body, resp.Status)
+	}
+}
+
+// TestPatchPool: a pool changed through the API serves the next job with
+// the new settings, while corral runs. At max_instances 1 a second job
+// waits behind a long one; raised to 2, it runs beside it. With a label
+// added, a job that carries it is served by the pool.
+func TestPatchPool(t *testing.T) {
+	r := newRig(t, standin.Options{Seed: 41}, setup{PoolMax: 1})
+	r.start(t)
+	api := "http://" + r.listen + "/api/v1"
+	r.queue(0, simJob(0), 25*time.Second)
+	waitFor(t, 60*time.Second, "the long job runs", func() bool { return r.Count(standin.StatusInProgress) == 1 })
+	r.queue(1, simJob(1), 100*time.Millisecond)
+	time.Sleep(3 * time.Second) // several passes: the pool is full
+	if n := r.Count(standin.StatusQueued); n != 1 || pools(t, api)["linux"].Instances != 1 {
+		t.Fatalf("at max_instances 1: %d jobs queued, pool %+v", n, pools(t, api)["linux"])
+	}
+	patchPool(t, api+"/pools/linux", `{"max_instances": 2}`)
+	waitFor(t, 20*time.Second, "the second job ran beside the long one", func() bool {
+		return r.Count(standin.StatusCompleted) == 1 && r.Count(standin.StatusInProgress) == 1
+	})
+	patchPool(t, api+"/pools/linux", `{"labels": ["corral", "patched"]}`)
+	r.queue(2, []string{"corral", "patched", "run-2"}, 100*time.Millisecond)
+	waitFor(t, 60*time.Second, "every job completed", func() bool { return r.Count(standin.StatusCompleted) == 3 })
+	var list struct {
+		Jobs []struct {
+			State string `json:"state"`
+			Pool  string `json:"pool"`
+		} `json:"jobs"`
+	}
+	getJSON(t, api+"/jobs", &list)
+	for _, j := range list.Jobs {
+		if j.State != "completed" || j.Pool != "linux" {
+			t.Errorf("job %+v", j)
+		}
+	}
+	r.checkClean(t, 3)
+}

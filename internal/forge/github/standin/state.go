@@ -301,3 +301,26 @@ func (s *Server) violationLocked(cred, endpoint, why string) {
 	s.violations = append(s.violations, fmt.Sprintf("%s %s %s: %s", s.now().UTC().Format(time.RFC3339Nano), cred, endpoint, why))
 	s.log.Warn("rate-limit violation", "credential", cred, "endpoint", endpoint, "why", why)
 }
+
+// IssuedSecrets lists every credential the stand-in has handed out: App
+// installation tokens, registration tokens and each runner's one-time
+// credential (the secret inside its JIT config). Tests search corral's
+// logs, answers and files for them.
+func (s *Server) IssuedSecrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for t := range s.instTokens {
+		out = append(out, t)
+	}
+	for t := range s.regTokens {
+		out = append(out, t)
+	}
+	for _, r := range s.runners {
+		if r.cred != "" {
+			out = append(out, r.cred)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
