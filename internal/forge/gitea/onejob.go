@@ -41,8 +41,7 @@ const TokenFile = ".runner-token"
 // handle is $CORRAL_JOB_HANDLE. It finds the runner program like
 // BootstrapScript. Each label of $CORRAL_RUNNER_LABELS (comma separated,
 // "name:host") is one --label. --wait: the documented example passes it;
-// the runner waits for the job to be ready rather than failing at once
-// (docs/forgejo.md says what the documentation leaves open).
+// what it does exactly is not documented (docs/forgejo.md).
 const OneJobScript = `set -eu
 bin=${CORRAL_RUNNER_BIN:-forgejo-runner}
 case "$0" in
