@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "github-sim-runner":
 		return runGitHubSimRunner(ctx, args[1:], stdout, stderr)
+	case "forgejo-sim-runner":
+		return runForgejoSimRunner(ctx, args[1:], stdout)
 	case "vm-relay":
 		return runVMRelay(args[1:])
 	case "shim":

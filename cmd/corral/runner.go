@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"github.com/corral-ci/corral/internal/forge/gitea/forgejostandin"
 	"io"
 	"log/slog"
 	"os"
@@ -69,4 +70,10 @@ func runVMRelay(args []string) error {
 		return exitError(code)
 	}
 	return nil
+}
+
+// runForgejoSimRunner is the simulated `forgejo-runner one-job` of the
+// Forgejo stand-in (tests of one-job mode).
+func runForgejoSimRunner(ctx context.Context, args []string, stdout io.Writer) error {
+	return forgejostandin.RunOneJob(ctx, args, stdout)
 }

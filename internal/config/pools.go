@@ -66,6 +66,10 @@ func (b *builder) buildPools() []corral.Pool {
 				b.bad(fmt.Sprintf("%s.targets[%d]", k, j), "unknown target %q", t)
 			case tenant != p.Tenant:
 				b.bad(fmt.Sprintf("%s.targets[%d]", k, j), "target %q belongs to tenant %q, not %q", t, tenant, p.Tenant)
+			case p.MinIdle > 0 && b.oneJob(t):
+				// A one-job runner is made for one waiting job's handle:
+				// there is no warm runner to keep.
+				b.bad(k+".min_idle", "target %q is in mode one-job, whose runners are each made for one waiting job: min_idle must be 0", t)
 			}
 		}
 		cp := corral.Pool{
@@ -176,4 +180,14 @@ func clock(s string, end bool) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute, true
+}
+
+// oneJob tells whether target id is in mode one-job.
+func (b *builder) oneJob(id string) bool {
+	for _, t := range b.c.Targets {
+		if t.ID == id {
+			return t.Mode == string(corral.ModeOneJob)
+		}
+	}
+	return false
 }

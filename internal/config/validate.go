@@ -297,7 +297,9 @@ func (b *builder) buildTargets() []corral.Target {
 		case mode == corral.ModeScaleSet && hasSecret:
 			b.bad(k+".webhook_secret", "set, but mode scaleset takes no webhook: drop it (the scale-set listener learns of every job)")
 		case mode == corral.ModeScaleSet:
-		case mode != corral.ModePoll && !hasSecret:
+		case mode == corral.ModeOneJob && hasSecret:
+			b.bad(k+".webhook_secret", "set, but mode one-job takes no webhook (its jobs come by polling): drop it")
+		case mode != corral.ModePoll && mode != corral.ModeOneJob && !hasSecret:
 			b.bad(k+".webhook_secret", "required for kind %s in mode %s (or use mode poll on gitea/forgejo: no webhook needed)", kind, modeName(mode))
 		}
 		if t.Token == "" && !b.src.has(k+".token") {
@@ -344,12 +346,19 @@ func (b *builder) targetMode(k string, kind corral.TargetKind, t Target) corral.
 		if kind != corral.KindGitHub {
 			b.bad(k+".mode", "scaleset is GitHub's runner scale-set API, for github targets; a %s target polls (mode poll)", kind)
 		}
+	case string(corral.ModeOneJob):
+		mode = corral.ModeOneJob
+		if kind != corral.KindForgejo {
+			b.bad(k+".mode", "one-job is for forgejo targets (Forgejo ≥ 15, forgejo-runner ≥ 12.8), not kind %s", kind)
+		}
+	case "onejob", "one_job":
+		b.bad(k+".mode", "unknown mode %q: did you mean one-job (as forgejo-runner's one-job command)?", t.Mode)
 	default:
-		b.bad(k+".mode", "want webhook, poll, webhook+poll or scaleset, got %q", t.Mode)
+		b.bad(k+".mode", "want webhook, poll, webhook+poll, scaleset or one-job, got %q", t.Mode)
 	}
 	switch {
 	case t.PollInterval != 0 && !(corral.Target{Mode: mode}).Polls():
-		b.bad(k+".poll_interval", "set, but mode %s does not poll (use mode poll or webhook+poll)", modeName(mode))
+		b.bad(k+".poll_interval", "set, but mode %s does not poll (use mode poll, webhook+poll or one-job)", modeName(mode))
 	case t.PollInterval != 0 && (t.PollInterval < minPollInterval || t.PollInterval > maxPollInterval):
 		b.bad(k+".poll_interval", "want between %v and %v, got %v", minPollInterval, maxPollInterval, t.PollInterval)
 	}

@@ -46,7 +46,12 @@ func TestConfig_Validate(t *testing.T) {
 		{"scaleset needs no webhook secret", "targets: [{id: g, kind: github, scope: org, path: o, token: k, mode: scaleset}]", ""},
 		{"scaleset with a secret", "targets: [{id: g, kind: github, scope: org, path: o, token: k, webhook_secret: w, mode: scaleset}]", "targets[0].webhook_secret: set, but mode scaleset takes no webhook"},
 		{"scaleset on gitea", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x', token: k, mode: scaleset}]", "targets[0].mode: scaleset is GitHub's runner scale-set API, for github targets"},
-		{"unknown mode", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x', token: k, webhook_secret: w, mode: pull}]", `targets[0].mode: want webhook, poll, webhook+poll or scaleset, got "pull"`},
+		{"unknown mode", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x', token: k, webhook_secret: w, mode: pull}]", `targets[0].mode: want webhook, poll, webhook+poll, scaleset or one-job, got "pull"`},
+		{"one-job on forgejo", "targets: [{id: g, kind: forgejo, scope: repo, path: o/r, url: 'http://x', token: k, mode: one-job, poll_interval: 1s}]", ""},
+		{"one-job on gitea", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x', token: k, mode: one-job}]", ":4: targets[0].mode: one-job is for forgejo targets (Forgejo ≥ 15, forgejo-runner ≥ 12.8), not kind gitea"},
+		{"one-job on github", "targets: [{id: g, kind: github, scope: org, path: o, token: k, mode: one-job}]", "targets[0].mode: one-job is for forgejo targets"},
+		{"one-job spelled onejob", "targets: [{id: g, kind: forgejo, scope: user, url: 'http://x', token: k, mode: onejob}]", `targets[0].mode: unknown mode "onejob": did you mean one-job`},
+		{"one-job with a secret", "targets: [{id: g, kind: forgejo, scope: user, url: 'http://x', token: k, webhook_secret: w, mode: one-job}]", "targets[0].webhook_secret: set, but mode one-job takes no webhook"},
 		{"poll interval without polling", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x', token: k, webhook_secret: w, poll_interval: 5s}]", "targets[0].poll_interval: set, but mode webhook does not poll"},
 		{"poll interval too short", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x', token: k, mode: poll, poll_interval: 10ms}]", "targets[0].poll_interval: want between 500ms and 10m0s, got 10ms"},
 		{"runner prefix", "targets: [{id: g, kind: gitea, scope: user, url: 'http://x', runner_prefix: 'a/b'}]", "runner_prefix: want letters"},
@@ -100,6 +105,23 @@ func TestConfig_Validate(t *testing.T) {
 				t.Fatalf("err %v, want %q\n%s", err, tt.want, doc)
 			}
 		})
+	}
+}
+
+func TestConfig_OneJobMinIdle(t *testing.T) {
+	doc := `targets:
+  - {id: g, kind: forgejo, scope: user, url: "http://127.0.0.1:1", token: k, mode: one-job}
+pools:
+  - {id: p, labels: [x], provider: process, targets: [g], min_idle: 1}
+`
+	_, err := Parse("c.yaml", []byte(doc), env(nil))
+	want := `c.yaml:4: pools[0].min_idle: target "g" is in mode one-job`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err %v, want %q", err, want)
+	}
+	ok := strings.Replace(doc, "min_idle: 1", "min_idle: 0", 1)
+	if _, err := Parse("c.yaml", []byte(ok), env(nil)); err != nil {
+		t.Fatalf("min_idle 0: %v", err)
 	}
 }
 

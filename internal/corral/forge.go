@@ -70,6 +70,10 @@ type RunnerSpec struct {
 	// Pool is the instance's pool (scale-set mode mints through the
 	// pool's scale set).
 	Pool string
+	// ForgeJobID is the forge's id of the job the runner is made for (0:
+	// a warm runner for any job). Forges that bind a runner to one job
+	// (Forgejo one-job mode) need it.
+	ForgeJobID int64
 }
 
 // Bootstrap is what an instance needs to start its runner: the command,

@@ -70,16 +70,24 @@ const (
 	// ModeScaleSet: no webhook; GitHub's runner scale-set API, a
 	// leader-only listener per pool (package listener).
 	ModeScaleSet TargetMode = "scaleset"
+	// ModeOneJob (Forgejo ≥ 15): no webhook; the poller lists waiting jobs
+	// with their per-attempt handles, and each runner is an ephemeral
+	// registration started with `one-job --handle`, bound to one job.
+	ModeOneJob TargetMode = "one-job"
 )
 
 // DefaultPollInterval is the poll interval when the config sets none.
 const DefaultPollInterval = 2 * time.Second
 
 // Polls tells whether corral polls the target's forge for waiting jobs.
-func (t Target) Polls() bool { return t.Mode == ModePoll || t.Mode == ModeWebhookPoll }
+func (t Target) Polls() bool {
+	return t.Mode == ModePoll || t.Mode == ModeWebhookPoll || t.Mode == ModeOneJob
+}
 
 // TakesWebhooks tells whether the target's jobs come by webhook.
-func (t Target) TakesWebhooks() bool { return t.Mode != ModePoll && t.Mode != ModeScaleSet }
+func (t Target) TakesWebhooks() bool {
+	return t.Mode != ModePoll && t.Mode != ModeScaleSet && t.Mode != ModeOneJob
+}
 
 // EffectivePollInterval is PollInterval or its default.
 func (t Target) EffectivePollInterval() time.Duration {

@@ -87,7 +87,20 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 	if !s.mayAct(in, "mint a runner credential") {
 		return
 	}
-	boot, err := forge.MintRunner(ctx, corral.RunnerSpec{Name: in.Name, Labels: in.Labels, InstanceID: in.ID, Pool: in.PoolID})
+	rs := corral.RunnerSpec{Name: in.Name, Labels: in.Labels, InstanceID: in.ID, Pool: in.PoolID}
+	if in.JobID != 0 && target.Mode == corral.ModeOneJob {
+		// The runner is bound to this job: the forge needs its id.
+		err := s.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
+			j, err := tx.Job(ctx, in.JobID)
+			rs.ForgeJobID = j.ForgeJobID
+			return err
+		})
+		if err != nil {
+			s.fail(ctx, in, fmt.Errorf("read the job of a one-job runner: %w", err))
+			return
+		}
+	}
+	boot, err := forge.MintRunner(ctx, rs)
 	if errors.Is(err, corral.ErrConflict) && in.Attempts > 1 {
 		// A retried create whose runner is registered and busy: the first
 		// attempt's runner is at work (corral died before recording it).

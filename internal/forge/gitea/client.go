@@ -86,6 +86,7 @@ type Client struct {
 	runURL  string   // what runners register against
 	tok     tokenCache
 	poll    pollCache
+	handles handleCache // Forgejo: waiting jobs' handles (one-job mode)
 }
 
 var (
@@ -190,12 +191,25 @@ func (c *Client) do(ctx context.Context, op, method, path string, q url.Values, 
 
 // doWith is do with extra request headers (a conditional request).
 func (c *Client) doWith(ctx context.Context, op, method, path string, q url.Values, hdr http.Header, want ...int) ([]byte, http.Header, error) {
+	return c.send(ctx, op, method, path, q, hdr, nil, want...)
+}
+
+// doJSON is do with a JSON request body.
+func (c *Client) doJSON(ctx context.Context, op, method, path string, body []byte, want ...int) ([]byte, http.Header, error) {
+	return c.send(ctx, op, method, path, nil, http.Header{"Content-Type": {"application/json"}}, body, want...)
+}
+
+func (c *Client) send(ctx context.Context, op, method, path string, q url.Values, hdr http.Header, body []byte, want ...int) ([]byte, http.Header, error) {
 	u := c.api + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
 	ce := &corral.CallError{Op: op, Target: c.t.ID, Method: method, URL: u}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	var rb io.Reader
+	if body != nil {
+		rb = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rb)
 	if err != nil {
 		ce.Err = fmt.Errorf("%w: %v", corral.ErrBadInput, err)
 		return nil, nil, ce

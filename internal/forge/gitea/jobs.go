@@ -95,12 +95,14 @@ func (c *Client) Job(ctx context.Context, forgeJobID int64, repo string) (corral
 
 // forgejoJob is Forgejo's listing entry (…/actions/runners/jobs).
 type forgejoJob struct {
-	ID     int64    `json:"id"`
-	Name   string   `json:"name"`
-	RunsOn []string `json:"runs_on"`
-	Status string   `json:"status"`
-	TaskID int64    `json:"task_id"`
-	Repo   *struct {
+	ID      int64    `json:"id"`
+	Attempt int      `json:"attempt"`
+	Handle  string   `json:"handle"`
+	Name    string   `json:"name"`
+	RunsOn  []string `json:"runs_on"`
+	Status  string   `json:"status"`
+	TaskID  int64    `json:"task_id"`
+	Repo    *struct {
 		FullName string `json:"full_name"`
 	} `json:"repository"`
 }
@@ -124,6 +126,8 @@ func forgejoStatus(s string) corral.JobAction {
 // the answer, so Repo is the target's path for a repository target only.
 func (c *Client) forgejoJobs(ctx context.Context) ([]corral.JobEvent, error) {
 	var out []corral.JobEvent
+	handles := map[int64]string{}
+	seen := map[int64]bool{}
 	err := c.pages(ctx, "list-jobs", c.scope+"/actions/runners/jobs", nil, func(b []byte, h http.Header) (int, int, error) {
 		jobs, total, err := decodeList[forgejoJob](b, h, "jobs")
 		if err != nil {
@@ -134,7 +138,14 @@ func (c *Client) forgejoJobs(ctx context.Context) ([]corral.JobEvent, error) {
 			if j.ID <= 0 || (a != corral.ActionQueued && a != corral.ActionInProgress) {
 				continue
 			}
-			ev := corral.JobEvent{Action: a, ForgeJobID: j.ID, Name: j.Name, Labels: j.RunsOn}
+			if seen[j.ID] {
+				continue // a listing that ignores paging repeats itself
+			}
+			seen[j.ID] = true
+			if a == corral.ActionQueued && validHandle(j.Handle) {
+				handles[j.ID] = j.Handle
+			}
+			ev := corral.JobEvent{Action: a, ForgeJobID: j.ID, Name: j.Name, Labels: j.RunsOn, RunAttempt: j.Attempt}
 			if j.Repo != nil {
 				ev.Repo = j.Repo.FullName
 			} else if c.t.Scope == corral.ScopeRepo {
@@ -144,6 +155,9 @@ func (c *Client) forgejoJobs(ctx context.Context) ([]corral.JobEvent, error) {
 		}
 		return len(jobs), total, nil
 	})
+	if err == nil {
+		c.handles.set(handles)
+	}
 	return out, err
 }
 

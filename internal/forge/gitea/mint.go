@@ -118,6 +118,9 @@ func (c *Client) MintRunner(ctx context.Context, spec corral.RunnerSpec) (corral
 	if spec.Name == "" || strings.ContainsAny(spec.Name, "\x00\r\n") {
 		return corral.Bootstrap{}, fmt.Errorf("mint runner [%s]: runner name %q: %w", c.t.ID, spec.Name, corral.ErrBadInput)
 	}
+	if c.oneJob() {
+		return c.mintOneJob(ctx, spec)
+	}
 	labels, err := RunnerLabels(spec.Labels)
 	if err != nil {
 		return corral.Bootstrap{}, fmt.Errorf("mint runner [%s]: %w", c.t.ID, err)
