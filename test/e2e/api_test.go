@@ -1,26 +1,13 @@
 package e2e
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/corral-ci/corral/internal/testutil/e2etest"
 )
 
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := e2etest.APIGet(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatal(err)
-	}
-}
+// getJSON: e2etest.GetJSON.
+func getJSON(t *testing.T, url string, v any) { t.Helper(); e2etest.GetJSON(t, url, v) }
 
 type apiJob struct {
 	ID    int64  `json:"id"`

@@ -79,20 +79,8 @@ func (r *rig) start(t *testing.T) *e2etest.Proc {
 	return e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: e2etest.WriteConfig(t, r.cfg), Listen: r.listen, Env: r.env})
 }
 
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := e2etest.APIGet(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatal(err)
-	}
-}
+// getJSON: e2etest.GetJSON.
+func getJSON(t *testing.T, url string, v any) { t.Helper(); e2etest.GetJSON(t, url, v) }
 
 // check asserts what one-job mode promises: every job ran once, on a
 // runner of its own that presented the job's own handle; that runner is

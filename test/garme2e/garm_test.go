@@ -122,20 +122,8 @@ func (r *rig) jobCompleted(name string) bool {
 	return false
 }
 
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := e2etest.APIGet(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-}
+// getJSON: e2etest.GetJSON.
+func getJSON(t *testing.T, url string, v any) { t.Helper(); e2etest.GetJSON(t, url, v) }
 
 // TestGarm_GitHubJobs: jobs of the stand-in GitHub run on instances of a
 // garm provider, each instance fetching its JIT config's files from

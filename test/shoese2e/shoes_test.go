@@ -8,9 +8,7 @@ package shoese2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,20 +149,8 @@ func (r *rig) jobCompleted(name string) bool {
 	return false
 }
 
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := e2etest.APIGet(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-}
+// getJSON: e2etest.GetJSON.
+func getJSON(t *testing.T, url string, v any) { t.Helper(); e2etest.GetJSON(t, url, v) }
 
 // timeline returns the details of the named job's timeline.
 func (r *rig) timeline(t *testing.T, name string) []string {

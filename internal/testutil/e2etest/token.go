@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -56,4 +57,21 @@ func APIGet(rawURL string) (*http.Response, error) {
 		return nil, err
 	}
 	return http.DefaultClient.Do(Authorize(req))
+}
+
+// GetJSON gets url with the admin token of the corral it names, wants 200
+// and decodes the answer into v.
+func GetJSON(t testing.TB, url string, v any) {
+	t.Helper()
+	resp, err := APIGet(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
 }
