@@ -33,6 +33,10 @@ var (
 	// ErrFenced: a leader-only write from a replica whose lease term is
 	// over (it lost the lease, or never had it).
 	ErrFenced = errors.New("fenced: not the leader's current term")
+	// ErrJobNotWaiting: a runner bound to one job (Forgejo one-job mode)
+	// was asked for a job the forge no longer lists as waiting: another
+	// runner took it, or it ended. Not a fault of the pool or provider.
+	ErrJobNotWaiting = errors.New("the job is no longer waiting for a runner")
 )
 
 // TransitionError is returned for a state change that the transition table

@@ -25,11 +25,15 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
+	"github.com/corral-ci/corral/internal/ledger"
 )
 
 // Observer records a job event found by polling (the ledger).
 type Observer interface {
 	ObserveVia(ctx context.Context, t corral.Target, ev corral.JobEvent, source string) error
+	// Finish completes an open job whose end the forge cannot tell
+	// (conclusion "unknown"); false when it was not open.
+	Finish(ctx context.Context, t corral.Target, forgeJobID int64, conclusion, why string) (bool, error)
 }
 
 // Config assembles a Poller.
@@ -317,7 +321,22 @@ func (p *Poller) hand(ctx context.Context, f corral.Forge, t corral.Target, jobs
 		ev, err := f.Job(ctx, id, h.repo)
 		switch {
 		case errors.Is(err, corral.ErrNotFound):
-			// Gone from the forge: the sweep finishes it.
+			// It left the open jobs and the forge no longer knows it
+			// (Forgejo's only answer for a job that ended: it keeps no
+			// single-job endpoint): finished, how is unknown. Left to
+			// the reconcile sweep, it would look waiting for up to a
+			// reconcile interval and be given runners the forge refuses.
+			changed, err := p.cfg.Observer.Finish(ctx, t, id, ledger.ConclusionUnknown, "poll: it left the open jobs and the forge no longer knows it")
+			if err != nil {
+				errs = append(errs, err)
+				now[id] = h
+				continue
+			}
+			if changed {
+				p.mu.Lock()
+				st.Finished++
+				p.mu.Unlock()
+			}
 		case err != nil:
 			errs = append(errs, err)
 			now[id] = h // asked again at the next poll

@@ -65,16 +65,30 @@ func (f forges) Parser(corral.TargetKind) (corral.WebhookParser, error) {
 	return nil, errors.New("none")
 }
 
-// ledger records what it was handed and refuses job ids in fail.
-type ledger struct {
-	mu     sync.Mutex
-	handed map[int64]int
-	began  map[int64]int // in_progress events
-	ended  map[int64]int // completed events
-	fail   map[int64]bool
+// fakeLedger records what it was handed and refuses job ids in fail.
+type fakeLedger struct {
+	mu       sync.Mutex
+	handed   map[int64]int
+	began    map[int64]int // in_progress events
+	ended    map[int64]int // completed events
+	finished map[int64]int // Finish calls (conclusion unknown)
+	fail     map[int64]bool
 }
 
-func (l *ledger) ObserveVia(_ context.Context, _ corral.Target, ev corral.JobEvent, source string) error {
+func (l *fakeLedger) Finish(_ context.Context, _ corral.Target, id int64, conclusion, why string) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if conclusion != "unknown" || why == "" {
+		return false, errors.New("finish without conclusion unknown and a reason")
+	}
+	if l.fail[id] {
+		return false, errors.New("store down")
+	}
+	l.finished[id]++
+	return true, nil
+}
+
+func (l *fakeLedger) ObserveVia(_ context.Context, _ corral.Target, ev corral.JobEvent, source string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if source != "poll" {
@@ -94,7 +108,7 @@ func (l *ledger) ObserveVia(_ context.Context, _ corral.Target, ev corral.JobEve
 	return nil
 }
 
-func (l *ledger) count(id int64) int {
+func (l *fakeLedger) count(id int64) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.handed[id]
@@ -102,8 +116,8 @@ func (l *ledger) count(id int64) int {
 
 var target = corral.Target{ID: "g", Kind: corral.KindGitea, Mode: corral.ModePoll}
 
-func newPoller(t *testing.T) (*Poller, *queue, *ledger) {
-	q, l := &queue{run: map[int64]bool{}, done: map[int64]bool{}}, &ledger{handed: map[int64]int{}, began: map[int64]int{}, ended: map[int64]int{}, fail: map[int64]bool{}}
+func newPoller(t *testing.T) (*Poller, *queue, *fakeLedger) {
+	q, l := &queue{run: map[int64]bool{}, done: map[int64]bool{}}, &fakeLedger{handed: map[int64]int{}, began: map[int64]int{}, ended: map[int64]int{}, finished: map[int64]int{}, fail: map[int64]bool{}}
 	p, err := New(Config{Forges: forges{q}, Observer: l, Targets: []corral.Target{
 		target, {ID: "w", Kind: corral.KindGitea}}}) // w takes webhooks: not polled
 	if err != nil {
@@ -143,6 +157,9 @@ func TestPoll_HandsEachWaitingJobOnce(t *testing.T) {
 	if l.count(1) != 2 || l.count(2) != 1 {
 		t.Fatalf("handed %v, want job 1 twice (it left and came back), job 2 once", l.handed)
 	}
+	if l.finished[1] != 1 {
+		t.Fatalf("job 1 left the open jobs and the forge did not know it: finished %d times, want 1", l.finished[1])
+	}
 	// Job 2 starts: its in_progress is handed once, as the webhook would.
 	q.mu.Lock()
 	q.run[2] = true
@@ -171,8 +188,8 @@ func TestPoll_HandsEachWaitingJobOnce(t *testing.T) {
 	if ended != 1 || q.asked != 1 {
 		t.Fatalf("job 2 ended: %d completed events after %d lookups; want 1 and 1", ended, q.asked)
 	}
-	if st := p.Statuses()[0]; st.Handed != 3 || st.Started != 1 || st.Finished != 1 {
-		t.Errorf("status %+v; want 3 handed (job 1 twice), 1 started, 1 finished", st)
+	if st := p.Statuses()[0]; st.Handed != 3 || st.Started != 1 || st.Finished != 2 {
+		t.Errorf("status %+v; want 3 handed (job 1 twice), 1 started, 2 finished (job 1 gone, job 2 completed)", st)
 	}
 }
 
@@ -272,5 +289,32 @@ func TestRun_CatalogChangeAndIdleBackoff(t *testing.T) {
 	t.Logf("%d polls", n)
 	if n < 5 || n > 16 {
 		t.Errorf("%d polls in 2 s at a 100 ms interval, idle after 300 ms; want 5..16 (interval doubled when idle)", n)
+	}
+}
+
+// A handed job that leaves the open jobs and that the forge no longer
+// knows (Forgejo's only answer for a job that ended) is finished at once
+// with conclusion unknown, not left waiting for the reconcile sweep; a
+// ledger that cannot record it is asked again at the next poll.
+func TestPoll_JobGoneIsFinished(t *testing.T) {
+	p, q, l := newPoller(t)
+	ctx := context.Background()
+	q.set(nil, 5, 6)
+	_, _ = p.Poll(ctx, target)
+	l.fail[6] = true
+	q.set(nil)
+	_, _ = p.Poll(ctx, target)
+	if l.finished[5] != 1 || l.finished[6] != 0 {
+		t.Fatalf("finished %v after the jobs left; want job 5 once, job 6 not yet (store down)", l.finished)
+	}
+	l.fail[6] = false
+	for range 3 {
+		_, _ = p.Poll(ctx, target)
+	}
+	if l.finished[5] != 1 || l.finished[6] != 1 {
+		t.Fatalf("finished %v; want each job once", l.finished)
+	}
+	if q.asked != 3 {
+		t.Errorf("%d lookups; want 3 (job 5 once, job 6 twice)", q.asked)
 	}
 }

@@ -109,6 +109,10 @@ func (s *Scheduler) createClaimed(ctx context.Context, in corral.Instance) {
 		s.started(ctx, in.ID, "", 0, "adopted: its runner was already at work")
 		return
 	}
+	if err != nil && in.JobID != 0 && errors.Is(err, corral.ErrJobNotWaiting) {
+		s.jobNotWaiting(ctx, in, err)
+		return
+	}
 	if err != nil && in.JobID != 0 && jobFault(err) {
 		s.refuseJob(ctx, in, fmt.Errorf("mint runner credential: %w", err))
 		return

@@ -3,9 +3,10 @@ package scheduler
 import (
 	"context"
 	"errors"
-
+	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/corral-ci/corral/internal/corral"
 )
@@ -53,6 +54,54 @@ func (s *Scheduler) refuseJob(ctx context.Context, in corral.Instance, cause err
 		s.log.Warn("record a refused job", "instance", in.ID, "job", in.JobID, "err", err)
 	}
 	s.Wake()
+}
+
+// HoldNotWaiting is how long a job whose bound runner the forge refused as
+// "no longer waiting" gets no new instance: long enough for the poller's
+// next listings to tell the ledger how the job stands (running, or gone
+// and finished), short enough that a listing that was merely stale costs
+// the job little.
+const HoldNotWaiting = 10 * time.Second
+
+// jobNotWaiting handles a runner bound to one job (Forgejo one-job mode)
+// that could not be made because the forge no longer lists the job as
+// waiting: a runner of corral's took it (a short job can start and end
+// between two polls) or it was cancelled. Not the pool's fault: the pool
+// does not back off, so its other jobs are served at once. The reserved
+// instance is deleted, the job's timeline says why, and the job gets no
+// new instance for HoldNotWaiting, which spares the forge a call per
+// scheduler pass until the poller records the job's state.
+func (s *Scheduler) jobNotWaiting(ctx context.Context, in corral.Instance, cause error) {
+	now := s.clock.Now()
+	msg := cause.Error()
+	s.mu.Lock()
+	s.held[in.JobID] = now.Add(HoldNotWaiting)
+	s.mu.Unlock()
+	s.log.Info("no runner made: the forge no longer lists the job as waiting", "instance", in.ID, "pool", in.PoolID, "job", in.JobID, "err", cause)
+	err := s.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		if _, ok, err := drainFailed(ctx, tx, in.ID, msg, "create skipped: the job is no longer waiting", now); err != nil || !ok {
+			return err
+		}
+		return tx.AddEvent(ctx, corral.Event{JobID: in.JobID, At: now, Kind: corral.EvNote, InstanceID: in.ID,
+			Detail: fmt.Sprintf("no runner made: the forge no longer lists the job as waiting (taken or ended); no new instance for %s while the poller learns its state", HoldNotWaiting)})
+	})
+	if err != nil {
+		s.log.Warn("record a job no longer waiting", "instance", in.ID, "job", in.JobID, "err", err)
+	}
+	s.Wake()
+}
+
+// isHeld reports whether job id gets no instance now (jobNotWaiting), and
+// forgets holds that are over.
+func (s *Scheduler) isHeld(id int64, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.held[id]
+	if ok && !now.Before(until) {
+		delete(s.held, id)
+		return false
+	}
+	return ok
 }
 
 // dedupLabels returns the labels without blanks and case-insensitive

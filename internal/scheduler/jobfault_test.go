@@ -40,6 +40,11 @@ func (f pickyForge) RemoveRunner(ctx context.Context, rn corral.Runner) error {
 }
 
 func (f pickyForge) MintRunner(ctx context.Context, spec corral.RunnerSpec) (corral.Bootstrap, error) {
+	if slices.Contains(spec.Labels, "taken") {
+		f.refused.Add(1)
+		return corral.Bootstrap{}, &corral.CallError{Op: "job-handle", Target: "acme",
+			Err: fmt.Errorf("forgejo job %d: no handle in the job listing: %w (%w)", spec.ForgeJobID, corral.ErrJobNotWaiting, corral.ErrNotFound)}
+	}
 	if slices.Contains(spec.Labels, "forge-refuses") {
 		f.refused.Add(1)
 		return corral.Bootstrap{}, &corral.CallError{Op: "generate-jitconfig", Target: "acme", Method: "POST", Status: 422,
@@ -92,6 +97,53 @@ func TestScheduler_JobFault(t *testing.T) {
 			return e.Kind == corral.EvUnroutable && strings.Contains(e.Detail, "Validation Failed")
 		}) {
 			t.Fatalf("timeline %+v lacks unroutable with the reason", tl)
+		}
+	})
+	// Forgejo one-job mode: a short job ran and ended between two polls,
+	// so the ledger still shows it waiting and the forge refuses a second
+	// runner for it. That is not the pool's fault (its next job must not
+	// wait out a backoff), and the job gets no new instance for a while
+	// (no forge call per pass) until the poller records how it stands.
+	t.Run("a job no longer waiting neither backs the pool off nor loops", func(t *testing.T) {
+		var picky pickyForge
+		r := newRigWith(t, func(c *scheduler.Config) {
+			picky = pickyForge{c.Forges.(*fake.Forge), new(atomic.Int32)}
+			c.Forges = picky
+		}, 0, 0, pool("onprem", 10, 10))
+		gone := r.queue("corral", "taken")
+		r.pass()
+		next := r.queue("corral")
+		for range 3 {
+			r.pass()
+		}
+		if j := r.job(next); len(r.instances(corral.InstStarting)) != 1 || r.instances(corral.InstStarting)[0].JobID != next {
+			t.Fatalf("the next job was not served at once: state %s, reason %q", j.State, j.Reason)
+		}
+		if n := picky.refused.Load(); n != 1 {
+			t.Fatalf("%d mints for the job no longer waiting within its hold, want 1", n)
+		}
+		j := r.job(gone)
+		if j.State == corral.JobUnroutable {
+			t.Fatalf("the job no longer waiting was refused as unroutable: %q", j.Reason)
+		}
+		var tl []corral.Event
+		if err := r.st.View(context.Background(), func(tx corral.ReadTx) (err error) {
+			tl, err = tx.Timeline(context.Background(), gone)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(tl, func(e corral.Event) bool {
+			return e.Kind == corral.EvNote && strings.Contains(e.Detail, "no longer lists the job as waiting")
+		}) {
+			t.Fatalf("timeline %+v lacks the note", tl)
+		}
+		// After the hold, a job still shown waiting is tried again (the
+		// listing may have been stale).
+		r.clk.Advance(scheduler.HoldNotWaiting)
+		r.pass()
+		if n := picky.refused.Load(); n != 2 {
+			t.Fatalf("%d mints after the hold, want 2", n)
 		}
 	})
 	t.Run("a provider fault still backs the pool off", func(t *testing.T) {

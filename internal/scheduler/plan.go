@@ -67,6 +67,9 @@ func (s *Scheduler) plan(snap snapshot) plan {
 		if covered[j.ID] {
 			continue
 		}
+		if s.isHeld(j.ID, snap.now) {
+			continue // the forge lists it waiting no more: the next poll tells how it stands
+		}
 		if in := s.takeFree(j, freeBy, taken, snap.states); in != nil {
 			p.assign = append(p.assign, assignment{instID: in.ID, jobID: j.ID})
 			continue

@@ -95,6 +95,7 @@ type Scheduler struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool          // instance ids with a provider call under way
+	held     map[int64]time.Time      // job ids the forge no longer lists as waiting, until when
 	sems     map[string]chan struct{} // per pool and size (key: id/size)
 	provSems map[string]chan struct{} // per provider instance with a cap
 	wg       sync.WaitGroup
@@ -139,9 +140,9 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg: cfg, clock: cfg.Clock,
 		log:  cfg.Logger.With("component", "scheduler"),
 		wake: make(chan struct{}, 1), inflight: map[string]bool{}, sems: map[string]chan struct{}{},
-		provSems: map[string]chan struct{}{},
-		back:     newBackoff(BackoffProvider, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
-		refused:  newBackoff(BackoffRefused, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
+		provSems: map[string]chan struct{}{}, held: map[int64]time.Time{},
+		back:    newBackoff(BackoffProvider, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
+		refused: newBackoff(BackoffRefused, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
 	}
 	s.back.save, s.refused.save = s.saveBackoff, s.saveBackoff
 	s.rec = cfg.Recorder

@@ -38,7 +38,7 @@ type rig struct {
 
 // runnerImage is a process-provider image for one-job mode: sh and a
 // forgejo-runner that is the stand-in's simulated runner.
-func runnerImage(t *testing.T) string {
+func runnerImage(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "forgejo-runner")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -54,7 +54,7 @@ func runnerImage(t *testing.T) string {
 	return dir
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	fj, err := forgejostandin.Start(forgejostandin.Options{Scope: "/repos/o/r"})
 	if err != nil {
@@ -74,13 +74,13 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-func (r *rig) start(t *testing.T) *e2etest.Proc {
+func (r *rig) start(t testing.TB) *e2etest.Proc {
 	t.Helper()
 	return e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: e2etest.WriteConfig(t, r.cfg), Listen: r.listen, Env: r.env})
 }
 
 // getJSON: e2etest.GetJSON.
-func getJSON(t *testing.T, url string, v any) { t.Helper(); e2etest.GetJSON(t, url, v) }
+func getJSON(t testing.TB, url string, v any) { t.Helper(); e2etest.GetJSON(t, url, v) }
 
 // check asserts what one-job mode promises: every job ran once, on a
 // runner of its own that presented the job's own handle; that runner is
@@ -173,7 +173,7 @@ func (r *rig) queue(n int, pools map[int64]string) {
 	}
 }
 
-func (r *rig) waitDone(t *testing.T, n int) {
+func (r *rig) waitDone(t testing.TB, n int) {
 	t.Helper()
 	e2etest.WaitFor(t, 90*time.Second, fmt.Sprintf("%d jobs done at the stand-in", n), func() bool {
 		done := 0

@@ -91,7 +91,7 @@ func (c *Client) Handle(ctx context.Context, id int64) (string, error) {
 		return h, nil
 	}
 	return "", &corral.CallError{Op: "job-handle", Target: c.t.ID,
-		Err: fmt.Errorf("forgejo job %d is not waiting for a runner (no handle in the job listing): %w", id, corral.ErrNotFound)}
+		Err: fmt.Errorf("forgejo job %d: no handle in the job listing: %w (%w)", id, corral.ErrJobNotWaiting, corral.ErrNotFound)}
 }
 
 // createdRunner is Forgejo's answer to POST …/actions/runners.
