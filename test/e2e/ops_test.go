@@ -169,7 +169,18 @@ func TestPatchPool(t *testing.T) {
 			Pool  string `json:"pool"`
 		} `json:"jobs"`
 	}
-	getJSON(t, api+"/jobs", &list)
+	// The stand-in completes a job before corral has ingested its
+	// completed webhook: wait for the ledger too.
+	waitFor(t, 30*time.Second, "every ledger job completed", func() bool {
+		getJSON(t, api+"/jobs", &list)
+		done := 0
+		for _, j := range list.Jobs {
+			if j.State == "completed" {
+				done++
+			}
+		}
+		return len(list.Jobs) == 3 && done == 3
+	})
 	for _, j := range list.Jobs {
 		if j.State != "completed" || j.Pool != "linux" {
 			t.Errorf("job %+v", j)
