@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/corral-ci/corral/internal/forge/github"
 	"github.com/corral-ci/corral/internal/store/postgres"
@@ -26,6 +28,7 @@ func benchIngest(b *testing.B, ts string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
 	var seq atomic.Int64
 	b.SetParallelism(16) // 16 senders per core
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -50,6 +53,18 @@ func benchIngest(b *testing.B, ts string) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "webhooks/s")
+	// CPU time of this process (senders and server) per webhook: unlike
+	// the rate, it hardly changes with what else the machine runs.
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/webhook")
+}
+
+// cpuTime is the user and system CPU time this process used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkIngest(b *testing.B) {
