@@ -221,8 +221,12 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 		}
 		if open {
 			where += " AND state <> 'completed'"
-			if f.TargetID == "" && f.PoolID == "" {
+			switch {
+			case f.TargetID == "" && f.PoolID == "":
 				from = "jobs INDEXED BY jobs_open"
+			case f.PoolID == "":
+				// In id order already: no sort of every open job.
+				from = "jobs INDEXED BY jobs_target_open"
 			}
 		}
 	}
