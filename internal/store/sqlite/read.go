@@ -221,12 +221,8 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 		}
 		if open {
 			where += " AND state <> 'completed'"
-			switch {
-			case f.TargetID == "" && f.PoolID == "":
+			if f.TargetID == "" && f.PoolID == "" {
 				from = "jobs INDEXED BY jobs_open"
-			case f.PoolID == "":
-				// In id order already: no sort of every open job.
-				from = "jobs INDEXED BY jobs_target_open"
 			}
 		}
 	}
