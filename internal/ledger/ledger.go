@@ -83,7 +83,9 @@ type Result struct {
 // leads (see Leader), the same transaction reserves the instance of a job
 // the event routed: one durable write from webhook to reservation.
 func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery) (Result, error) {
-	if l.Leader != nil {
+	if l.Leader != nil && d.Job != nil && d.Job.Action == corral.ActionQueued {
+		// Only a queued job may need an instance; other events keep the
+		// plain path (no fence check on a write that reserves nothing).
 		if st, rs := l.Leader(); st != nil && rs != nil {
 			res, err := l.ingest(ctx, st, rs, t, d)
 			if !errors.Is(err, corral.ErrFenced) {
