@@ -213,6 +213,14 @@ func New(opt Options) (*App, error) {
 		return nil, err
 	}
 	a.Ledger.OnChange = a.Scheduler.Wake
+	// A leader's queued webhook reserves its instance in the ingest's own
+	// commit; a follower only records it.
+	a.Ledger.Leader = func() (corral.Store, ledger.Reserver) {
+		if !a.leading.Load() {
+			return nil, nil
+		}
+		return leaderStore, a.Scheduler
+	}
 	a.Ledger.Recorder = opt.Recorders.Ledger
 	a.Reconciler, err = reconciler.New(reconciler.Config{
 		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,

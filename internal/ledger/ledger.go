@@ -42,6 +42,12 @@ type Ledger struct {
 	// Recorder observes jobs as they change state, after the commit
 	// (metrics); nil = none.
 	Recorder Recorder
+	// Leader, when set, tells whether this replica leads now: it returns
+	// the store the leader writes through (fenced: its term checked as the
+	// transaction's last statement) and the scheduler's Reserver, or nils
+	// on a follower. A leader's queued webhook then reserves its job's
+	// instance in the ingest's own transaction (merged.go).
+	Leader func() (corral.Store, Reserver)
 }
 
 // New assembles a ledger. It does no I/O.
@@ -69,15 +75,37 @@ type Result struct {
 	JobID     int64 // the job touched, if any
 	Changed   bool  // the ledger changed
 	Created   bool  // the job was new to the ledger
+	Reserved  bool  // the job's instance was reserved in the same commit
 }
 
 // Ingest records a verified webhook delivery and applies its job event, in
-// one transaction. It returns only after the commit.
+// one transaction. It returns only after the commit. When this replica
+// leads (see Leader), the same transaction reserves the instance of a job
+// the event routed: one durable write from webhook to reservation.
 func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery) (Result, error) {
+	if l.Leader != nil && d.Job != nil && d.Job.Action == corral.ActionQueued {
+		// Only a queued job may need an instance; other events keep the
+		// plain path (no fence check on a write that reserves nothing).
+		if st, rs := l.Leader(); st != nil && rs != nil {
+			res, err := l.ingest(ctx, st, rs, t, d)
+			if !errors.Is(err, corral.ErrFenced) {
+				return res, err
+			}
+			// The term ended under this write (rolled back whole): record
+			// the delivery as a follower does; the next leader reserves.
+			l.log.Info("lost the lead during a merged ingest; ingesting without reservation", "delivery", d.ID, "err", err)
+		}
+	}
+	return l.ingest(ctx, l.store, nil, t, d)
+}
+
+func (l *Ledger) ingest(ctx context.Context, st corral.Store, rs Reserver, t corral.Target, d corral.Delivery) (Result, error) {
 	var res Result
 	var seen []jobChange
+	var claim claims
 	now := l.clock.Now()
-	err := updateRetry(ctx, l.store, func(tx corral.Tx) error {
+	err := updateRetry(ctx, st, func(tx corral.Tx) error {
+		claim.end(false) // a previous run of fn was rolled back
 		res, seen = Result{}, seen[:0]
 		fresh, err := tx.InsertDelivery(ctx, t.ID, d.ID, now)
 		if err != nil {
@@ -91,13 +119,19 @@ func (l *Ledger) Ingest(ctx context.Context, t corral.Target, d corral.Delivery)
 			return nil
 		}
 		res.JobID, res.Changed, err = l.apply(ctx, tx, t, *d.Job, now, "webhook", &seen)
+		if err != nil || rs == nil {
+			return err
+		}
+		res.Reserved, err = claim.reserve(ctx, tx, rs, d.Job.Action, seen, now)
 		return err
 	})
+	claim.end(err == nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("ingest delivery %s for target %s: %w", d.ID, t.ID, err)
 	}
 	l.record(ctx, seen)
-	if res.Changed && l.OnChange != nil {
+	if res.Changed && !res.Reserved && l.OnChange != nil {
+		// A reserved job needs no pass: its create is under way.
 		l.OnChange()
 	}
 	return res, nil
@@ -205,8 +239,9 @@ func (l *Ledger) apply(ctx context.Context, tx corral.Tx, t corral.Target, ev co
 		from = ""
 	}
 	fillJob(&j, ev)
-	if isNew {
-		// Insert first: binding an instance needs the job's id.
+	if isNew && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
+		// Insert first: binding an instance needs the job's id. A new
+		// queued or waiting job is inserted once, below, when it is whole.
 		if err := tx.PutJob(ctx, &j); err != nil {
 			return 0, false, err
 		}

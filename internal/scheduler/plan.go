@@ -28,6 +28,7 @@ type assignment struct {
 // request asks for one instance in the first pool of pools with room.
 type request struct {
 	job      *corral.Job // nil for a warm runner
+	fresh    bool        // job was routed in this very transaction: no instance can cover it yet
 	routes   []corral.Route
 	targetID string
 	tenantID string

@@ -164,7 +164,7 @@ func (s *Scheduler) recordReservation(got *corral.Instance, r request) {
 
 // reserveIn is one reservation inside tx (see reserve).
 func (s *Scheduler) reserveIn(ctx context.Context, tx corral.Tx, r request, now time.Time) (*corral.Instance, error) {
-	if r.job != nil {
+	if r.job != nil && !r.fresh {
 		j, err := tx.Job(ctx, r.job.ID)
 		if err != nil {
 			return nil, err

@@ -92,6 +92,9 @@ type Scheduler struct {
 	clock   corral.Clock
 	log     *slog.Logger
 	wake    chan struct{}
+	// claims are instances reserved by a webhook's ingest (ReserveFor),
+	// committed and marked in flight, waiting for Run to create them.
+	claims chan corral.Instance
 
 	mu       sync.Mutex
 	inflight map[string]bool          // instance ids with a provider call under way
@@ -139,7 +142,7 @@ func New(cfg Config) (*Scheduler, error) {
 	s := &Scheduler{
 		cfg: cfg, clock: cfg.Clock,
 		log:  cfg.Logger.With("component", "scheduler"),
-		wake: make(chan struct{}, 1), inflight: map[string]bool{}, sems: map[string]chan struct{}{},
+		wake: make(chan struct{}, 1), claims: make(chan corral.Instance, claimQueue), inflight: map[string]bool{}, sems: map[string]chan struct{}{},
 		provSems: map[string]chan struct{}{}, held: map[int64]time.Time{},
 		back:    newBackoff(BackoffProvider, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed),
 		refused: newBackoff(BackoffRefused, cfg.BackoffBase, cfg.BackoffMax, cfg.Seed+1),
@@ -261,6 +264,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if err := s.LoadBackoffs(ctx); err != nil {
 		return err
 	}
+	claimsDone := make(chan struct{})
+	go func() { defer close(claimsDone); s.serveClaims(ctx) }()
+	defer func() { <-claimsDone }() // before wg.Wait: no call starts after it
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -363,16 +369,24 @@ func (s *Scheduler) launch(ctx context.Context, snap snapshot) {
 // under way, bounded per pool (the pool's concurrency, else the default)
 // and per provider instance (when it has a cap).
 func (s *Scheduler) goCall(ctx context.Context, in corral.Instance, fn func(context.Context, corral.Instance)) {
+	s.mu.Lock()
+	if s.inflight[in.ID] {
+		s.mu.Unlock()
+		return
+	}
+	s.inflight[in.ID] = true
+	s.mu.Unlock()
+	s.goClaimed(ctx, in, fn)
+}
+
+// goClaimed is goCall for an instance already marked in flight.
+func (s *Scheduler) goClaimed(ctx context.Context, in corral.Instance, fn func(context.Context, corral.Instance)) {
 	size := s.cfg.Concurrency
 	if p, ok := s.v().pools[in.PoolID]; ok && p.Concurrency > 0 {
 		size = p.Concurrency
 	}
 	prov := s.providerName(in)
 	s.mu.Lock()
-	if s.inflight[in.ID] {
-		s.mu.Unlock()
-		return
-	}
 	// A pool whose concurrency changed (reload) gets a new semaphore; calls
 	// under way keep the old one until they end.
 	key := in.PoolID + "/" + strconv.Itoa(size)
@@ -388,7 +402,6 @@ func (s *Scheduler) goCall(ctx context.Context, in corral.Instance, fn func(cont
 			s.provSems[prov] = psem
 		}
 	}
-	s.inflight[in.ID] = true
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {

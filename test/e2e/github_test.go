@@ -45,7 +45,7 @@ func newGHRig(t *testing.T, seed int64, poolMax int) *ghRig {
 
 // newGHRigWith takes the stand-in's options and a prefix for the runner's
 // command line (environment settings such as the runner's version).
-func newGHRigWith(t *testing.T, opt standin.Options, poolMax int, runnerEnv string) *ghRig {
+func newGHRigWith(t testing.TB, opt standin.Options, poolMax int, runnerEnv string) *ghRig {
 	t.Helper()
 	gh := standin.New(opt)
 	ts := httptest.NewServer(gh)
@@ -84,7 +84,7 @@ func newGHRigWith(t *testing.T, opt standin.Options, poolMax int, runnerEnv stri
 	return r
 }
 
-func (r *ghRig) start(t *testing.T) *e2etest.Proc {
+func (r *ghRig) start(t testing.TB) *e2etest.Proc {
 	t.Helper()
 	return e2etest.Start(t, e2etest.Serve{Bin: corralBin, Config: r.cfg, Listen: r.listen, Env: r.env})
 }

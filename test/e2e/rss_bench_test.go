@@ -19,16 +19,20 @@ import (
 )
 
 // BenchmarkServeRSS measures the resident memory of a real `corral serve`
-// tracking 10,000 live instances through several reconcile passes. The
-// instances are real process-provider records (state files) that all point
-// at one long-lived process, so the provider lists 10,000 running instances
-// without 10,000 processes on the machine. Run it with -benchtime=1x.
+// tracking 10,000 and 100,000 live instances through several reconcile
+// passes. The instances are real process-provider records (state files)
+// that all point at one long-lived process, so the provider lists them all
+// running without as many processes on the machine. Run it with
+// -benchtime=1x.
 func BenchmarkServeRSS(b *testing.B) {
-	const n = 10_000
-	for b.Loop() {
-		rss, hwm := serveRSS(b, n)
-		b.ReportMetric(rss, "RSS-MB")
-		b.ReportMetric(hwm, "peak-RSS-MB")
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				rss, hwm := serveRSS(b, n)
+				b.ReportMetric(rss, "RSS-MB")
+				b.ReportMetric(hwm, "peak-RSS-MB")
+			}
+		})
 	}
 }
 

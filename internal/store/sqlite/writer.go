@@ -129,6 +129,14 @@ func (s *Store) runBatch(w *conn, reqs []*request, retry bool) {
 		_, err := w.c.ExecContext(bg, q)
 		return err
 	}
+	// The statements run for every Update are prepared once.
+	execStmt := func(q string) error {
+		st, err := w.stmt(bg, q)
+		if err == nil {
+			_, err = st.ExecContext(bg)
+		}
+		return err
+	}
 	if err := exec("BEGIN IMMEDIATE"); err != nil {
 		err = fmt.Errorf("update: begin: %w: %w", corral.ErrUnavailable, err)
 		for _, r := range reqs {
@@ -139,7 +147,7 @@ func (s *Store) runBatch(w *conn, reqs []*request, retry bool) {
 	results := make([]result, len(reqs))
 	broken, culprit := error(nil), -1
 	for i, r := range reqs {
-		if err := exec("SAVEPOINT fn"); err != nil {
+		if err := execStmt("SAVEPOINT fn"); err != nil {
 			broken = err
 			break
 		}
@@ -149,12 +157,12 @@ func (s *Store) runBatch(w *conn, reqs []*request, retry bool) {
 			results[i] = call(r.fn, &tx{c: w, detach: true})
 		}
 		if results[i].err != nil || results[i].panicked {
-			if err := exec("ROLLBACK TO fn"); err != nil {
+			if err := execStmt("ROLLBACK TO fn"); err != nil {
 				broken, culprit = err, i
 				break
 			}
 		}
-		if err := exec("RELEASE fn"); err != nil {
+		if err := execStmt("RELEASE fn"); err != nil {
 			broken, culprit = err, i
 			break
 		}

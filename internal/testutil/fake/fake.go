@@ -80,7 +80,7 @@ func (f *Forge) OpenJobs(context.Context) ([]corral.JobEvent, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.count("jobs")
-	var out []corral.JobEvent
+	out := make([]corral.JobEvent, 0, len(f.Open))
 	for _, ev := range f.Open {
 		if !f.Hidden[ev.ForgeJobID] {
 			out = append(out, ev)
@@ -114,7 +114,7 @@ func (f *Forge) Runners(context.Context) ([]corral.Runner, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.count("runners")
-	var out []corral.Runner
+	out := make([]corral.Runner, 0, len(f.Regs))
 	for _, r := range f.Regs {
 		out = append(out, *r)
 	}

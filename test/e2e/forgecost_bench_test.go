@@ -1,0 +1,70 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/corral-ci/corral/internal/config"
+	"github.com/corral-ci/corral/internal/forge/github/standin"
+)
+
+// BenchmarkForgeCost counts the GitHub API calls a real `corral serve`
+// makes per job at its defaults (reconcile interval config's default,
+// webhooks on), over 500 jobs queued at once at the stand-in GitHub on a
+// repository target (PAT) and an organization target (App), each job
+// 50-150 ms long, pool max 50. It reports calls per job, the run's length
+// and the calls per endpoint. Run it with -benchtime=1x.
+func BenchmarkForgeCost(b *testing.B) {
+	const jobs = 500
+	for b.Loop() {
+		r := newGHRigWith(b, standin.Options{Seed: 1}, 50, "")
+		raw, err := os.ReadFile(r.cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		const line = "reconcile_interval: 2s"
+		if !strings.Contains(string(raw), line) {
+			b.Fatalf("config has no %q", line)
+		}
+		raw = []byte(strings.Replace(string(raw), line, "reconcile_interval: "+config.DefaultReconcileInterval.String(), 1))
+		if err := os.WriteFile(r.cfg, raw, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		p := r.start(b)
+		r.queue(jobs, func(i int) time.Duration { return time.Duration(50+i%100) * time.Millisecond })
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			n := 0
+			for _, j := range r.gh.Jobs() {
+				if j.Status == "completed" {
+					n++
+				}
+			}
+			if n == jobs {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d jobs completed after 5 minutes", n, jobs)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		took := time.Since(start)
+		p.Stop(b)
+		st := r.gh.Stats()
+		total := 0
+		var eps []string
+		for ep, n := range st.Calls {
+			total += n
+			eps = append(eps, fmt.Sprintf("%s=%d", ep, n))
+		}
+		sort.Strings(eps)
+		b.ReportMetric(float64(total)/jobs, "calls/job")
+		b.ReportMetric(took.Seconds(), "run-s")
+		b.Logf("%d jobs in %s: %d API calls (%.3f per job): %s", jobs, took.Round(time.Second), total, float64(total)/jobs, strings.Join(eps, " "))
+	}
+}
