@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/corral-ci/corral/internal/auth"
@@ -107,24 +109,42 @@ func viewJob(j corral.Job) JobView {
 	return v
 }
 
+// jobStates are the values GET /jobs takes for state.
+var jobStates = []corral.JobState{corral.JobPending, corral.JobQueued, corral.JobRouted,
+	corral.JobUnroutable, corral.JobRunning, corral.JobCompleted}
+
+func joinStates(ss []corral.JobState) string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return strings.Join(out, ", ")
+}
+
 func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := corral.JobFilter{TargetID: q.Get("target"), PoolID: q.Get("pool"), Repo: q.Get("repository"),
 		TenantID: auth.TenantOf(r.Context()), Limit: 500}
-	if s := q.Get("state"); s != "" {
-		f.States = []corral.JobState{corral.JobState(s)}
-	}
 	var err error
 	bad := func(format string, args ...any) {
 		if err == nil {
 			err = fmt.Errorf(format+": %w", append(args, corral.ErrBadInput)...)
 		}
 	}
-	if s := q.Get("after"); s != "" {
-		if f.AfterID, err = strconv.ParseInt(s, 10, 64); err != nil {
-			err = nil
-			bad("after=%q is not a job id", s)
+	if s := q.Get("state"); s != "" {
+		st := corral.JobState(s)
+		if !slices.Contains(jobStates, st) {
+			bad("state=%q: want one of %s", s, joinStates(jobStates))
 		}
+		f.States = []corral.JobState{st}
+	}
+	if s := q.Get("after"); s != "" {
+		// after is the previous page's next: a job id, never negative.
+		n, perr := strconv.ParseInt(s, 10, 64)
+		if perr != nil || n < 0 {
+			bad("after=%q is not a job id (pass the previous page's next)", s)
+		}
+		f.AfterID = n
 	}
 	if s := q.Get("limit"); s != "" {
 		n, perr := strconv.Atoi(s)
@@ -144,6 +164,9 @@ func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
 			}
 			*tb.dst = v
 		}
+	}
+	if !f.CreatedFrom.IsZero() && !f.CreatedBefore.IsZero() && !f.CreatedBefore.After(f.CreatedFrom) {
+		bad("until=%q is not after since=%q (since <= created < until)", q.Get("until"), q.Get("since"))
 	}
 	if err != nil {
 		httperr.Write(w, err)

@@ -45,7 +45,7 @@ type fixture struct {
 
 func newApp(t *testing.T) *app.App { return newFixture(t).a }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"), sqlite.Options{})
 	if err != nil {
@@ -127,7 +127,7 @@ func mintToken(t testing.TB, st corral.Store, name string, scope corral.TokenSco
 }
 
 // webhook posts a queued job to target and returns its corral job id.
-func (f *fixture) webhook(t *testing.T, target string, sec corral.Secret, forgeID int64) int64 {
+func (f *fixture) webhook(t testing.TB, target string, sec corral.Secret, forgeID int64) int64 {
 	t.Helper()
 	body := jobPayload(forgeID, "queued", "")
 	req := httptest.NewRequest("POST", "/webhooks/"+target, bytes.NewReader(body))

@@ -11,7 +11,7 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 )
 
-func (f *fixture) patch(t *testing.T, url, who, body string) (int, string) {
+func (f *fixture) patch(t testing.TB, url, who, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest("PATCH", url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+f.tok[who])
@@ -20,7 +20,7 @@ func (f *fixture) patch(t *testing.T, url, who, body string) (int, string) {
 	return rec.Code, rec.Body.String()
 }
 
-func (f *fixture) storedPool(t *testing.T, id string) corral.Pool {
+func (f *fixture) storedPool(t testing.TB, id string) corral.Pool {
 	t.Helper()
 	var out corral.Pool
 	if err := f.st.View(context.Background(), func(tx corral.ReadTx) error {
