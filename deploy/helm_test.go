@@ -180,7 +180,8 @@ func checkPod(t *testing.T, corral string, docs map[string]map[string]any, workl
 	}
 	env = map[string]any{}
 	cmdEnv := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	for _, e := range get(c, "env").([]any) {
+	envs, _ := get(c, "env").([]any)
+	for _, e := range envs {
 		name := get(e, "name").(string)
 		if v := get(e, "value"); v != nil {
 			t.Errorf("env %s has an inline value %v; secrets come from secretKeyRef", name, v)
