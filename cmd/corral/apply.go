@@ -26,7 +26,7 @@ of the same file writes nothing. A broken file writes nothing.
 
 // runApply implements corral diff and corral apply (cmd is which).
 func runApply(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs := newFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, applyUsage) }
 	file := fs.String("f", "", "the config file to apply")

@@ -181,7 +181,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // runClient runs corral jobs|pools|instances|usage|rightsizing|analytics.
 func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs := newFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, clientUsage) }
 	resolve, output := clientFlags(fs)

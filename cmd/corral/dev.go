@@ -66,7 +66,7 @@ func devPools(image string) []corral.Pool {
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs := newFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data", filepath.Join(".data", "dev"), "data directory (SQLite database, runner working directories)")
 	listen := fs.String("listen", "127.0.0.1:8080", "address of corral's HTTP endpoint (webhooks, API)")

@@ -18,7 +18,7 @@ import (
 // exits 1 when a check fails. It only reads: no migration, no instance,
 // no runner, no redelivery, and no secret in its output.
 func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs := newFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("CORRAL_CONFIG"), "config file (env CORRAL_CONFIG)")
 	format := fs.String("o", "text", "output: text (one line per check) or json")

@@ -19,7 +19,7 @@ func runGitHub(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "usage: corral github app create -name NAME -webhook-url URL [-org ORG] [-github URL] [-data DIR]")
 		return exitError(2)
 	}
-	fs := flag.NewFlagSet("github app create", flag.ContinueOnError)
+	fs := newFlagSet("github app create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	name := fs.String("name", "", "the App's name (unique on GitHub)")
 	org := fs.String("org", "", "the organization that owns the App (default: your user)")

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -47,49 +48,98 @@ Usage:
                                    create corral's GitHub App in one step (its secrets are sealed in the data dir)
   corral jobs|pools|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
                                    the API for people and scripts (corral jobs -h says more)
+  corral completion bash|zsh|fish  print a shell completion script
   corral version                   print the version
 
 Run 'corral COMMAND -h' for a command's flags.
 `
+
+// command is one line of corral's command table: run dispatches on it,
+// the usage lists it, and corral completion derives its scripts from it
+// (names, the words that may follow, and the flags of each, read from the
+// command's own flag set), so that a new command is completed as soon as
+// it is in the table.
+type command struct {
+	// names: the command and its aliases (diff and apply share a line).
+	names []string
+	// subs are the words that may follow the name; a word with a space
+	// ("app create") is a path of words.
+	subs []string
+	// subFlags: each sub has its own flag set (token create|list|revoke);
+	// otherwise the command has one flag set for all its subs.
+	subFlags bool
+	// hidden commands are internal (runner helpers, shims): neither in the
+	// usage nor completed.
+	hidden bool
+	run    func(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error
+}
+
+// commands is corral's command table.
+func commands() []command {
+	return []command{
+		{names: []string{"dev"}, run: drop(runDev)},
+		{names: []string{"serve"}, run: drop(runServe)},
+		{names: []string{"route"}, run: drop(runRoute)},
+		{names: []string{"doctor"}, run: drop(runDoctor)},
+		{names: []string{"diff", "apply"}, run: runApply},
+		{names: []string{"token"}, subs: []string{"create", "list", "revoke"}, subFlags: true, run: drop(runToken)},
+		{names: []string{"github"}, subs: []string{"app create"}, subFlags: true, run: drop(runGitHub)},
+		{names: []string{"jobs"}, subs: []string{"retry"}, run: runClient},
+		{names: []string{"pools"}, subs: []string{"drain", "pause", "resume"}, run: runClient},
+		{names: []string{"instances"}, subs: []string{"stop"}, run: runClient},
+		{names: []string{"usage", "rightsizing", "analytics"}, run: runClient},
+		{names: []string{"completion"}, subs: []string{"bash", "zsh", "fish"}, run: func(_ context.Context, _ string, args []string, stdout, stderr io.Writer) error {
+			return runCompletion(args, stdout, stderr)
+		}},
+		{names: []string{"version", "--version", "-version"}, run: func(_ context.Context, _ string, _ []string, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, "corral", version())
+			return nil
+		}},
+		{names: []string{"help", "-h", "--help"}, run: func(_ context.Context, _ string, _ []string, stdout, _ io.Writer) error {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}},
+		{names: []string{"github-sim-runner"}, hidden: true, run: drop(runGitHubSimRunner)},
+		{names: []string{"forgejo-sim-runner"}, hidden: true, run: func(ctx context.Context, _ string, args []string, stdout, _ io.Writer) error {
+			return runForgejoSimRunner(ctx, args, stdout)
+		}},
+		{names: []string{"vm-relay"}, hidden: true, run: func(_ context.Context, _ string, args []string, _, _ io.Writer) error { return runVMRelay(args) }},
+		{names: []string{"shim"}, hidden: true, run: func(ctx context.Context, _ string, args []string, _, _ io.Writer) error { return runShim(ctx, args) }},
+	}
+}
+
+// drop adapts a command that does not need its own name.
+func drop(f func(context.Context, []string, io.Writer, io.Writer) error) func(context.Context, string, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) error {
+		return f(ctx, args, stdout, stderr)
+	}
+}
+
+// flagSetHook, when set, sees every flag set a command makes (corral
+// completion reads the flags from them).
+var flagSetHook func(*flag.FlagSet)
+
+// newFlagSet is flag.NewFlagSet (ContinueOnError) for corral's commands.
+func newFlagSet(name string, h flag.ErrorHandling) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, h)
+	if flagSetHook != nil {
+		flagSetHook(fs)
+	}
+	return fs
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitError(2)
 	}
-	switch args[0] {
-	case "dev":
-		return runDev(ctx, args[1:], stdout, stderr)
-	case "serve":
-		return runServe(ctx, args[1:], stdout, stderr)
-	case "route":
-		return runRoute(ctx, args[1:], stdout, stderr)
-	case "doctor":
-		return runDoctor(ctx, args[1:], stdout, stderr)
-	case "diff", "apply":
-		return runApply(ctx, args[0], args[1:], stdout, stderr)
-	case "token":
-		return runToken(ctx, args[1:], stdout, stderr)
-	case "github":
-		return runGitHub(ctx, args[1:], stdout, stderr)
-	case "jobs", "pools", "instances", "usage", "rightsizing", "analytics":
-		return runClient(ctx, args[0], args[1:], stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "corral", version())
-		return nil
-	case "github-sim-runner":
-		return runGitHubSimRunner(ctx, args[1:], stdout, stderr)
-	case "forgejo-sim-runner":
-		return runForgejoSimRunner(ctx, args[1:], stdout)
-	case "vm-relay":
-		return runVMRelay(args[1:])
-	case "shim":
-		return runShim(ctx, args[1:])
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprintf(stderr, "corral: unknown command %q\n\n%s", args[0], usage)
-		return exitError(2)
+	for _, c := range commands() {
+		for _, n := range c.names {
+			if n == args[0] {
+				return c.run(ctx, n, args[1:], stdout, stderr)
+			}
+		}
 	}
+	fmt.Fprintf(stderr, "corral: unknown command %q\n\n%s", args[0], usage)
+	return exitError(2)
 }

@@ -14,7 +14,7 @@ import (
 // gets, and why, using the same config as serve. It exits 1 when no pool
 // accepts the job, so it can guard a workflow change in CI.
 func runRoute(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("route", flag.ContinueOnError)
+	fs := newFlagSet("route", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("CORRAL_CONFIG"), "config file (env CORRAL_CONFIG)")
 	targetID := fs.String("target", "", "the target the job comes from (default: the first target)")

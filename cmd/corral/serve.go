@@ -22,6 +22,7 @@ import (
 	"github.com/corral-ci/corral/internal/config"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
+	"github.com/corral-ci/corral/internal/reqid"
 	"github.com/corral-ci/corral/internal/runners"
 	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/store/sqlite"
@@ -29,7 +30,7 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs := newFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("CORRAL_CONFIG"), "config file (env CORRAL_CONFIG)")
 	check := fs.Bool("check", false, "validate the config file and exit")
@@ -104,7 +105,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := a.Sync(ctx); err != nil {
 		return err
 	}
-	srvs, addrs, err := listen(cfg, a)
+	srvs, addrs, err := listen(cfg, a, log)
 	if err != nil {
 		return err
 	}
@@ -166,7 +167,7 @@ func (s server) serve() error { return s.Serve(s.ln) }
 // api_listen, listen serves webhooks, runner downloads and health and
 // api_listen the API and metrics. Each is TLS when it has a certificate.
 // addrs are the addresses bound (api_listen's "" when there is none).
-func listen(cfg *config.Config, a *app.App) ([]server, [2]string, error) {
+func listen(cfg *config.Config, a *app.App, log *slog.Logger) ([]server, [2]string, error) {
 	type spec struct {
 		key, addr, cert, tlsKey string
 		on                      app.Listener
@@ -195,7 +196,7 @@ func listen(cfg *config.Config, a *app.App) ([]server, [2]string, error) {
 			return nil, addrs, fmt.Errorf("%s %s: %w", sp.key, sp.addr, err)
 		}
 		addrs[i] = ln.Addr().String()
-		h := webhook.AllowHosts(cfg.AllowedHosts, a.HandlerFor(sp.on))
+		h := reqid.Handler(log, webhook.AllowHosts(cfg.AllowedHosts, a.HandlerFor(sp.on)))
 		srvs = append(srvs, server{&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second}, ln})
 	}
 	return srvs, addrs, nil

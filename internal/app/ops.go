@@ -9,6 +9,7 @@ import (
 	"github.com/corral-ci/corral/internal/auth"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
+	"github.com/corral-ci/corral/internal/reqid"
 )
 
 // Operations (tenant-admin for the tenant's own objects, admin for all).
@@ -44,7 +45,7 @@ func (a *App) poolOp(st corral.PoolState) http.HandlerFunc {
 			httperr.Write(w, err)
 			return
 		}
-		a.log.Info("pool state set through the API", "pool", pool.ID, "state", st, "token", tokenID(r))
+		reqid.Logger(r, a.log).Info("pool state set through the API", "pool", pool.ID, "state", st, "token", tokenID(r))
 		a.Scheduler.Wake()
 		httperr.WriteJSON(w, http.StatusOK, map[string]any{"pool": pool.ID, "state": st})
 	}
@@ -84,7 +85,7 @@ func (a *App) stopInstance(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, err)
 		return
 	}
-	a.log.Info("instance stopped through the API", "instance", in.ID, "state", in.State, "forced", force, "token", tokenID(r))
+	reqid.Logger(r, a.log).Info("instance stopped through the API", "instance", in.ID, "state", in.State, "forced", force, "token", tokenID(r))
 	httperr.WriteJSON(w, http.StatusOK, map[string]any{"instance": in.ID, "state": corral.InstDraining, "was": in.State, "forced": force})
 }
 

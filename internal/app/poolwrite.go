@@ -10,6 +10,7 @@ import (
 	"github.com/corral-ci/corral/internal/catalog"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
+	"github.com/corral-ci/corral/internal/reqid"
 )
 
 // patchPool changes a live pool's settings through the catalog: the change
@@ -43,12 +44,12 @@ func (a *App) patchPool(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		if !errors.Is(err, corral.ErrNotFound) && !errors.Is(err, corral.ErrBadInput) {
-			a.log.Warn("pool change through the API failed", "pool", id, "err", err)
+			reqid.Logger(r, a.log).Warn("pool change through the API failed", "pool", id, "err", err)
 		}
 		httperr.Write(w, err)
 		return
 	}
-	a.log.Info("pool changed through the API", "pool", p.ID, "token", tokenID(r), "catalog_version", a.Catalog.Current().Version)
+	reqid.Logger(r, a.log).Info("pool changed through the API", "pool", p.ID, "token", tokenID(r), "catalog_version", a.Catalog.Current().Version)
 	a.Scheduler.Wake()
 	pools, _, err := a.livePools(r.Context(), a.scope(r))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/dashboard"
 	"github.com/corral-ci/corral/internal/httperr"
+	"github.com/corral-ci/corral/internal/reqid"
 )
 
 // Listener names the listeners a route is served on. With one listener
@@ -88,7 +89,8 @@ func (a *App) Routes() []Route {
 func (a *App) Handler() http.Handler { return a.HandlerFor(OnBoth) }
 
 // HandlerFor serves the routes of the listener on, each behind its access
-// rule; other paths answer 404.
+// rule; other paths answer 404. Every answer carries an X-Request-Id
+// (internal/reqid).
 func (a *App) HandlerFor(on Listener) http.Handler {
 	g := &auth.Guard{Store: a.opt.Store, Clock: a.opt.Clock, Logger: a.log}
 	mux := http.NewServeMux()
@@ -97,7 +99,7 @@ func (a *App) HandlerFor(on Listener) http.Handler {
 			mux.Handle(r.Pattern(), g.Wrap(r.Access, r.Handler))
 		}
 	}
-	return mux
+	return reqid.Handler(a.log, mux)
 }
 
 func (a *App) healthz(w http.ResponseWriter, r *http.Request) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
+	"github.com/corral-ci/corral/internal/reqid"
 )
 
 // Access is what a route demands of its caller.
@@ -170,7 +171,7 @@ func (g *Guard) Wrap(acc Access, h http.Handler) http.Handler {
 			if tk.ID != "" {
 				level = slog.LevelInfo
 			}
-			g.log().Log(r.Context(), level, "api request refused", "method", r.Method, "path", r.URL.Path,
+			reqid.Logger(r, g.log()).Log(r.Context(), level, "api request refused", "method", r.Method, "path", r.URL.Path,
 				"remote", r.RemoteAddr, "status", httperr.Status(err), "err", err)
 			httperr.Write(w, err)
 			return

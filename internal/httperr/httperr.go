@@ -36,6 +36,15 @@ func Status(err error) int {
 	}
 }
 
+// Body is corral's one error body: {"error": "...", "request_id": "..."}.
+// request_id is the answer's X-Request-Id (set by internal/reqid before
+// any handler runs), so that a caller can quote it and an operator find
+// the request's log lines.
+type Body struct {
+	Error     string `json:"error"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
 // Write answers with the error's status and a JSON body. For 4xx the body
 // says what was wrong; for 5xx only that the server failed.
 func Write(w http.ResponseWriter, err error) {
@@ -44,7 +53,7 @@ func Write(w http.ResponseWriter, err error) {
 	if code >= 500 {
 		msg = http.StatusText(code)
 	}
-	WriteJSON(w, code, map[string]string{"error": msg})
+	WriteJSON(w, code, Body{Error: msg, RequestID: w.Header().Get("X-Request-Id")})
 }
 
 // WriteJSON answers with code and v as JSON.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
+	"github.com/corral-ci/corral/internal/reqid"
 )
 
 // A GitHub App has ONE webhook URL for every installation. ServeApp takes
@@ -30,7 +31,7 @@ func (h *Handler) ServeApp(w http.ResponseWriter, r *http.Request) {
 	seen.Result, seen.Status, seen.Took = Result(code), sentStatus(code), time.Since(seen.At)
 	h.recent.add(seen)
 	if err != nil {
-		h.log.Warn("app webhook refused", "app", app, "status", code, "delivery", deliveryID(r.Header), "err", err)
+		reqid.Logger(r, h.log).Warn("app webhook refused", "app", app, "status", code, "delivery", deliveryID(r.Header), "err", err)
 		httperr.Write(w, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
 	"github.com/corral-ci/corral/internal/ledger"
+	"github.com/corral-ci/corral/internal/reqid"
 )
 
 // DefaultMaxBody caps a delivery's body. workflow_job payloads are about
@@ -122,7 +123,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	seen.Result, seen.Status, seen.Took = Result(code), sentStatus(code), time.Since(seen.At)
 	h.recent.add(seen)
 	if err != nil {
-		h.log.Warn("webhook refused", "target", id, "status", code, "delivery", deliveryID(r.Header), "err", err)
+		reqid.Logger(r, h.log).Warn("webhook refused", "target", id, "status", code, "delivery", deliveryID(r.Header), "err", err)
 		httperr.Write(w, err)
 	}
 }
