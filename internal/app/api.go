@@ -258,7 +258,9 @@ type TargetView struct {
 	URL    string `json:"url,omitempty"`
 	// Mode is webhook, poll or webhook+poll; Poll is the poller's view of
 	// a polling target (on the leader; zeros elsewhere).
-	Mode   string         `json:"mode"`
+	Mode string `json:"mode"`
+	// Paused: paused through the API (its jobs wait).
+	Paused bool           `json:"paused"`
 	Poll   *poller.Status `json:"poll,omitempty"`
 	Budget *struct {
 		Remaining int       `json:"remaining"`
@@ -268,6 +270,15 @@ type TargetView struct {
 
 func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
 	targets := a.Catalog.Current().Targets
+	var paused map[string]bool
+	if err := a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
+		var err error
+		paused, err = tx.PausedTargets(r.Context())
+		return err
+	}); err != nil {
+		httperr.Write(w, err)
+		return
+	}
 	polled := map[string]poller.Status{}
 	for _, st := range a.Poller.Statuses() {
 		polled[st.Target] = st
@@ -278,7 +289,7 @@ func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		v := TargetView{ID: t.ID, Tenant: t.TenantID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL,
-			Mode: string(t.Mode)}
+			Mode: string(t.Mode), Paused: paused[t.ID]}
 		if t.Mode == corral.ModeWebhook {
 			v.Mode = "webhook"
 		}

@@ -192,3 +192,60 @@ func TestApp_RetryJob(t *testing.T) {
 		t.Errorf("bad id: %d %s", code, out)
 	}
 }
+
+// TestApp_TargetOps: pause and resume are recorded in the store and shown
+// by GET /api/v1/targets; another tenant's admin cannot pause the target
+// (404, as if absent) nor see it; a reader is refused.
+func TestApp_TargetOps(t *testing.T) {
+	f := newFixture(t)
+	paused := func() map[string]bool {
+		t.Helper()
+		code, out := f.call(t, "GET", "/api/v1/targets", "admin")
+		var body struct{ Targets []app.TargetView }
+		if err := json.Unmarshal([]byte(out), &body); err != nil || code != 200 {
+			t.Fatalf("targets: %d %s %v", code, out, err)
+		}
+		m := map[string]bool{}
+		for _, v := range body.Targets {
+			m[v.ID] = v.Paused
+		}
+		return m
+	}
+	if got := paused(); got["acme"] {
+		t.Fatalf("at start: %v", got)
+	}
+	for _, tc := range []struct {
+		who, url string
+		code     int
+		want     bool // acme paused afterwards
+	}{
+		{"other-tenant-admin", "/api/v1/targets/acme/pause", 404, false},
+		{"tenant-read", "/api/v1/targets/acme/pause", 403, false},
+		{"tenant-admin", "/api/v1/targets/acme/pause", 200, true},
+		{"other-tenant-admin", "/api/v1/targets/acme/resume", 404, true},
+		{"admin", "/api/v1/targets/nope/resume", 404, true},
+		{"admin", "/api/v1/targets/acme/resume", 200, false},
+		{"admin", "/api/v1/targets/acme/pause", 200, true},
+	} {
+		code, out := f.call(t, "POST", tc.url, tc.who)
+		if code != tc.code {
+			t.Errorf("POST %s as %s: %d %s, want %d", tc.url, tc.who, code, out, tc.code)
+		}
+		if got := paused()["acme"]; got != tc.want {
+			t.Errorf("after POST %s as %s: paused %v, want %v", tc.url, tc.who, got, tc.want)
+		}
+	}
+	_, out := f.call(t, "GET", "/api/v1/targets", "other-tenant-admin")
+	if strings.Contains(out, `"acme"`) {
+		t.Errorf("another tenant sees target acme: %s", out)
+	}
+	var inStore map[string]bool
+	_ = f.st.View(context.Background(), func(tx corral.ReadTx) error {
+		var err error
+		inStore, err = tx.PausedTargets(context.Background())
+		return err
+	})
+	if fmt.Sprint(inStore) != "map[acme:true]" {
+		t.Errorf("store: %v", inStore)
+	}
+}

@@ -59,6 +59,8 @@ func (a *App) Routes() []Route {
 		{"GET", "/api/v1/instances", auth.TenantRead, OnAPI, http.HandlerFunc(a.listInstances)},
 		{"POST", "/api/v1/instances/{id}/stop", auth.TenantAdmin, OnAPI, http.HandlerFunc(a.stopInstance)},
 		{"GET", "/api/v1/targets", auth.TenantRead, OnAPI, http.HandlerFunc(a.listTargets)},
+		{"POST", "/api/v1/targets/{target}/pause", auth.TenantAdmin, OnAPI, a.targetOp(true)},
+		{"POST", "/api/v1/targets/{target}/resume", auth.TenantAdmin, OnAPI, a.targetOp(false)},
 		{"GET", "/api/v1/usage", auth.TenantRead, OnAPI, http.HandlerFunc(a.usage)},
 		{"GET", "/api/v1/overview", auth.TenantRead, OnAPI, http.HandlerFunc(a.overview)},
 		{"GET", "/api/v1/usage/hourly", auth.TenantRead, OnAPI, http.HandlerFunc(a.usageHourly)},
