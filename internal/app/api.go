@@ -260,9 +260,16 @@ type TargetView struct {
 	// a polling target (on the leader; zeros elsewhere).
 	Mode string `json:"mode"`
 	// Paused: paused through the API (its jobs wait).
-	Paused bool           `json:"paused"`
-	Poll   *poller.Status `json:"poll,omitempty"`
-	Budget *struct {
+	Paused       bool              `json:"paused"`
+	RunnerPrefix string            `json:"runner_prefix,omitempty"`
+	Settings     map[string]string `json:"settings,omitempty"`
+	PollInterval string            `json:"poll_interval,omitempty"`
+	// Whether each credential is set; the credentials themselves are
+	// write-only and never answered.
+	WebhookSecretSet bool           `json:"webhook_secret_set"`
+	TokenSet         bool           `json:"token_set"`
+	Poll             *poller.Status `json:"poll,omitempty"`
+	Budget           *struct {
 		Remaining int       `json:"remaining"`
 		Reset     time.Time `json:"reset"`
 	} `json:"rate_limit,omitempty"`
@@ -288,29 +295,38 @@ func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
 		if !auth.Visible(r.Context(), t.TenantID) {
 			continue
 		}
-		v := TargetView{ID: t.ID, Tenant: t.TenantID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL,
-			Mode: string(t.Mode), Paused: paused[t.ID]}
-		if t.Mode == corral.ModeWebhook {
-			v.Mode = "webhook"
-		}
-		if t.Polls() {
-			if st, ok := polled[t.ID]; ok {
-				v.Poll = &st
-			}
-		}
-		if f, err := a.opt.Forges.Forge(t); err == nil {
-			if b, ok := f.(budgeter); ok {
-				if n, reset := b.Budget(); n >= 0 {
-					v.Budget = &struct {
-						Remaining int       `json:"remaining"`
-						Reset     time.Time `json:"reset"`
-					}{n, reset}
-				}
-			}
-		}
-		out = append(out, v)
+		out = append(out, a.targetView(t, polled, paused[t.ID]))
 	}
 	httperr.WriteJSON(w, http.StatusOK, map[string]any{"targets": out})
+}
+
+// targetView shows a target: whether each credential is set, never it.
+func (a *App) targetView(t corral.Target, polled map[string]poller.Status, paused bool) TargetView {
+	v := TargetView{ID: t.ID, Tenant: t.TenantID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL,
+		Mode: string(t.Mode), Paused: paused, RunnerPrefix: t.RunnerPrefix, Settings: t.Settings,
+		WebhookSecretSet: t.WebhookSecret != "", TokenSet: t.Token != ""}
+	if t.PollInterval > 0 {
+		v.PollInterval = t.PollInterval.String()
+	}
+	if t.Mode == corral.ModeWebhook {
+		v.Mode = "webhook"
+	}
+	if t.Polls() {
+		if st, ok := polled[t.ID]; ok {
+			v.Poll = &st
+		}
+	}
+	if f, err := a.opt.Forges.Forge(t); err == nil {
+		if b, ok := f.(budgeter); ok {
+			if n, reset := b.Budget(); n >= 0 {
+				v.Budget = &struct {
+					Remaining int       `json:"remaining"`
+					Reset     time.Time `json:"reset"`
+				}{n, reset}
+			}
+		}
+	}
+	return v
 }
 
 // TokenView is a token as the API shows it: never its secret or hash.

@@ -249,3 +249,20 @@ func TestApp_TargetOps(t *testing.T) {
 		t.Errorf("store: %v", inStore)
 	}
 }
+
+// spareTarget adds a target of tenant default to the store's catalog and
+// returns its id.
+func (f *fixture) spareTarget() string {
+	id := fmt.Sprint("spare-", f.delivery.Add(1))
+	err := f.st.Update(context.Background(), func(tx corral.Tx) error {
+		if err := tx.PutTarget(context.Background(), corral.Target{ID: id, TenantID: "default", Kind: corral.KindGitHub}); err != nil {
+			return err
+		}
+		_, err := tx.BumpCatalogVersion(context.Background())
+		return err
+	})
+	if err != nil {
+		panic(err)
+	}
+	return id
+}

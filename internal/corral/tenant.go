@@ -57,6 +57,11 @@ type Target struct {
 	// PollInterval is the time between two polls in a poll mode (0: the
 	// default, DefaultPollInterval).
 	PollInterval time.Duration
+	// Sealed holds the credentials written through the API, sealed with
+	// the secret key (package secretbox): "webhook_secret" and "token" to
+	// base64 ciphertext. Only ciphertext reaches the store; each replica
+	// opens them with the shared key when it loads the catalog.
+	Sealed map[string]string
 }
 
 // TargetMode says how corral learns of a target's waiting jobs.
