@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/app"
+	"github.com/corral-ci/corral/internal/auth"
 
 	"github.com/corral-ci/corral/internal/corral"
 )
@@ -265,4 +266,16 @@ func (f *fixture) spareTarget() string {
 		panic(err)
 	}
 	return id
+}
+
+// spareToken stores a tenant-read token of tenant default and returns its id.
+func (f *fixture) spareToken() string {
+	_, tk, err := auth.New(fmt.Sprint("spare-", f.delivery.Add(1)), corral.ScopeTenantRead, "default", 0, time.Now())
+	if err == nil {
+		err = f.st.Update(context.Background(), func(tx corral.Tx) error { return tx.PutToken(context.Background(), tk) })
+	}
+	if err != nil {
+		panic(err)
+	}
+	return tk.ID
 }

@@ -71,6 +71,8 @@ func (a *App) Routes() []Route {
 		{"GET", "/api/v1/analytics", auth.TenantRead, OnAPI, http.HandlerFunc(a.analyticsReport)},
 		{"GET", "/api/v1/deliveries", auth.TenantRead, OnAPI, http.HandlerFunc(a.listDeliveries)},
 		{"GET", "/api/v1/tokens", auth.Admin, OnAPI, http.HandlerFunc(a.listTokens)},
+		{"POST", "/api/v1/tokens", auth.TenantAdmin, OnAPI, http.HandlerFunc(a.createToken)},
+		{"DELETE", "/api/v1/tokens/{id}", auth.TenantAdmin, OnAPI, http.HandlerFunc(a.revokeToken)},
 		{"GET", "/api/v1/leader", auth.Admin, OnAPI, http.HandlerFunc(a.getLeader)},
 		{"GET", "/api/v1/openapi.json", auth.Public, OnAPI, http.HandlerFunc(serveOpenAPI)},
 		// The dashboard's files hold no data; its script calls the API

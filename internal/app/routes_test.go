@@ -89,10 +89,16 @@ var probes = map[string]probe{
 	"GET /api/v1/analytics":                {req: path("/api/v1/analytics"), ok: 200, otherTenant: 200},
 	"GET /api/v1/deliveries":               {req: path("/api/v1/deliveries"), ok: 200, otherTenant: 200},
 	"GET /api/v1/tokens":                   {req: path("/api/v1/tokens"), ok: 200},
-	"GET /api/v1/leader":                   {req: path("/api/v1/leader"), ok: 200},
-	"GET /api/v1/openapi.json":             {req: path("/api/v1/openapi.json"), ok: 200},
-	"GET /ui/":                             {req: path("/ui/app.js"), ok: 200}, // files without data: no token
-	"GET /ui":                              {req: path("/ui"), ok: 301},
+	"POST /api/v1/tokens": {req: func(*fixture) *http.Request {
+		return httptest.NewRequest("POST", "/api/v1/tokens", strings.NewReader(`{"name":"ci","scope":"tenant-read","tenant":"default"}`))
+	}, ok: 201, otherTenant: 403}, // another tenant's admin cannot mint for tenant default
+	"DELETE /api/v1/tokens/{id}": {req: func(f *fixture) *http.Request {
+		return httptest.NewRequest("DELETE", "/api/v1/tokens/"+f.spareToken(), nil)
+	}, ok: 200, otherTenant: 404}, // a new token of tenant default each time
+	"GET /api/v1/leader":       {req: path("/api/v1/leader"), ok: 200},
+	"GET /api/v1/openapi.json": {req: path("/api/v1/openapi.json"), ok: 200},
+	"GET /ui/":                 {req: path("/ui/app.js"), ok: 200}, // files without data: no token
+	"GET /ui":                  {req: path("/ui"), ok: 301},
 }
 
 // TestApp_AccessMatrix walks the route table and calls every route with
