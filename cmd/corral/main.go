@@ -43,6 +43,8 @@ Usage:
                                    show / make the store's tenants, targets and pools match FILE
   corral token create|list|revoke -config FILE
                                    API tokens, directly in the store (the secret is printed once)
+  corral secrets rotate -config FILE -old-key FILE -new-key FILE
+                                   re-seal the store's sealed secrets (API-written credentials) under a new key
   corral github app create -name NAME -webhook-url URL [-org ORG]
                                    create corral's GitHub App in one step (its secrets are sealed in the data dir)
   corral jobs|pools|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runApply(ctx, args[0], args[1:], stdout, stderr)
 	case "token":
 		return runToken(ctx, args[1:], stdout, stderr)
+	case "secrets":
+		return runSecrets(ctx, args[1:], stdout, stderr)
 	case "github":
 		return runGitHub(ctx, args[1:], stdout, stderr)
 	case "jobs", "pools", "instances", "usage", "rightsizing", "analytics":
