@@ -47,7 +47,7 @@ Usage:
                                    re-seal the store's sealed secrets (API-written credentials) under a new key
   corral github app create -name NAME -webhook-url URL [-org ORG]
                                    create corral's GitHub App in one step (its secrets are sealed in the data dir)
-  corral jobs|pools|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
+  corral jobs|pools|targets|tokens|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
                                    the API for people and scripts (corral jobs -h says more)
   corral version                   print the version
 
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSecrets(ctx, args[1:], stdout, stderr)
 	case "github":
 		return runGitHub(ctx, args[1:], stdout, stderr)
-	case "jobs", "pools", "instances", "usage", "rightsizing", "analytics":
+	case "jobs", "pools", "targets", "tokens", "instances", "usage", "rightsizing", "analytics":
 		return runClient(ctx, args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "corral", version())
