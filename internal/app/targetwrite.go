@@ -177,7 +177,9 @@ func (a *App) writeTarget(w http.ResponseWriter, r *http.Request, id string, tw 
 		if err != nil {
 			return corral.Target{}, err
 		}
-		// Seal what was written now; keep the ciphertext of the rest.
+		// Added through the API (a config file's target PATCHed stays the
+		// file's). Seal what was written now; keep the ciphertext of the rest.
+		nt.FromAPI = !exists || stored.FromAPI
 		nt.Sealed = maps.Clone(stored.Sealed)
 		for field, v := range map[string]*corral.Secret{"webhook_secret": tw.WebhookSecret, "token": tw.Token} {
 			if v == nil {

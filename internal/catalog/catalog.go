@@ -375,7 +375,10 @@ func applyTargets(ctx context.Context, tx corral.Tx, want []corral.Target, ch *C
 		}
 		note(ch, ok, "target "+t.ID)
 	}
-	for id := range old {
+	for id, o := range old {
+		if o.FromAPI {
+			continue // added through the API, not the file's to remove
+		}
 		if err := tx.DeleteTarget(ctx, id); err != nil {
 			return err
 		}

@@ -96,3 +96,40 @@ func TestRotate(t *testing.T) {
 		}
 	}
 }
+
+// TestApply_KeepsAPITargets: applying a config file that does not list a
+// target added through the API keeps it, and diff shows no change for
+// it; a target of the file that the file drops is removed.
+func TestApply_KeepsAPITargets(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir()+"/corral.db", sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c := catalog.New(catalog.Config{Store: st})
+	file := catalog.Desired{Tenants: []corral.Tenant{{ID: "default"}},
+		Targets: []corral.Target{{ID: "filed", TenantID: "default", Kind: corral.KindGitHub}, {ID: "dropped", TenantID: "default", Kind: corral.KindGitHub}}}
+	if _, err := c.Apply(ctx, file); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutTarget(ctx, "api", func(corral.Target, bool) (corral.Target, error) {
+		return corral.Target{ID: "api", TenantID: "default", Kind: corral.KindGitHub, FromAPI: true}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	file.Targets = file.Targets[:1]
+	if lines, err := catalog.Diff(ctx, st, file); err != nil || len(lines) != 1 || !strings.Contains(lines[0], "dropped") {
+		t.Fatalf("diff: %q %v", lines, err)
+	}
+	if _, err := c.Apply(ctx, file); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, tg := range c.Current().Targets {
+		ids = append(ids, tg.ID)
+	}
+	if got := strings.Join(ids, ","); got != "api,filed" && got != "filed,api" {
+		t.Fatalf("targets after apply: %s", got)
+	}
+}

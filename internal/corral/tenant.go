@@ -62,6 +62,9 @@ type Target struct {
 	// base64 ciphertext. Only ciphertext reaches the store; each replica
 	// opens them with the shared key when it loads the catalog.
 	Sealed map[string]string
+	// FromAPI: added through the API. Applying a config file that does not
+	// list it keeps it (a file that lists it takes it over).
+	FromAPI bool
 }
 
 // TargetMode says how corral learns of a target's waiting jobs.
