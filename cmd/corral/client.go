@@ -26,6 +26,10 @@ const clientUsage = `Usage:
   corral jobs retry ID                                       route an unroutable job again
   corral pools                                               list pools with their state
   corral pools drain|pause|resume NAME                       change a pool's state
+  corral targets                                             list targets (paused, credentials set: never shown)
+  corral targets pause|resume NAME                           pause a target (its jobs wait) or resume it
+  corral tokens                                              list API tokens (admin)
+  corral tokens revoke ID                                    revoke an API token
   corral instances [-state S]                                list live instances
   corral instances stop ID [-force]                          stop an instance (-force: even a busy one)
   corral usage [-from T] [-to T] [-group-by G] [-format json|csv]
@@ -258,6 +262,32 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return err
 		}
 		return printResult(stdout, b, *output, "pool {pool}: {state}")
+	case cmd == "targets" && len(rest) == 0:
+		b, err := c.do(ctx, "GET", "/api/v1/targets")
+		if err != nil {
+			return err
+		}
+		return printList(stdout, b, *output, "targets", []string{"TARGET", "TENANT", "KIND", "SCOPE", "PATH", "MODE", "PAUSED", "TOKEN SET"},
+			[]string{"id", "tenant", "kind", "scope", "path", "mode", "paused", "token_set"})
+	case cmd == "targets" && len(rest) == 2 && (rest[0] == "pause" || rest[0] == "resume"):
+		b, err := c.do(ctx, "POST", "/api/v1/targets/"+url.PathEscape(rest[1])+"/"+rest[0])
+		if err != nil {
+			return err
+		}
+		return printResult(stdout, b, *output, "target {target}: paused {paused}")
+	case cmd == "tokens" && len(rest) == 0:
+		b, err := c.do(ctx, "GET", "/api/v1/tokens")
+		if err != nil {
+			return err
+		}
+		return printList(stdout, b, *output, "tokens", []string{"ID", "NAME", "SCOPE", "TENANT"},
+			[]string{"id", "name", "scope", "tenant"})
+	case cmd == "tokens" && len(rest) == 2 && rest[0] == "revoke":
+		b, err := c.do(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(rest[1]))
+		if err != nil {
+			return err
+		}
+		return printResult(stdout, b, *output, "token {id}: revoked")
 	case cmd == "instances" && len(rest) == 0:
 		path := "/api/v1/instances"
 		if *state != "" {

@@ -170,6 +170,27 @@ func TestRun_Client(t *testing.T) {
 		t.Fatalf("drain unknown pool: %v", err)
 	}
 
+	if out, err = r.run(t, "targets", "pause", "acme"); err != nil || out != "target acme: paused true\n" {
+		t.Fatalf("targets pause: %v %q", err, out)
+	}
+	out, err = r.run(t, "targets")
+	if err != nil || strings.Join(column(t, out, "TARGET"), ",") != "acme" || strings.Join(column(t, out, "PAUSED"), ",") != "true" {
+		t.Fatalf("targets: %v\n%s", err, out)
+	}
+	if out, err = r.run(t, "targets", "resume", "acme", "-o", "json"); err != nil || !strings.Contains(out, `"paused":false`) {
+		t.Fatalf("targets resume -o json: %v %q", err, out)
+	}
+	if _, err = r.run(t, "targets", "pause", "nope"); err == nil || !strings.Contains(err.Error(), `404 Not Found: target "nope": not found`) {
+		t.Fatalf("pause unknown target: %v", err)
+	}
+	out, err = r.run(t, "tokens")
+	if err != nil || strings.Join(column(t, out, "NAME"), ",") != "cli" {
+		t.Fatalf("tokens: %v\n%s", err, out)
+	}
+	if _, err = r.run(t, "tokens", "revoke", "tok_nope"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("revoke unknown token: %v", err)
+	}
+
 	out, err = r.run(t, "instances")
 	if err != nil || strings.Join(column(t, out, "ID"), ",") != "i-busy,i-idle" {
 		t.Fatalf("instances: %v\n%s", err, out)

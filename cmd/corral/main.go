@@ -44,9 +44,11 @@ Usage:
                                    show / make the store's tenants, targets and pools match FILE
   corral token create|list|revoke -config FILE
                                    API tokens, directly in the store (the secret is printed once)
+  corral secrets rotate -config FILE -old-key FILE -new-key FILE
+                                   re-seal the store's sealed secrets (API-written credentials) under a new key
   corral github app create -name NAME -webhook-url URL [-org ORG]
                                    create corral's GitHub App in one step (its secrets are sealed in the data dir)
-  corral jobs|pools|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
+  corral jobs|pools|targets|tokens|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
                                    the API for people and scripts (corral jobs -h says more)
   corral completion bash|zsh|fish  print a shell completion script
   corral version                   print the version
@@ -83,9 +85,12 @@ func commands() []command {
 		{names: []string{"doctor"}, run: drop(runDoctor)},
 		{names: []string{"diff", "apply"}, run: runApply},
 		{names: []string{"token"}, subs: []string{"create", "list", "revoke"}, subFlags: true, run: drop(runToken)},
+		{names: []string{"secrets"}, subs: []string{"rotate"}, subFlags: true, run: drop(runSecrets)},
 		{names: []string{"github"}, subs: []string{"app create"}, subFlags: true, run: drop(runGitHub)},
 		{names: []string{"jobs"}, subs: []string{"retry"}, run: runClient},
 		{names: []string{"pools"}, subs: []string{"drain", "pause", "resume"}, run: runClient},
+		{names: []string{"targets"}, subs: []string{"pause", "resume"}, run: runClient},
+		{names: []string{"tokens"}, subs: []string{"revoke"}, run: runClient},
 		{names: []string{"instances"}, subs: []string{"stop"}, run: runClient},
 		{names: []string{"usage", "rightsizing", "analytics"}, run: runClient},
 		{names: []string{"completion"}, subs: []string{"bash", "zsh", "fish"}, run: func(_ context.Context, _ string, args []string, stdout, stderr io.Writer) error {

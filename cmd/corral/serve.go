@@ -24,6 +24,7 @@ import (
 	"github.com/corral-ci/corral/internal/forge"
 	"github.com/corral-ci/corral/internal/reqid"
 	"github.com/corral-ci/corral/internal/runners"
+	"github.com/corral-ci/corral/internal/secretbox"
 	"github.com/corral-ci/corral/internal/store/postgres"
 	"github.com/corral-ci/corral/internal/store/sqlite"
 	"github.com/corral-ci/corral/internal/webhook"
@@ -87,8 +88,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The key that seals targets' credentials written through the API: the
+	// same on every replica (CORRAL_SECRET_KEY, or the data directory's
+	// key file); without one such writes are refused.
+	box, err := secretbox.Open(cfg.DataDir, os.Getenv, false)
+	if err != nil {
+		log.Info("no secret key: targets' credentials cannot be written through the API", "err", err)
+		box = nil
+	}
 	opt := app.Options{
-		Runners: cache, RunnerDir: runnerDir,
+		SecretBox: box,
+		Runners:   cache, RunnerDir: runnerDir,
 		Store: store, Forges: forge.NewRegistry(nil, log), Providers: providers, ProviderConcurrency: providerConcurrency(dom),
 		Tenants: dom.Tenants, Targets: dom.Targets, Pools: dom.Pools, Sizes: dom.Sizes, DefaultArch: dom.DefaultArch,
 		MaxInstances: cfg.MaxInstances, ControllerID: controllerID, NoLeader: *noLeader,

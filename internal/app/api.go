@@ -281,9 +281,18 @@ type TargetView struct {
 	URL    string `json:"url,omitempty"`
 	// Mode is webhook, poll or webhook+poll; Poll is the poller's view of
 	// a polling target (on the leader; zeros elsewhere).
-	Mode   string         `json:"mode"`
-	Poll   *poller.Status `json:"poll,omitempty"`
-	Budget *struct {
+	Mode string `json:"mode"`
+	// Paused: paused through the API (its jobs wait).
+	Paused       bool              `json:"paused"`
+	RunnerPrefix string            `json:"runner_prefix,omitempty"`
+	Settings     map[string]string `json:"settings,omitempty"`
+	PollInterval string            `json:"poll_interval,omitempty"`
+	// Whether each credential is set; the credentials themselves are
+	// write-only and never answered.
+	WebhookSecretSet bool           `json:"webhook_secret_set"`
+	TokenSet         bool           `json:"token_set"`
+	Poll             *poller.Status `json:"poll,omitempty"`
+	Budget           *struct {
 		Remaining int       `json:"remaining"`
 		Reset     time.Time `json:"reset"`
 	} `json:"rate_limit,omitempty"`
@@ -291,6 +300,15 @@ type TargetView struct {
 
 func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
 	targets := a.Catalog.Current().Targets
+	var paused map[string]bool
+	if err := a.opt.Store.View(r.Context(), func(tx corral.ReadTx) error {
+		var err error
+		paused, err = tx.PausedTargets(r.Context())
+		return err
+	}); err != nil {
+		httperr.Write(w, err)
+		return
+	}
 	polled := map[string]poller.Status{}
 	for _, st := range a.Poller.Statuses() {
 		polled[st.Target] = st
@@ -300,29 +318,38 @@ func (a *App) listTargets(w http.ResponseWriter, r *http.Request) {
 		if !auth.Visible(r.Context(), t.TenantID) {
 			continue
 		}
-		v := TargetView{ID: t.ID, Tenant: t.TenantID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL,
-			Mode: string(t.Mode)}
-		if t.Mode == corral.ModeWebhook {
-			v.Mode = "webhook"
-		}
-		if t.Polls() {
-			if st, ok := polled[t.ID]; ok {
-				v.Poll = &st
-			}
-		}
-		if f, err := a.opt.Forges.Forge(t); err == nil {
-			if b, ok := f.(budgeter); ok {
-				if n, reset := b.Budget(); n >= 0 {
-					v.Budget = &struct {
-						Remaining int       `json:"remaining"`
-						Reset     time.Time `json:"reset"`
-					}{n, reset}
-				}
-			}
-		}
-		out = append(out, v)
+		out = append(out, a.targetView(t, polled, paused[t.ID]))
 	}
 	httperr.WriteJSON(w, http.StatusOK, map[string]any{"targets": out})
+}
+
+// targetView shows a target: whether each credential is set, never it.
+func (a *App) targetView(t corral.Target, polled map[string]poller.Status, paused bool) TargetView {
+	v := TargetView{ID: t.ID, Tenant: t.TenantID, Kind: string(t.Kind), Scope: string(t.Scope), Path: t.Path, URL: t.URL,
+		Mode: string(t.Mode), Paused: paused, RunnerPrefix: t.RunnerPrefix, Settings: t.Settings,
+		WebhookSecretSet: t.WebhookSecret != "", TokenSet: t.Token != ""}
+	if t.PollInterval > 0 {
+		v.PollInterval = t.PollInterval.String()
+	}
+	if t.Mode == corral.ModeWebhook {
+		v.Mode = "webhook"
+	}
+	if t.Polls() {
+		if st, ok := polled[t.ID]; ok {
+			v.Poll = &st
+		}
+	}
+	if f, err := a.opt.Forges.Forge(t); err == nil {
+		if b, ok := f.(budgeter); ok {
+			if n, reset := b.Budget(); n >= 0 {
+				v.Budget = &struct {
+					Remaining int       `json:"remaining"`
+					Reset     time.Time `json:"reset"`
+				}{n, reset}
+			}
+		}
+	}
+	return v
 }
 
 // TokenView is a token as the API shows it: never its secret or hash.

@@ -21,6 +21,7 @@ import (
 	"github.com/corral-ci/corral/internal/forge/github"
 	"github.com/corral-ci/corral/internal/provider/garm"
 	"github.com/corral-ci/corral/internal/runners"
+	"github.com/corral-ci/corral/internal/secretbox"
 	"github.com/corral-ci/corral/internal/store/sqlite"
 	"github.com/corral-ci/corral/internal/testutil/fake"
 )
@@ -63,7 +64,11 @@ func newFixture(t testing.TB) *fixture {
 	}
 	flavor := corral.Flavor{CPU: 2, MemoryMB: 4096, Arch: "x64"}
 	fg := fake.NewForge()
-	a, err := app.New(app.Options{Store: st, Forges: fg, Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
+	box, err := secretbox.New(bytes.Repeat([]byte{7}, 32), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(app.Options{Store: st, SecretBox: box, Forges: fg, Providers: map[string]corral.Provider{"noop": fake.NewProvider()},
 		Tenants: []corral.Tenant{{ID: "default"}, {ID: "other"}},
 		Targets: []corral.Target{{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, WebhookSecret: secret},
 			{ID: "beta", TenantID: "other", Kind: corral.KindGitHub, WebhookSecret: otherSecret}},

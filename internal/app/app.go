@@ -27,6 +27,7 @@ import (
 	"github.com/corral-ci/corral/internal/rightsize"
 	"github.com/corral-ci/corral/internal/route"
 	"github.com/corral-ci/corral/internal/scheduler"
+	"github.com/corral-ci/corral/internal/secretbox"
 	"github.com/corral-ci/corral/internal/webhook"
 )
 
@@ -36,7 +37,11 @@ const LeaseName = "leader"
 // Options are everything an App needs; cmd fills them from the config.
 // Tenants, Targets and Pools seed the live catalog (Sync applies them).
 type Options struct {
-	Store     corral.Store
+	Store corral.Store
+	// SecretBox seals the credentials of targets written through the API
+	// and opens them on every replica (the same key everywhere); nil:
+	// such writes are refused.
+	SecretBox *secretbox.Box
 	Forges    corral.Forges
 	Providers map[string]corral.Provider
 	// ProviderConcurrency caps calls under way per provider instance (its
@@ -182,7 +187,7 @@ func New(opt Options) (*App, error) {
 	if fr, ok := opt.Forges.(interface{ SetRecorder(corral.CallRecorder) }); ok {
 		fr.SetRecorder(rec.Forges)
 	}
-	a.Catalog = catalog.New(catalog.Config{Store: opt.Store, Route: route.Options{Sizes: opt.Sizes, DefaultArch: opt.DefaultArch}, Interval: opt.CatalogInterval, Logger: opt.Logger})
+	a.Catalog = catalog.New(catalog.Config{Store: opt.Store, Route: route.Options{Sizes: opt.Sizes, DefaultArch: opt.DefaultArch}, Interval: opt.CatalogInterval, Logger: opt.Logger, Box: unsealer(opt.SecretBox)})
 	a.Catalog.SetSecrets(opt.Targets)
 	// The leader's writes are fenced by its term; without a leader (tests
 	// racing replicas on purpose) they go straight to the store.
@@ -441,4 +446,12 @@ func randomSuffix() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// unsealer keeps a nil box a nil interface.
+func unsealer(b *secretbox.Box) catalog.Unsealer {
+	if b == nil {
+		return nil
+	}
+	return b
 }

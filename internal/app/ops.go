@@ -164,3 +164,33 @@ func (a *App) stop(r *http.Request, in corral.Instance, force bool) error {
 	}
 	return err
 }
+
+// targetOp pauses or resumes the target named in the path: a paused
+// target's jobs wait (none is lost or refused), its free runners take no
+// new one, and no new runner is made for it, on every replica.
+func (a *App) targetOp(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("target")
+		t, ok := a.Catalog.Current().Target(id)
+		if !ok || !auth.Visible(r.Context(), t.TenantID) {
+			httperr.Write(w, fmt.Errorf("target %q: %w", id, corral.ErrNotFound))
+			return
+		}
+		now := a.opt.Clock.Now()
+		err := a.opt.Store.Update(r.Context(), func(tx corral.Tx) error {
+			// Under the global and tenant reservation lock: no reservation
+			// for this target commits after the pause without having read it.
+			if err := tx.LockLimits(r.Context(), t.TenantID, ""); err != nil {
+				return err
+			}
+			return tx.SetTargetPaused(r.Context(), t.ID, paused, now)
+		})
+		if err != nil {
+			httperr.Write(w, err)
+			return
+		}
+		a.log.Info("target state set through the API", "target", t.ID, "paused", paused, "token", tokenID(r))
+		a.Scheduler.Wake()
+		httperr.WriteJSON(w, http.StatusOK, map[string]any{"target": t.ID, "paused": paused})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/app"
+	"github.com/corral-ci/corral/internal/auth"
 
 	"github.com/corral-ci/corral/internal/corral"
 )
@@ -191,4 +192,90 @@ func TestApp_RetryJob(t *testing.T) {
 	if code, out := f.call(t, "POST", "/api/v1/jobs/x/retry", "admin"); code != 400 {
 		t.Errorf("bad id: %d %s", code, out)
 	}
+}
+
+// TestApp_TargetOps: pause and resume are recorded in the store and shown
+// by GET /api/v1/targets; another tenant's admin cannot pause the target
+// (404, as if absent) nor see it; a reader is refused.
+func TestApp_TargetOps(t *testing.T) {
+	f := newFixture(t)
+	paused := func() map[string]bool {
+		t.Helper()
+		code, out := f.call(t, "GET", "/api/v1/targets", "admin")
+		var body struct{ Targets []app.TargetView }
+		if err := json.Unmarshal([]byte(out), &body); err != nil || code != 200 {
+			t.Fatalf("targets: %d %s %v", code, out, err)
+		}
+		m := map[string]bool{}
+		for _, v := range body.Targets {
+			m[v.ID] = v.Paused
+		}
+		return m
+	}
+	if got := paused(); got["acme"] {
+		t.Fatalf("at start: %v", got)
+	}
+	for _, tc := range []struct {
+		who, url string
+		code     int
+		want     bool // acme paused afterwards
+	}{
+		{"other-tenant-admin", "/api/v1/targets/acme/pause", 404, false},
+		{"tenant-read", "/api/v1/targets/acme/pause", 403, false},
+		{"tenant-admin", "/api/v1/targets/acme/pause", 200, true},
+		{"other-tenant-admin", "/api/v1/targets/acme/resume", 404, true},
+		{"admin", "/api/v1/targets/nope/resume", 404, true},
+		{"admin", "/api/v1/targets/acme/resume", 200, false},
+		{"admin", "/api/v1/targets/acme/pause", 200, true},
+	} {
+		code, out := f.call(t, "POST", tc.url, tc.who)
+		if code != tc.code {
+			t.Errorf("POST %s as %s: %d %s, want %d", tc.url, tc.who, code, out, tc.code)
+		}
+		if got := paused()["acme"]; got != tc.want {
+			t.Errorf("after POST %s as %s: paused %v, want %v", tc.url, tc.who, got, tc.want)
+		}
+	}
+	_, out := f.call(t, "GET", "/api/v1/targets", "other-tenant-admin")
+	if strings.Contains(out, `"acme"`) {
+		t.Errorf("another tenant sees target acme: %s", out)
+	}
+	var inStore map[string]bool
+	_ = f.st.View(context.Background(), func(tx corral.ReadTx) error {
+		var err error
+		inStore, err = tx.PausedTargets(context.Background())
+		return err
+	})
+	if fmt.Sprint(inStore) != "map[acme:true]" {
+		t.Errorf("store: %v", inStore)
+	}
+}
+
+// spareTarget adds a target of tenant default to the store's catalog and
+// returns its id.
+func (f *fixture) spareTarget() string {
+	id := fmt.Sprint("spare-", f.delivery.Add(1))
+	err := f.st.Update(context.Background(), func(tx corral.Tx) error {
+		if err := tx.PutTarget(context.Background(), corral.Target{ID: id, TenantID: "default", Kind: corral.KindGitHub}); err != nil {
+			return err
+		}
+		_, err := tx.BumpCatalogVersion(context.Background())
+		return err
+	})
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
+// spareToken stores a tenant-read token of tenant default and returns its id.
+func (f *fixture) spareToken() string {
+	_, tk, err := auth.New(fmt.Sprint("spare-", f.delivery.Add(1)), corral.ScopeTenantRead, "default", 0, time.Now())
+	if err == nil {
+		err = f.st.Update(context.Background(), func(tx corral.Tx) error { return tx.PutToken(context.Background(), tk) })
+	}
+	if err != nil {
+		panic(err)
+	}
+	return tk.ID
 }

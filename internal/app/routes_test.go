@@ -69,14 +69,32 @@ var probes = map[string]probe{
 	"POST /api/v1/jobs/{id}/retry": {req: func(f *fixture) *http.Request {
 		return httptest.NewRequest("POST", "/api/v1/jobs/"+itoa(f.jobA)+"/retry", nil)
 	}, ok: 409, otherTenant: 404}, // job A is routed, not unroutable
-	"GET /api/v1/targets":      {req: path("/api/v1/targets"), ok: 200, otherTenant: 200},
-	"GET /api/v1/usage":        {req: path("/api/v1/usage?group_by=pool"), ok: 200, otherTenant: 200},
-	"GET /api/v1/overview":     {req: path("/api/v1/overview"), ok: 200, otherTenant: 200},
-	"GET /api/v1/usage/hourly": {req: path("/api/v1/usage/hourly"), ok: 200, otherTenant: 200},
-	"GET /api/v1/rightsizing":  {req: path("/api/v1/rightsizing"), ok: 200, otherTenant: 200},
-	"GET /api/v1/analytics":    {req: path("/api/v1/analytics"), ok: 200, otherTenant: 200},
-	"GET /api/v1/deliveries":   {req: path("/api/v1/deliveries"), ok: 200, otherTenant: 200},
-	"GET /api/v1/tokens":       {req: path("/api/v1/tokens"), ok: 200},
+	"GET /api/v1/targets": {req: path("/api/v1/targets"), ok: 200, otherTenant: 200},
+	"POST /api/v1/targets": {req: func(f *fixture) *http.Request {
+		return httptest.NewRequest("POST", "/api/v1/targets", strings.NewReader(fmt.Sprintf(
+			`{"id":"made-%d","tenant":"default","kind":"github","scope":"org","path":"acme","webhook_secret":"w","token":"pat"}`, f.delivery.Add(1))))
+	}, ok: 201, otherTenant: 403}, // another tenant's admin cannot write into tenant default
+	"PATCH /api/v1/targets/{target}": {req: func(*fixture) *http.Request {
+		return httptest.NewRequest("PATCH", "/api/v1/targets/acme", strings.NewReader(`{"scope":"org","path":"acme","token":"pat-2"}`))
+	}, ok: 200, otherTenant: 404},
+	"DELETE /api/v1/targets/{target}": {req: func(f *fixture) *http.Request {
+		return httptest.NewRequest("DELETE", "/api/v1/targets/"+f.spareTarget(), nil)
+	}, ok: 204, otherTenant: 404}, // a new target of tenant default each time
+	"POST /api/v1/targets/{target}/pause":  {req: post("/api/v1/targets/acme/pause"), ok: 200, otherTenant: 404},
+	"POST /api/v1/targets/{target}/resume": {req: post("/api/v1/targets/acme/resume"), ok: 200, otherTenant: 404},
+	"GET /api/v1/usage":                    {req: path("/api/v1/usage?group_by=pool"), ok: 200, otherTenant: 200},
+	"GET /api/v1/overview":                 {req: path("/api/v1/overview"), ok: 200, otherTenant: 200},
+	"GET /api/v1/usage/hourly":             {req: path("/api/v1/usage/hourly"), ok: 200, otherTenant: 200},
+	"GET /api/v1/rightsizing":              {req: path("/api/v1/rightsizing"), ok: 200, otherTenant: 200},
+	"GET /api/v1/analytics":                {req: path("/api/v1/analytics"), ok: 200, otherTenant: 200},
+	"GET /api/v1/deliveries":               {req: path("/api/v1/deliveries"), ok: 200, otherTenant: 200},
+	"GET /api/v1/tokens":                   {req: path("/api/v1/tokens"), ok: 200},
+	"POST /api/v1/tokens": {req: func(*fixture) *http.Request {
+		return httptest.NewRequest("POST", "/api/v1/tokens", strings.NewReader(`{"name":"ci","scope":"tenant-read","tenant":"default"}`))
+	}, ok: 201, otherTenant: 403}, // another tenant's admin cannot mint for tenant default
+	"DELETE /api/v1/tokens/{id}": {req: func(f *fixture) *http.Request {
+		return httptest.NewRequest("DELETE", "/api/v1/tokens/"+f.spareToken(), nil)
+	}, ok: 200, otherTenant: 404}, // a new token of tenant default each time
 	"GET /api/v1/leader":       {req: path("/api/v1/leader"), ok: 200},
 	"GET /api/v1/openapi.json": {req: path("/api/v1/openapi.json"), ok: 200},
 	"GET /ui/":                 {req: path("/ui/app.js"), ok: 200}, // files without data: no token

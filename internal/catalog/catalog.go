@@ -78,7 +78,20 @@ type Config struct {
 	// 500 ms: a change reaches every replica within a second).
 	Interval time.Duration
 	Logger   *slog.Logger
+	// Box opens the credentials written through the API (Target.Sealed);
+	// nil: they stay closed (empty) on this replica.
+	Box Unsealer
 }
+
+// Unsealer opens a sealed value (secretbox.Box).
+type Unsealer interface {
+	Unseal(name, sealed string) (corral.Secret, error)
+}
+
+// SealedName is the name a target's credential is sealed under: the target
+// and the field are bound to the ciphertext, so a value copied to another
+// target or field does not open.
+func SealedName(targetID, field string) string { return "target/" + targetID + "/" + field }
 
 // Catalog holds the current Snapshot.
 type Catalog struct {
@@ -234,6 +247,85 @@ func (c *Catalog) UpdatePool(ctx context.Context, id string, fn func(*corral.Poo
 	return out, c.Load(ctx)
 }
 
+// PutTarget adds or changes one target of the store's catalog: fn gets the
+// stored target (exists false: none yet, a zero target with the id) and
+// returns the target to store, or refuses with an error. The write bumps
+// the version and is loaded, so it takes effect on every replica within a
+// poll interval.
+func (c *Catalog) PutTarget(ctx context.Context, id string, fn func(cur corral.Target, exists bool) (corral.Target, error)) (corral.Target, error) {
+	var out corral.Target
+	err := c.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		targets, err := tx.Targets(ctx)
+		if err != nil {
+			return err
+		}
+		cur, exists := corral.Target{ID: id}, false
+		if i := slices.IndexFunc(targets, func(t corral.Target) bool { return t.ID == id }); i >= 0 {
+			cur, exists = targets[i], true
+		}
+		t, err := fn(cur, exists)
+		if err != nil {
+			return err
+		}
+		if t.ID != id {
+			return fmt.Errorf("target %q: its id cannot change: %w", id, corral.ErrBadInput)
+		}
+		out = t
+		if exists && cur.TenantID == t.TenantID && same(store.EncodeTarget, cur, t) {
+			return nil
+		}
+		if err := tx.PutTarget(ctx, t); err != nil {
+			return err
+		}
+		_, err = tx.BumpCatalogVersion(ctx)
+		return err
+	})
+	if err != nil {
+		return corral.Target{}, err
+	}
+	return out, c.Load(ctx)
+}
+
+// DeleteTarget removes one target from the store's catalog, with its pause
+// state. check may refuse (say, the caller's tenant). A target a pool
+// still names is refused with corral.ErrConflict: change the pool first.
+func (c *Catalog) DeleteTarget(ctx context.Context, id string, check func(corral.Target) error) error {
+	err := c.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		targets, err := tx.Targets(ctx)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(targets, func(t corral.Target) bool { return t.ID == id })
+		if i < 0 {
+			return fmt.Errorf("target %q: %w", id, corral.ErrNotFound)
+		}
+		if err := check(targets[i]); err != nil {
+			return err
+		}
+		pools, err := tx.Pools(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range pools {
+			if slices.Contains(p.Targets, id) {
+				return fmt.Errorf("target %q: pool %s serves it; change the pool's targets first: %w", id, p.ID, corral.ErrConflict)
+			}
+		}
+		if err := tx.DeleteTarget(ctx, id); err != nil {
+			return err
+		}
+		if err := tx.SetTargetPaused(ctx, id, false, time.Now()); err != nil {
+			return err
+		}
+		_, err = tx.BumpCatalogVersion(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.Load(ctx)
+}
+
 func applyTenants(ctx context.Context, tx corral.Tx, want []corral.Tenant, ch *Change) error {
 	have, err := tx.Tenants(ctx)
 	if err != nil {
@@ -283,7 +375,10 @@ func applyTargets(ctx context.Context, tx corral.Tx, want []corral.Target, ch *C
 		}
 		note(ch, ok, "target "+t.ID)
 	}
-	for id := range old {
+	for id, o := range old {
+		if o.FromAPI {
+			continue // added through the API, not the file's to remove
+		}
 		if err := tx.DeleteTarget(ctx, id); err != nil {
 			return err
 		}
@@ -385,6 +480,23 @@ func (c *Catalog) load(ctx context.Context) error {
 	for i, t := range targets {
 		if s, ok := c.secrets[t.ID]; ok {
 			targets[i].WebhookSecret, targets[i].Token = s.webhook, s.token
+		}
+		// Credentials written through the API are newer than the file's.
+		for field, dst := range map[string]*corral.Secret{"webhook_secret": &targets[i].WebhookSecret, "token": &targets[i].Token} {
+			sealed, ok := t.Sealed[field]
+			if !ok {
+				continue
+			}
+			if c.cfg.Box == nil {
+				c.log.Warn("a target's credential is sealed, but this replica has no secret key", "target", t.ID, "field", field)
+				*dst = ""
+				continue
+			}
+			v, err := c.cfg.Box.Unseal(SealedName(t.ID, field), sealed)
+			if err != nil {
+				c.log.Warn("a target's sealed credential does not open", "target", t.ID, "field", field, "err", err)
+			}
+			*dst = v
 		}
 	}
 	snap, err := c.build(version, tenants, targets, pools)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -43,6 +44,13 @@ func Diff(ctx context.Context, st corral.Store, d Desired) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog: diff: %w", err)
 	}
+	// Targets added through the API that the file does not list stay: no
+	// change to show.
+	listed := map[string]bool{}
+	for _, t := range d.Targets {
+		listed[t.ID] = true
+	}
+	targets = slices.DeleteFunc(targets, func(t corral.Target) bool { return t.FromAPI && !listed[t.ID] })
 	var out []string
 	out = append(out, diffRows("tenant", tenants, d.Tenants, func(t corral.Tenant) string { return t.ID },
 		func(t corral.Tenant) (string, error) { b, err := json.Marshal(t); return string(b), err })...)

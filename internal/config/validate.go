@@ -413,3 +413,44 @@ func (b *builder) tlsPair(prefix, cert, key string) {
 		}
 	}
 }
+
+// CheckTarget applies the config file's defaults and checks to one target
+// written through the API: the same rules as a target of the file, with
+// each problem named by its key (kind, path, webhook_secret...). tenants
+// are the known tenants; others are the other targets (for the id and the
+// GitHub App's one webhook secret).
+func CheckTarget(t Target, tenants []string, others []corral.Target) (corral.Target, error) {
+	c := &Config{Targets: []Target{t}}
+	setStr := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	ct := &c.Targets[0]
+	setStr(&ct.Tenant, DefaultTenant)
+	if ct.Kind == string(corral.KindGitHub) {
+		setStr(&ct.URL, "https://api.github.com")
+	}
+	if ct.ID != "" {
+		setStr(&ct.RunnerPrefix, "corral-"+ct.ID)
+	}
+	b := &builder{c: c, src: newSources("request body"), tenants: map[string]bool{}, targets: map[string]string{}}
+	for _, id := range tenants {
+		b.tenants[id] = true
+	}
+	for _, o := range others {
+		b.targets[o.ID] = o.TenantID
+		if app := o.Settings["app_id"]; o.Kind == corral.KindGitHub && app != "" && app == ct.Settings["app_id"] &&
+			ct.Kind == string(corral.KindGitHub) && o.WebhookSecret != ct.WebhookSecret {
+			b.bad("webhook_secret", "differs from target %s of the same GitHub App %s: an App has one webhook secret", o.ID, app)
+		}
+	}
+	out := b.buildTargets()
+	if len(b.problems) > 0 {
+		for i := range b.problems {
+			b.problems[i].Key = strings.TrimPrefix(b.problems[i].Key, "targets[0].")
+		}
+		return corral.Target{}, &ValidationError{Problems: b.problems}
+	}
+	return out[0], nil
+}

@@ -80,6 +80,9 @@ type ReadTx interface {
 	// PoolStates maps each pool that is not active to its state (paused
 	// or draining); a pool absent from the map is active.
 	PoolStates(ctx context.Context) (map[string]PoolState, error)
+	// PausedTargets lists the targets paused through the API (a target
+	// absent from it takes jobs).
+	PausedTargets(ctx context.Context) (map[string]bool, error)
 
 	// UsageSummaries sums up the recorded job usage per tenant,
 	// repository, workflow (from the job's JobRun) and job name, ordered
@@ -174,6 +177,10 @@ type Tx interface {
 	// it). It is kept apart from the pool's configuration row, so that
 	// writing the catalog does not change it.
 	SetPoolState(ctx context.Context, poolID string, st PoolState, at time.Time) error
+	// SetTargetPaused pauses a target (its jobs wait for a runner, nothing
+	// is lost) or resumes it. Like a pool's state it is kept apart from the
+	// target's configuration row.
+	SetTargetPaused(ctx context.Context, targetID string, paused bool, at time.Time) error
 
 	// PutJobUsage records what a job used (right-sizing), replacing an
 	// earlier record of the same job.

@@ -57,6 +57,14 @@ type Target struct {
 	// PollInterval is the time between two polls in a poll mode (0: the
 	// default, DefaultPollInterval).
 	PollInterval time.Duration
+	// Sealed holds the credentials written through the API, sealed with
+	// the secret key (package secretbox): "webhook_secret" and "token" to
+	// base64 ciphertext. Only ciphertext reaches the store; each replica
+	// opens them with the shared key when it loads the catalog.
+	Sealed map[string]string
+	// FromAPI: added through the API. Applying a config file that does not
+	// list it keeps it (a file that lists it takes it over).
+	FromAPI bool
 }
 
 // TargetMode says how corral learns of a target's waiting jobs.

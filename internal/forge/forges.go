@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sync"
 	"time"
 
@@ -22,7 +23,7 @@ type Registry struct {
 	log     *slog.Logger
 	gh      *github.Cache // installation tokens and budgets, shared by every GitHub target
 	mu      sync.Mutex
-	clients map[string]corral.Forge
+	clients map[string]client // by target id
 	rec     corral.CallRecorder
 }
 
@@ -37,7 +38,7 @@ func NewRegistry(hc *http.Client, log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{hc: hc, log: log, gh: github.NewCache(), clients: map[string]corral.Forge{}}
+	return &Registry{hc: hc, log: log, gh: github.NewCache(), clients: map[string]client{}}
 }
 
 // SetRecorder makes every client opened from now on report its API calls
@@ -52,8 +53,8 @@ func (r *Registry) SetRecorder(rec corral.CallRecorder) {
 func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if f, ok := r.clients[t.ID]; ok {
-		return f, nil
+	if c, ok := r.clients[t.ID]; ok && reflect.DeepEqual(c.t, t) {
+		return c.f, nil
 	}
 	var f corral.Forge
 	var err error
@@ -68,7 +69,7 @@ func (r *Registry) Forge(t corral.Target) (corral.Forge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", t.ID, err)
 	}
-	r.clients[t.ID] = f
+	r.clients[t.ID] = client{t, f}
 	return f, nil
 }
 
@@ -82,4 +83,11 @@ func (r *Registry) Parser(k corral.TargetKind) (corral.WebhookParser, error) {
 	default:
 		return nil, fmt.Errorf("no webhook parser for forge kind %q yet", k)
 	}
+}
+
+// client is a forge client and the target it was made for: a target
+// changed through the API (a new token, URL or App) gets a new client.
+type client struct {
+	t corral.Target
+	f corral.Forge
 }

@@ -71,6 +71,12 @@ func (s *Scheduler) plan(snap snapshot) plan {
 		if s.isHeld(j.ID, snap.now) {
 			continue // the forge lists it waiting no more: the next poll tells how it stands
 		}
+		if snap.pausedTargets[j.TargetID] {
+			if reason := "waiting: target " + j.TargetID + " is paused"; reason != j.Reason {
+				p.reasons[j.ID] = reason
+			}
+			continue
+		}
 		if in := s.takeFree(j, freeBy, taken, snap.states); in != nil {
 			p.assign = append(p.assign, assignment{instID: in.ID, jobID: j.ID})
 			continue

@@ -190,7 +190,7 @@ func (s *Scheduler) reserveIn(ctx context.Context, tx corral.Tx, r request, now 
 		if err := tx.LockLimits(ctx, r.tenantID, pool.ID); err != nil {
 			return nil, err
 		}
-		if why, err := s.room(ctx, tx, pool, r.tenantID); err != nil {
+		if why, err := s.room(ctx, tx, pool, r.tenantID, r.targetID); err != nil {
 			return nil, err
 		} else if why != "" {
 			full = append(full, why)
@@ -224,7 +224,7 @@ func (s *Scheduler) reserveIn(ctx context.Context, tx corral.Tx, r request, now 
 
 // room returns "" when the pool, its tenant and the whole controller can
 // take one more instance, or which limit is reached.
-func (s *Scheduler) room(ctx context.Context, tx corral.Tx, pool corral.Pool, tenantID string) (string, error) {
+func (s *Scheduler) room(ctx context.Context, tx corral.Tx, pool corral.Pool, tenantID, targetID string) (string, error) {
 	// Read at each reservation, under the limits lock: a pool paused or
 	// drained through any replica gets nothing new from here on.
 	states, err := tx.PoolStates(ctx)
@@ -233,6 +233,15 @@ func (s *Scheduler) room(ctx context.Context, tx corral.Tx, pool corral.Pool, te
 	}
 	if st, ok := states[pool.ID]; ok && st != corral.PoolActive {
 		return fmt.Sprintf("pool %s is %s", pool.ID, st), nil
+	}
+	if targetID != "" {
+		paused, err := tx.PausedTargets(ctx)
+		if err != nil {
+			return "", err
+		}
+		if paused[targetID] {
+			return fmt.Sprintf("target %s is paused", targetID), nil
+		}
 	}
 	if pool.MaxInstances > 0 {
 		n, err := tx.CountInstances(ctx, corral.CountFilter{PoolID: pool.ID})

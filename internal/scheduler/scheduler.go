@@ -316,6 +316,9 @@ type snapshot struct {
 	busy  map[string]int    // running jobs per pool
 	// states are the pools paused or draining (through the API).
 	states map[string]corral.PoolState
+	// pausedTargets are the targets paused through the API: their jobs
+	// wait, neither taking a free runner nor getting a new one.
+	pausedTargets map[string]bool
 }
 
 func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
@@ -330,7 +333,10 @@ func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
 		if err != nil {
 			return err
 		}
-		snap.states, err = tx.PoolStates(ctx)
+		if snap.states, err = tx.PoolStates(ctx); err != nil {
+			return err
+		}
+		snap.pausedTargets, err = tx.PausedTargets(ctx)
 		return err
 	})
 	if err != nil {

@@ -138,3 +138,28 @@ func (b *Box) Get(name string) (corral.Secret, error) {
 	}
 	return corral.Secret(plain), nil
 }
+
+// Seal seals s for keeping in the store (not in a file): base64 of nonce
+// and ciphertext, with name bound to it as Put does (a sealed value copied
+// under another name does not open).
+func (b *Box) Seal(name string, s corral.Secret) (string, error) {
+	nonce := make([]byte, b.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(b.aead.Seal(nonce, nonce, []byte(s.Reveal()), []byte(name))), nil
+}
+
+// Unseal opens a value Seal made under name.
+func (b *Box) Unseal(name, sealed string) (corral.Secret, error) {
+	raw, err := base64.StdEncoding.DecodeString(sealed)
+	n := b.aead.NonceSize()
+	if err != nil || len(raw) < n {
+		return "", fmt.Errorf("sealed secret %q is not a sealed value: %w", name, corral.ErrBadInput)
+	}
+	plain, err := b.aead.Open(nil, raw[:n], raw[n:], []byte(name))
+	if err != nil {
+		return "", fmt.Errorf("sealed secret %q does not open with this key: %w", name, corral.ErrUnauthorized)
+	}
+	return corral.Secret(plain), nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/corral-ci/corral/internal/corral"
@@ -65,5 +66,31 @@ func TestOpen_EnvKey(t *testing.T) {
 	}
 	if _, err := Open(t.TempDir(), func(string) string { return "!!" }, false); !errors.Is(err, corral.ErrBadInput) {
 		t.Fatalf("bad env key: %v", err)
+	}
+}
+
+// Seal and Unseal: a sealed value opens under its name with its key, and
+// not under another name, with another key, or when tampered with; it
+// never holds the plaintext.
+func TestSealUnseal(t *testing.T) {
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	b1, _ := New(k1, t.TempDir())
+	b2, _ := New(k2, t.TempDir())
+	const plain = "ghp_sealed_value_123"
+	s, err := b1.Seal("target/acme/token", plain)
+	if err != nil || strings.Contains(s, plain) {
+		t.Fatalf("seal: %q %v", s, err)
+	}
+	if got, err := b1.Unseal("target/acme/token", s); err != nil || got.Reveal() != plain {
+		t.Fatalf("unseal: %v", err)
+	}
+	if _, err := b1.Unseal("target/other/token", s); err == nil {
+		t.Error("opened under another name")
+	}
+	if _, err := b2.Unseal("target/acme/token", s); err == nil {
+		t.Error("opened with another key")
+	}
+	if _, err := b1.Unseal("target/acme/token", "!!"+s[2:]); err == nil {
+		t.Error("opened when tampered")
 	}
 }

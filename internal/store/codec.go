@@ -97,14 +97,17 @@ type targetRecord struct {
 	Settings     map[string]string `json:",omitempty"`
 	Mode         corral.TargetMode `json:",omitempty"`
 	PollInterval time.Duration     `json:",omitempty"`
+	Sealed       map[string]string `json:",omitempty"` // ciphertext only
+	FromAPI      bool              `json:",omitempty"`
 }
 
-// EncodeTarget encodes t without its secrets.
+// EncodeTarget encodes t without its secrets (sealed credentials are
+// kept as their ciphertext).
 func EncodeTarget(t corral.Target) (string, error) {
 	b, err := json.Marshal(targetRecord{
 		Kind: t.Kind, Scope: t.Scope, Path: t.Path, URL: t.URL,
 		RunnerPrefix: t.RunnerPrefix, Settings: t.Settings,
-		Mode: t.Mode, PollInterval: t.PollInterval,
+		Mode: t.Mode, PollInterval: t.PollInterval, Sealed: t.Sealed, FromAPI: t.FromAPI,
 	})
 	return string(b), err
 }
@@ -119,7 +122,7 @@ func DecodeTarget(id, tenantID, data string) (corral.Target, error) {
 	return corral.Target{
 		ID: id, TenantID: tenantID, Kind: r.Kind, Scope: r.Scope, Path: r.Path,
 		URL: r.URL, RunnerPrefix: r.RunnerPrefix, Settings: r.Settings,
-		Mode: r.Mode, PollInterval: r.PollInterval,
+		Mode: r.Mode, PollInterval: r.PollInterval, Sealed: r.Sealed, FromAPI: r.FromAPI,
 	}, nil
 }
 

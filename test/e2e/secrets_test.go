@@ -2,7 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -182,13 +187,43 @@ func TestSecretsNeverShown_GitHub(t *testing.T) {
 	if err := os.WriteFile(r.cfg, []byte(debug), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The key that seals credentials written through the API.
+	r.env = append(r.env, "CORRAL_SECRET_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)))
 	p := r.start(t)
 	admin := e2etest.AdminToken(r.listen)
 	scraper := e2etest.MintToken(t, e2etest.Serve{Bin: corralBin, Config: r.cfg, Env: r.env}, "-scope", "metrics")
+	// Credentials planted through the API writes, before the workload: a
+	// PAT target (then its PAT changed), an App target with its own key
+	// and webhook secret, and a refused write that carries a secret.
+	apiKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(apiKey)}))
+	planted := map[string]string{"API webhook secret": "api-planted-webhook-secret-77", "API PAT": "ghp_apiPlantedPAT0123456789abcdefAB",
+		"API PAT (changed)": "ghp_apiChangedPAT9876543210fedcbaCD", "API App webhook secret": "api-planted-app-hook-secret-88",
+		"API App key (PEM)": apiPEM}
+	l := newLeakSearch(r.listen)
+	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	if c := l.call(t, "POST", "/api/v1/targets", admin, js(map[string]any{"id": "api-pat", "kind": "github", "scope": "org", "path": "gamma",
+		"url": r.url, "webhook_secret": planted["API webhook secret"], "token": planted["API PAT"]})); c != 201 {
+		t.Fatalf("POST target api-pat: %d %v", c, l.answers)
+	}
+	if c := l.call(t, "PATCH", "/api/v1/targets/api-pat", admin, js(map[string]any{"token": planted["API PAT (changed)"]})); c != 200 {
+		t.Fatalf("PATCH target api-pat: %d", c)
+	}
+	if c := l.call(t, "POST", "/api/v1/targets", admin, js(map[string]any{"id": "api-app", "kind": "github", "scope": "org", "path": "delta",
+		"url": r.url, "settings": map[string]string{"app_id": "8", "installation_id": "9"}, "webhook_secret": planted["API App webhook secret"],
+		"token": apiPEM})); c != 201 {
+		t.Fatalf("POST target api-app: %d", c)
+	}
+	if c := l.call(t, "POST", "/api/v1/targets", admin, js(map[string]any{"id": "api-bad", "kind": "gitlab", "scope": "org", "path": "x",
+		"webhook_secret": planted["API webhook secret"], "token": planted["API PAT"]})); c != 400 {
+		t.Fatalf("POST of a bad target: %d", c)
+	}
 	const jobs = 4
 	r.queue(jobs, func(int) time.Duration { return 200 * time.Millisecond })
 	waitFor(t, 90*time.Second, "every job completed", func() bool { return len(r.gh.Stats().Completions) == jobs })
-	l := newLeakSearch(r.listen)
 	l.call(t, "PATCH", "/api/v1/pools/linux", admin, `{"max_instances": 5}`)
 	l.call(t, "GET", "/api/v1/jobs", "corral_refused-token-0123456789", "")
 	l.readAll(t, admin, scraper, jobs)
@@ -206,6 +241,17 @@ func TestSecretsNeverShown_GitHub(t *testing.T) {
 		if k, v, _ := strings.Cut(e, "="); strings.HasSuffix(k, "_SECRET") {
 			secrets[k] = v
 		}
+	}
+	for k, v := range planted {
+		secrets[k] = v
+	}
+	for i, line := range strings.Split(apiPEM, "\n") {
+		if len(line) == 64 {
+			secrets[fmt.Sprint("API App key line ", i)] = line
+		}
+	}
+	if !strings.Contains(l.answers["GET /api/v1/targets (200)"], `"token_set":true`) {
+		t.Fatalf("GET /targets does not say the API-written token is set: %s", l.answers["GET /api/v1/targets (200)"])
 	}
 	issued := r.gh.IssuedSecrets()
 	if len(issued) < jobs { // at least one runner credential per job

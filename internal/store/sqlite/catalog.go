@@ -194,3 +194,32 @@ func (t *tx) SetPoolState(ctx context.Context, poolID string, st corral.PoolStat
 	}
 	return nil
 }
+
+func (t *tx) PausedTargets(ctx context.Context) (map[string]bool, error) {
+	ids, err := queryAll(ctx, t, func(sc scanner) (string, error) {
+		var id string
+		return id, sc.Scan(&id)
+	}, "SELECT target_id FROM target_states WHERE state = 'paused'")
+	if err != nil {
+		return nil, fmt.Errorf("list paused targets: %w", err)
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+func (t *tx) SetTargetPaused(ctx context.Context, targetID string, paused bool, at time.Time) error {
+	var err error
+	if !paused {
+		_, err = t.exec(ctx, "DELETE FROM target_states WHERE target_id = ?", targetID)
+	} else {
+		_, err = t.exec(ctx, `INSERT INTO target_states (target_id, state, updated_at) VALUES (?, 'paused', ?)
+			ON CONFLICT (target_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at`, targetID, at.UnixMicro())
+	}
+	if err != nil {
+		return fmt.Errorf("set target %s paused=%v: %w", targetID, paused, err)
+	}
+	return nil
+}

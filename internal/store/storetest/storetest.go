@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) corral.Store, replicas func(t *te
 		{"Catalog/VersionAndDelete", testCatalogVersion},
 		{"Backoff/RoundTrip", testBackoffRoundTrip},
 		{"PoolState/SetAndForget", testPoolStates},
+		{"TargetState/PauseAndResume", testTargetStates},
 		{"JobUsage/RecordAndSummarize", testJobUsage},
 		{"JobRuns/RecordAndList", testJobRuns},
 		{"Token/RoundTripRevokeTouch", testTokens},

@@ -1,0 +1,9 @@
+-- Targets paused through the API: a paused target takes no new job (its
+-- jobs wait). A target without a row takes jobs. Kept apart from the
+-- target's configuration row, so that a reload or an apply of the config
+-- does not undo it.
+CREATE TABLE target_states (
+	target_id  TEXT    PRIMARY KEY,
+	state      TEXT    NOT NULL,
+	updated_at INTEGER NOT NULL
+) STRICT;
