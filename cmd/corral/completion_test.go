@@ -94,7 +94,7 @@ func TestCompletion_Bash(t *testing.T) {
 		words []string
 		want  string
 	}{
-		{[]string{"corral", "to"}, "token"},
+		{[]string{"corral", "to"}, "token tokens"},
 		{[]string{"corral", "comp"}, "completion"},
 		{[]string{"corral", "token", ""}, "create list revoke"},
 		{[]string{"corral", "token", "create", "-ex"}, "-expires"},
