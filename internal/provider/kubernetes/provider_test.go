@@ -76,7 +76,7 @@ func TestKubernetes_PodSpec(t *testing.T) {
 	if d := pod.Spec.ActiveDeadlineSeconds; d == nil || *d < 80 || *d > 91 {
 		t.Errorf("activeDeadlineSeconds %v, want about 90", d)
 	}
-	if pod.Spec.NodeSelector["kubernetes.io/arch"] != "amd64" || len(pod.Spec.Tolerations) != 1 || pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
+	if pod.Spec.NodeSelector["kubernetes.io/arch"] != "amd64" || !slices.ContainsFunc(pod.Spec.Tolerations, func(t corev1.Toleration) bool { return t.Key == "ci" && t.Operator == "Exists" }) || pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
 		t.Errorf("scheduling: %v %v %s", pod.Spec.NodeSelector, pod.Spec.Tolerations, pod.Spec.RestartPolicy)
 	}
 	if pod.Annotations[kubernetes.AnnotationInstance] != spec.InstanceID || pod.Labels[kubernetes.LabelController] != spec.ControllerID {

@@ -63,9 +63,13 @@ func BinDir() string {
 	return filepath.Join(cache, "corral", "k8s-v"+Version)
 }
 
-func binaries() (dir string, err error) {
+func binaries(scheduler bool) (dir string, err error) {
 	dir = BinDir()
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-scheduler"} {
+	need := []string{"etcd", "kube-apiserver"}
+	if scheduler {
+		need = append(need, "kube-scheduler")
+	}
+	for _, b := range need {
 		if fi, err := os.Stat(filepath.Join(dir, b)); err != nil || fi.Mode()&0o111 == 0 {
 			return "", fmt.Errorf("%w: %s missing in %s (build them with scripts/k8s/build.sh, ~15 min cold)", ErrNoBinaries, b, dir)
 		}
@@ -101,14 +105,15 @@ type Options struct {
 // kube-scheduler in dir, and waits until the API server is ready. It
 // wraps ErrNoBinaries when they are not built. The caller stops it.
 func Start(ctx context.Context, dir string, opt Options) (c *Cluster, err error) {
-	bin, err := binaries()
+	bin, err := binaries(!opt.NoScheduler)
 	if err != nil {
 		return nil, err
 	}
 	c = &Cluster{Dir: dir, AdminToken: randomHex(16), CorralToken: randomHex(16)}
+	started := c
 	defer func() {
 		if err != nil {
-			c.Stop()
+			started.Stop()
 		}
 	}()
 	logw := opt.Log
@@ -196,7 +201,7 @@ func (c *Cluster) start(bin, name string, logw io.Writer, args ...string) error 
 // waitReady polls /readyz until it answers 200 (the serving certificate is
 // written by the API server itself at start).
 func (c *Cluster) waitReady(ctx context.Context, certDir string) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute) // seconds when idle; a loaded machine is slower
 	defer cancel()
 	var last error
 	for {
@@ -362,4 +367,13 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Pids returns the components' process ids.
+func (c *Cluster) Pids() []int {
+	out := make([]int, 0, len(c.procs))
+	for _, p := range c.procs {
+		out = append(out, p.Process.Pid)
+	}
+	return out
 }
