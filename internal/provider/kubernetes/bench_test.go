@@ -56,7 +56,8 @@ func BenchmarkCreateScheduled(b *testing.B) {
 		w.Stop()
 		b.StopTimer()
 		if !scheduled {
-			b.Fatalf("pod %s not scheduled within 30s", inst.ProviderID)
+			pod, _ := cs.CoreV1().Pods(e.ns).Get(context.Background(), name, metav1.GetOptions{})
+			b.Fatalf("pod %s not scheduled within 30s: %+v", inst.ProviderID, pod.Status.Conditions)
 		}
 		if !strings.HasSuffix(inst.ProviderID, "/"+name) {
 			b.Fatalf("provider id %s, want pod %s", inst.ProviderID, name)

@@ -92,7 +92,14 @@ func (c *Cluster) AddNode(t testing.TB, name string, cpu, memory string, labels 
 	n.Status = corev1.NodeStatus{Capacity: res, Allocatable: res,
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubetestNode",
 			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}}
-	if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx(t), n, metav1.UpdateOptions{}); err != nil {
+	if n, err = cs.CoreV1().Nodes().UpdateStatus(ctx(t), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The TaintNodesByCondition admission plugin taints a new node
+	// not-ready; the node lifecycle controller (not running here) would
+	// lift it once the node reports Ready.
+	n.Spec.Taints = nil
+	if _, err := cs.CoreV1().Nodes().Update(ctx(t), n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cs.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
