@@ -4,10 +4,11 @@
 package builtin
 
 import (
-	_ "github.com/corral-ci/corral/internal/provider/docker"  // type docker
-	_ "github.com/corral-ci/corral/internal/provider/garm"    // type garm
-	_ "github.com/corral-ci/corral/internal/provider/plugin"  // type plugin
-	_ "github.com/corral-ci/corral/internal/provider/process" // type process
-	_ "github.com/corral-ci/corral/internal/provider/qemu"    // type qemu
-	_ "github.com/corral-ci/corral/internal/provider/shoes"   // type shoes
+	_ "github.com/corral-ci/corral/internal/provider/docker"     // type docker
+	_ "github.com/corral-ci/corral/internal/provider/garm"       // type garm
+	_ "github.com/corral-ci/corral/internal/provider/kubernetes" // type kubernetes
+	_ "github.com/corral-ci/corral/internal/provider/plugin"     // type plugin
+	_ "github.com/corral-ci/corral/internal/provider/process"    // type process
+	_ "github.com/corral-ci/corral/internal/provider/qemu"       // type qemu
+	_ "github.com/corral-ci/corral/internal/provider/shoes"      // type shoes
 )
