@@ -348,7 +348,7 @@ func TestParse_Docker(t *testing.T) {
   - {id: a, kind: gitea, scope: org, path: acme, url: "http://127.0.0.1:9", webhook_secret: w, token: k}
 pools:
   - {id: p, labels: [corral], provider: docker, image: runner:1}
-  - {id: q, labels: [other], provider: kubernetes}
+  - {id: q, labels: [other], provider: nomad}
 providers:
   docker:
     network: bridge
