@@ -26,6 +26,7 @@ const clientUsage = `Usage:
   corral jobs retry ID                                       route an unroutable job again
   corral pools                                               list pools with their state
   corral pools drain|pause|resume NAME                       change a pool's state
+  corral tenants                                             list tenants: their cap and what they own (a tenant token: its own)
   corral targets                                             list targets (paused, credentials set: never shown)
   corral targets pause|resume NAME                           pause a target (its jobs wait) or resume it
   corral tokens                                              list API tokens (admin)
@@ -262,6 +263,13 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return err
 		}
 		return printResult(stdout, b, *output, "pool {pool}: {state}")
+	case cmd == "tenants" && len(rest) == 0:
+		b, err := c.do(ctx, "GET", "/api/v1/tenants")
+		if err != nil {
+			return err
+		}
+		return printList(stdout, b, *output, "tenants", []string{"TENANT", "MAX", "TARGETS", "POOLS", "INSTANCES", "FROM API"},
+			[]string{"id", "max_instances", "targets", "pools", "instances", "from_api"})
 	case cmd == "targets" && len(rest) == 0:
 		b, err := c.do(ctx, "GET", "/api/v1/targets")
 		if err != nil {

@@ -170,6 +170,10 @@ func TestRun_Client(t *testing.T) {
 		t.Fatalf("drain unknown pool: %v", err)
 	}
 
+	out, err = r.run(t, "tenants")
+	if err != nil || strings.Join(column(t, out, "TENANT"), ",") != "default" || strings.Join(column(t, out, "POOLS"), ",") != "1" {
+		t.Fatalf("tenants: %v\n%s", err, out)
+	}
 	if out, err = r.run(t, "targets", "pause", "acme"); err != nil || out != "target acme: paused true\n" {
 		t.Fatalf("targets pause: %v %q", err, out)
 	}

@@ -95,6 +95,7 @@ func TestCompletion_Bash(t *testing.T) {
 		want  string
 	}{
 		{[]string{"corral", "to"}, "token tokens"},
+		{[]string{"corral", "te"}, "tenants"},
 		{[]string{"corral", "comp"}, "completion"},
 		{[]string{"corral", "token", ""}, "create list revoke"},
 		{[]string{"corral", "token", "create", "-ex"}, "-expires"},

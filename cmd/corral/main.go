@@ -48,7 +48,7 @@ Usage:
                                    re-seal the store's sealed secrets (API-written credentials) under a new key
   corral github app create -name NAME -webhook-url URL [-org ORG]
                                    create corral's GitHub App in one step (its secrets are sealed in the data dir)
-  corral jobs|pools|targets|tokens|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
+  corral jobs|pools|tenants|targets|tokens|instances|usage|rightsizing|analytics [-server URL] [-token T] [-o json]
                                    the API for people and scripts (corral jobs -h says more)
   corral completion bash|zsh|fish  print a shell completion script
   corral version                   print the version
@@ -89,6 +89,7 @@ func commands() []command {
 		{names: []string{"github"}, subs: []string{"app create"}, subFlags: true, run: drop(runGitHub)},
 		{names: []string{"jobs"}, subs: []string{"retry"}, run: runClient},
 		{names: []string{"pools"}, subs: []string{"drain", "pause", "resume"}, run: runClient},
+		{names: []string{"tenants"}, run: runClient},
 		{names: []string{"targets"}, subs: []string{"pause", "resume"}, run: runClient},
 		{names: []string{"tokens"}, subs: []string{"revoke"}, run: runClient},
 		{names: []string{"instances"}, subs: []string{"stop"}, run: runClient},

@@ -268,6 +268,23 @@ func (f *fixture) spareTarget() string {
 	return id
 }
 
+// spareTenant stores a new tenant without targets or pools and returns its
+// id.
+func (f *fixture) spareTenant() string {
+	id := fmt.Sprint("spare-", f.delivery.Add(1))
+	err := f.st.Update(context.Background(), func(tx corral.Tx) error {
+		if err := tx.PutTenant(context.Background(), corral.Tenant{ID: id}); err != nil {
+			return err
+		}
+		_, err := tx.BumpCatalogVersion(context.Background())
+		return err
+	})
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
+
 // spareToken stores a tenant-read token of tenant default and returns its id.
 func (f *fixture) spareToken() string {
 	_, tk, err := auth.New(fmt.Sprint("spare-", f.delivery.Add(1)), corral.ScopeTenantRead, "default", 0, time.Now())

@@ -88,7 +88,17 @@ var probes = map[string]probe{
 	"GET /api/v1/rightsizing":              {req: path("/api/v1/rightsizing"), ok: 200, otherTenant: 200},
 	"GET /api/v1/analytics":                {req: path("/api/v1/analytics"), ok: 200, otherTenant: 200},
 	"GET /api/v1/deliveries":               {req: path("/api/v1/deliveries"), ok: 200, otherTenant: 200},
-	"GET /api/v1/tokens":                   {req: path("/api/v1/tokens"), ok: 200},
+	"GET /api/v1/tenants":                  {req: path("/api/v1/tenants"), ok: 200, otherTenant: 200},
+	"POST /api/v1/tenants": {req: func(f *fixture) *http.Request {
+		return httptest.NewRequest("POST", "/api/v1/tenants", strings.NewReader(fmt.Sprintf(`{"id":"made-%d","max_instances":3}`, f.delivery.Add(1))))
+	}, ok: 201},
+	"PATCH /api/v1/tenants/{tenant}": {req: func(*fixture) *http.Request {
+		return httptest.NewRequest("PATCH", "/api/v1/tenants/default", strings.NewReader(`{"max_instances":0}`))
+	}, ok: 200},
+	"DELETE /api/v1/tenants/{tenant}": {req: func(f *fixture) *http.Request {
+		return httptest.NewRequest("DELETE", "/api/v1/tenants/"+f.spareTenant(), nil)
+	}, ok: 204}, // a new empty tenant each time
+	"GET /api/v1/tokens": {req: path("/api/v1/tokens"), ok: 200},
 	"POST /api/v1/tokens": {req: func(*fixture) *http.Request {
 		return httptest.NewRequest("POST", "/api/v1/tokens", strings.NewReader(`{"name":"ci","scope":"tenant-read","tenant":"default"}`))
 	}, ok: 201, otherTenant: 403}, // another tenant's admin cannot mint for tenant default

@@ -326,6 +326,93 @@ func (c *Catalog) DeleteTarget(ctx context.Context, id string, check func(corral
 	return c.Load(ctx)
 }
 
+// PutTenant adds or changes one tenant of the store's catalog: fn gets the
+// stored tenant (exists false: none yet, a zero tenant with the id) and
+// returns the tenant to store, or refuses with an error. The write bumps
+// the version and is loaded, so it takes effect on every replica within a
+// poll interval (a new max_instances caps the next scheduling pass).
+func (c *Catalog) PutTenant(ctx context.Context, id string, fn func(cur corral.Tenant, exists bool) (corral.Tenant, error)) (corral.Tenant, error) {
+	var out corral.Tenant
+	changed := false
+	err := c.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		changed = false
+		tenants, err := tx.Tenants(ctx)
+		if err != nil {
+			return err
+		}
+		cur, exists := corral.Tenant{ID: id}, false
+		if i := slices.IndexFunc(tenants, func(t corral.Tenant) bool { return t.ID == id }); i >= 0 {
+			cur, exists = tenants[i], true
+		}
+		t, err := fn(cur, exists)
+		if err != nil {
+			return err
+		}
+		if t.ID != id {
+			return fmt.Errorf("tenant %q: its id cannot change: %w", id, corral.ErrBadInput)
+		}
+		out = t
+		if exists && cur == t {
+			return nil
+		}
+		changed = true
+		if err := tx.PutTenant(ctx, t); err != nil {
+			return err
+		}
+		_, err = tx.BumpCatalogVersion(ctx)
+		return err
+	})
+	if err != nil {
+		return corral.Tenant{}, err
+	}
+	if !changed {
+		return out, nil
+	}
+	return out, c.Load(ctx)
+}
+
+// DeleteTenant removes one tenant from the store's catalog. A tenant that
+// still owns a target or a pool is refused with corral.ErrConflict: delete
+// those first.
+func (c *Catalog) DeleteTenant(ctx context.Context, id string) error {
+	err := c.cfg.Store.Update(ctx, func(tx corral.Tx) error {
+		tenants, err := tx.Tenants(ctx)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(tenants, func(t corral.Tenant) bool { return t.ID == id }) {
+			return fmt.Errorf("tenant %q: %w", id, corral.ErrNotFound)
+		}
+		targets, err := tx.Targets(ctx)
+		if err != nil {
+			return err
+		}
+		for _, t := range targets {
+			if t.TenantID == id {
+				return fmt.Errorf("tenant %q: it owns target %s; delete its targets and pools first: %w", id, t.ID, corral.ErrConflict)
+			}
+		}
+		pools, err := tx.Pools(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range pools {
+			if p.TenantID == id {
+				return fmt.Errorf("tenant %q: it owns pool %s; delete its targets and pools first: %w", id, p.ID, corral.ErrConflict)
+			}
+		}
+		if err := tx.DeleteTenant(ctx, id); err != nil {
+			return err
+		}
+		_, err = tx.BumpCatalogVersion(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.Load(ctx)
+}
+
 func applyTenants(ctx context.Context, tx corral.Tx, want []corral.Tenant, ch *Change) error {
 	have, err := tx.Tenants(ctx)
 	if err != nil {
@@ -346,7 +433,10 @@ func applyTenants(ctx context.Context, tx corral.Tx, want []corral.Tenant, ch *C
 		}
 		note(ch, ok, "tenant "+t.ID)
 	}
-	for id := range old {
+	for id, o := range old {
+		if o.FromAPI {
+			continue // added through the API, not the file's to remove
+		}
 		if err := tx.DeleteTenant(ctx, id); err != nil {
 			return err
 		}

@@ -51,6 +51,12 @@ func Diff(ctx context.Context, st corral.Store, d Desired) ([]string, error) {
 		listed[t.ID] = true
 	}
 	targets = slices.DeleteFunc(targets, func(t corral.Target) bool { return t.FromAPI && !listed[t.ID] })
+	// The same for tenants.
+	listedTenants := map[string]bool{}
+	for _, t := range d.Tenants {
+		listedTenants[t.ID] = true
+	}
+	tenants = slices.DeleteFunc(tenants, func(t corral.Tenant) bool { return t.FromAPI && !listedTenants[t.ID] })
 	var out []string
 	out = append(out, diffRows("tenant", tenants, d.Tenants, func(t corral.Tenant) string { return t.ID },
 		func(t corral.Tenant) (string, error) { b, err := json.Marshal(t); return string(b), err })...)

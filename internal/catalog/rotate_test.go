@@ -3,6 +3,7 @@ package catalog_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -131,5 +132,63 @@ func TestApply_KeepsAPITargets(t *testing.T) {
 	}
 	if got := strings.Join(ids, ","); got != "api,filed" && got != "filed,api" {
 		t.Fatalf("targets after apply: %s", got)
+	}
+}
+
+// TestApply_KeepsAPITenants: a tenant added through the API survives a
+// config file that does not list it (SIGHUP, restart, corral apply); a file
+// that lists it takes it over.
+func TestApply_KeepsAPITenants(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir()+"/corral.db", sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c := catalog.New(catalog.Config{Store: st})
+	file := catalog.Desired{Tenants: []corral.Tenant{{ID: "default"}, {ID: "dropped"}}}
+	if _, err := c.Apply(ctx, file); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutTenant(ctx, "api", func(corral.Tenant, bool) (corral.Tenant, error) {
+		return corral.Tenant{ID: "api", MaxInstances: 3, FromAPI: true}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	file.Tenants = file.Tenants[:1]
+	if lines, err := catalog.Diff(ctx, st, file); err != nil || len(lines) != 1 || !strings.Contains(lines[0], "dropped") {
+		t.Fatalf("diff: %q %v", lines, err)
+	}
+	if _, err := c.Apply(ctx, file); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, tn := range c.Current().Tenants {
+		ids = append(ids, tn.ID)
+	}
+	if got := strings.Join(ids, ","); got != "api,default" {
+		t.Fatalf("tenants after apply: %s", got)
+	}
+	if tn, _ := c.Current().Tenant("api"); tn.MaxInstances != 3 || !tn.FromAPI {
+		t.Fatalf("api tenant: %+v", tn)
+	}
+	// A file that lists it takes it over: a later file without it drops it.
+	file.Tenants = append(file.Tenants, corral.Tenant{ID: "api", MaxInstances: 5})
+	if _, err := c.Apply(ctx, file); err != nil {
+		t.Fatal(err)
+	}
+	if tn, _ := c.Current().Tenant("api"); tn.MaxInstances != 5 || tn.FromAPI {
+		t.Fatalf("api tenant taken over by the file: %+v", tn)
+	}
+	file.Tenants = file.Tenants[:1]
+	if _, err := c.Apply(ctx, file); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Current().Tenant("api"); ok {
+		t.Fatal("a file's tenant survived a file without it")
+	}
+	// DeleteTenant of an unknown tenant is not found.
+	if err := c.DeleteTenant(ctx, "nope"); !errors.Is(err, corral.ErrNotFound) {
+		t.Fatalf("delete of an unknown tenant: %v", err)
 	}
 }

@@ -454,3 +454,17 @@ func CheckTarget(t Target, tenants []string, others []corral.Target) (corral.Tar
 	}
 	return out[0], nil
 }
+
+// CheckTenant applies the config file's checks to one tenant written
+// through the API, each problem named by its key (id, max_instances).
+func CheckTenant(t Tenant) (corral.Tenant, error) {
+	b := &builder{c: &Config{Tenants: []Tenant{t}}, src: newSources("request body"), tenants: map[string]bool{}, targets: map[string]string{}}
+	out := b.buildTenants()
+	if len(b.problems) > 0 {
+		for i := range b.problems {
+			b.problems[i].Key = strings.TrimPrefix(b.problems[i].Key, "tenants[0].")
+		}
+		return corral.Tenant{}, &ValidationError{Problems: b.problems}
+	}
+	return out[0], nil
+}

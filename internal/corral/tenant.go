@@ -7,6 +7,9 @@ import "time"
 type Tenant struct {
 	ID           string
 	MaxInstances int
+	// FromAPI: added through the API. Applying a config file that does not
+	// list it keeps it (a file that lists it takes it over).
+	FromAPI bool
 }
 
 // TargetKind names a forge family.

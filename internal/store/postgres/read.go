@@ -116,8 +116,8 @@ func queryAll[T any](ctx context.Context, t *tx, scan func(pgx.Rows) (T, error),
 func (t *tx) Tenants(ctx context.Context) ([]corral.Tenant, error) {
 	out, err := queryAll(ctx, t, func(r pgx.Rows) (corral.Tenant, error) {
 		var x corral.Tenant
-		return x, r.Scan(&x.ID, &x.MaxInstances)
-	}, "SELECT id, max_instances FROM tenants ORDER BY id")
+		return x, r.Scan(&x.ID, &x.MaxInstances, &x.FromAPI)
+	}, "SELECT id, max_instances, from_api FROM tenants ORDER BY id")
 	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
 	}

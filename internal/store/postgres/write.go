@@ -12,8 +12,8 @@ import (
 )
 
 func (t *tx) PutTenant(ctx context.Context, x corral.Tenant) error {
-	_, err := t.exec(ctx, `INSERT INTO tenants (id, max_instances) VALUES ($1, $2)
-		ON CONFLICT (id) DO UPDATE SET max_instances = EXCLUDED.max_instances`, x.ID, x.MaxInstances)
+	_, err := t.exec(ctx, `INSERT INTO tenants (id, max_instances, from_api) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET max_instances = EXCLUDED.max_instances, from_api = EXCLUDED.from_api`, x.ID, x.MaxInstances, x.FromAPI)
 	if err != nil {
 		return fmt.Errorf("put tenant %s: %w", x.ID, err)
 	}

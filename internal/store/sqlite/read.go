@@ -131,8 +131,8 @@ type scanner interface{ Scan(dest ...any) error }
 func (t *tx) Tenants(ctx context.Context) ([]corral.Tenant, error) {
 	out, err := queryAll(ctx, t, func(sc scanner) (corral.Tenant, error) {
 		var x corral.Tenant
-		return x, sc.Scan(&x.ID, &x.MaxInstances)
-	}, "SELECT id, max_instances FROM tenants ORDER BY id")
+		return x, sc.Scan(&x.ID, &x.MaxInstances, &x.FromAPI)
+	}, "SELECT id, max_instances, from_api FROM tenants ORDER BY id")
 	if err != nil {
 		return nil, fmt.Errorf("list tenants: %w", err)
 	}

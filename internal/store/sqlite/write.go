@@ -10,8 +10,8 @@ import (
 )
 
 func (t *tx) PutTenant(ctx context.Context, x corral.Tenant) error {
-	_, err := t.exec(ctx, `INSERT INTO tenants (id, max_instances) VALUES (?, ?)
-		ON CONFLICT (id) DO UPDATE SET max_instances = excluded.max_instances`, x.ID, x.MaxInstances)
+	_, err := t.exec(ctx, `INSERT INTO tenants (id, max_instances, from_api) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET max_instances = excluded.max_instances, from_api = excluded.from_api`, x.ID, x.MaxInstances, x.FromAPI)
 	if err != nil {
 		return fmt.Errorf("put tenant %s: %w", x.ID, err)
 	}

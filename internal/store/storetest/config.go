@@ -61,7 +61,7 @@ func sampleTarget(id string) corral.Target {
 }
 
 func testConfigRoundTrip(t *testing.T, s corral.Store) {
-	tenants := []corral.Tenant{{ID: "acme", MaxInstances: 50}, {ID: "zeta"}}
+	tenants := []corral.Tenant{{ID: "acme", MaxInstances: 50}, {ID: "zeta", FromAPI: true}}
 	targets := []corral.Target{sampleTarget("gh-acme"), {ID: "gitea-zeta", TenantID: "zeta", Kind: corral.KindGitea, Scope: corral.ScopeInstance, URL: "http://127.0.0.1:3000"}}
 	pools := []corral.Pool{samplePool("big"), {ID: "small", TenantID: "zeta", Provider: "process"}}
 	update(t, s, func(ctx context.Context, tx corral.Tx) error {
