@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/provider/kubernetes"
@@ -31,9 +32,20 @@ func TestKubernetes_StuckPending(t *testing.T) {
 		// none runs here).
 		{name: "image_pull", want: "ErrImagePull: pull access denied", opts: `{"node_selector":{"corral.dev/nowhere":"y"}}`,
 			kubelet: func(t *testing.T, e *env, pod *corev1.Pod) {
-				pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "runner", Image: pod.Spec.Containers[0].Image,
-					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "pull access denied"}}}}
-				if _, err := e.c.Admin(t).CoreV1().Pods(pod.Namespace).UpdateStatus(t.Context(), pod, metav1.UpdateOptions{}); err != nil {
+				// kube-scheduler writes the pod's status too (Unschedulable):
+				// on a conflict, read the pod again and write again.
+				pods := e.c.Admin(t).CoreV1().Pods(pod.Namespace)
+				err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+					cur, err := pods.Get(t.Context(), pod.Name, metav1.GetOptions{})
+					if err != nil {
+						return err
+					}
+					cur.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "runner", Image: cur.Spec.Containers[0].Image,
+						State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "pull access denied"}}}}
+					_, err = pods.UpdateStatus(t.Context(), cur, metav1.UpdateOptions{})
+					return err
+				})
+				if err != nil {
 					t.Fatal(err)
 				}
 			}},
