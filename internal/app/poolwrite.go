@@ -20,13 +20,9 @@ import (
 // again (docs/api.md).
 func (a *App) patchPool(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("pool")
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+	body, err := readWriteBody(r)
 	if err != nil {
-		httperr.Write(w, fmt.Errorf("read body: %v: %w", err, corral.ErrBadInput))
-		return
-	}
-	if len(body) > 64<<10 {
-		httperr.Write(w, fmt.Errorf("body over 64 KiB: %w", corral.ErrBadInput))
+		httperr.Write(w, err)
 		return
 	}
 	pp, err := catalog.DecodePoolPatch(body)
@@ -63,4 +59,16 @@ func (a *App) patchPool(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httperr.Write(w, fmt.Errorf("pool %q: %w", id, corral.ErrNotFound))
+}
+
+// readWriteBody reads an API write's body, at most 64 KiB.
+func readWriteBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %v: %w", err, corral.ErrBadInput)
+	}
+	if len(body) > 64<<10 {
+		return nil, fmt.Errorf("body over 64 KiB: %w", corral.ErrBadInput)
+	}
+	return body, nil
 }

@@ -1,11 +1,8 @@
 package app
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"strings"
@@ -42,28 +39,11 @@ type TargetWrite struct {
 const targetWriteKeys = "id, tenant, kind, scope, path, url, webhook_secret, token, runner_prefix, settings, mode, poll_interval"
 
 func decodeTargetWrite(r *http.Request) (TargetWrite, error) {
-	var tw TargetWrite
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+	body, err := readWriteBody(r)
 	if err != nil {
-		return tw, fmt.Errorf("read body: %v: %w", err, corral.ErrBadInput)
+		return TargetWrite{}, err
 	}
-	if len(body) > 64<<10 {
-		return tw, fmt.Errorf("body over 64 KiB: %w", corral.ErrBadInput)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&tw); err != nil {
-		msg := err.Error()
-		if strings.HasPrefix(msg, "json: unknown field ") {
-			msg += " (settable: " + targetWriteKeys + ")"
-		}
-		// The decoder's message never quotes a value of the body.
-		return tw, fmt.Errorf("body: %s: %w", msg, corral.ErrBadInput)
-	}
-	if dec.More() {
-		return tw, fmt.Errorf("body: one JSON object expected: %w", corral.ErrBadInput)
-	}
-	return tw, nil
+	return catalog.DecodeStrict[TargetWrite](body, targetWriteKeys)
 }
 
 // merge lays tw over cur (the target as the catalog knows it, with its

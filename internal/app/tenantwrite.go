@@ -1,15 +1,13 @@
 package app
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
 	"github.com/corral-ci/corral/internal/auth"
+	"github.com/corral-ci/corral/internal/catalog"
 	"github.com/corral-ci/corral/internal/config"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/httperr"
@@ -80,27 +78,11 @@ type TenantWrite struct {
 const tenantWriteKeys = "id, max_instances"
 
 func decodeTenantWrite(r *http.Request) (TenantWrite, error) {
-	var tw TenantWrite
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+	body, err := readWriteBody(r)
 	if err != nil {
-		return tw, fmt.Errorf("read body: %v: %w", err, corral.ErrBadInput)
+		return TenantWrite{}, err
 	}
-	if len(body) > 64<<10 {
-		return tw, fmt.Errorf("body over 64 KiB: %w", corral.ErrBadInput)
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&tw); err != nil {
-		msg := err.Error()
-		if strings.HasPrefix(msg, "json: unknown field ") {
-			msg += " (settable: " + tenantWriteKeys + ")"
-		}
-		return tw, fmt.Errorf("body: %s: %w", msg, corral.ErrBadInput)
-	}
-	if dec.More() {
-		return tw, fmt.Errorf("body: one JSON object expected: %w", corral.ErrBadInput)
-	}
-	return tw, nil
+	return catalog.DecodeStrict[TenantWrite](body, tenantWriteKeys)
 }
 
 func (a *App) createTenant(w http.ResponseWriter, r *http.Request) {

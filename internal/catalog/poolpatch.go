@@ -120,18 +120,28 @@ func (pp PoolPatch) Apply(p *corral.Pool) error {
 // object of PoolPatch's keys; an unknown key is named with the settable
 // ones. Errors wrap corral.ErrBadInput.
 func DecodePoolPatch(body []byte) (PoolPatch, error) {
-	var pp PoolPatch
+	return DecodeStrict[PoolPatch](body, poolPatchKeys)
+}
+
+// DecodeStrict reads an API write's body: exactly one JSON object of T's
+// keys; an unknown key is answered with keys, the settable ones. The
+// decoder's messages never quote a value of the body. Errors wrap
+// corral.ErrBadInput.
+func DecodeStrict[T any](body []byte, keys string) (T, error) {
+	var v T
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&pp); err != nil {
+	if err := dec.Decode(&v); err != nil {
 		msg := err.Error()
 		if strings.HasPrefix(msg, "json: unknown field ") {
-			msg += " (settable: " + poolPatchKeys + ")"
+			msg += " (settable: " + keys + ")"
 		}
-		return PoolPatch{}, fmt.Errorf("body: %s: %w", msg, corral.ErrBadInput)
+		var zero T
+		return zero, fmt.Errorf("body: %s: %w", msg, corral.ErrBadInput)
 	}
 	if dec.More() {
-		return PoolPatch{}, fmt.Errorf("body: one JSON object expected: %w", corral.ErrBadInput)
+		var zero T
+		return zero, fmt.Errorf("body: one JSON object expected: %w", corral.ErrBadInput)
 	}
-	return pp, nil
+	return v, nil
 }
