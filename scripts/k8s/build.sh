@@ -6,7 +6,9 @@
 #   scripts/k8s/build.sh                 # build if missing, print the binaries' dir
 #   K8S_BUILD_FORCE=1 scripts/k8s/build.sh   # rebuild
 #
-# Output: ${XDG_CACHE_HOME:-$HOME/.cache}/corral/k8s-v$K8S_VERSION/{kube-apiserver,kube-scheduler,etcd}
+# Output: ${XDG_CACHE_HOME:-$HOME/.cache}/corral/k8s-v$K8S_VERSION/{kube-apiserver,kube-scheduler,kubelet,etcd}
+# (kubelet is for the one-node tier in test/k8snode: internal/testutil/kubetest
+# runs it with Debian's containerd and runc in a private namespace.)
 # The last line on stdout is that directory. Nothing of Kubernetes is committed
 # to corral and corral's go.mod is untouched: the build happens in a temporary
 # wrapper module.
@@ -26,7 +28,7 @@ CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/corral/k8s-v$K8S_VERSION
 GO=${GO:-go}
 
 start=$(date +%s)
-if [ -z "${K8S_BUILD_FORCE:-}" ] && [ -x "$CACHE/kube-apiserver" ] && [ -x "$CACHE/kube-scheduler" ] && [ -x "$CACHE/etcd" ]; then
+if [ -z "${K8S_BUILD_FORCE:-}" ] && [ -x "$CACHE/kube-apiserver" ] && [ -x "$CACHE/kube-scheduler" ] && [ -x "$CACHE/kubelet" ] && [ -x "$CACHE/etcd" ]; then
 	echo "build.sh: cached, nothing to do (0 s)" >&2
 	echo "$CACHE"
 	exit 0
@@ -54,8 +56,8 @@ if [ -n "${K8S_BUILD_FORCE:-}" ] || [ ! -x "$CACHE/etcd" ]; then
 	echo "build.sh: etcd v$ETCD_VERSION built in $(($(date +%s) - t0)) s" >&2
 fi
 
-# ---- kube-apiserver, kube-scheduler --------------------------------------
-if [ -n "${K8S_BUILD_FORCE:-}" ] || [ ! -x "$CACHE/kube-apiserver" ] || [ ! -x "$CACHE/kube-scheduler" ]; then
+# ---- kube-apiserver, kube-scheduler, kubelet ----------------------------
+if [ -n "${K8S_BUILD_FORCE:-}" ] || [ ! -x "$CACHE/kube-apiserver" ] || [ ! -x "$CACHE/kube-scheduler" ] || [ ! -x "$CACHE/kubelet" ]; then
 	t0=$(date +%s)
 	mod=$($GO mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
 	[ -f "$mod" ] || { echo "build.sh: cannot download k8s.io/kubernetes@v$K8S_VERSION" >&2; exit 1; }
@@ -73,12 +75,14 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 SRC
 	$GO mod tidy >&2
 	ld="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}"
 	ld="$ld -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
-	for cmd in kube-apiserver kube-scheduler; do
+	for cmd in kube-apiserver kube-scheduler kubelet; do
+		[ -z "${K8S_BUILD_FORCE:-}" ] && [ -x "$CACHE/$cmd" ] && continue
 		t1=$(date +%s)
 		$GO build -trimpath -ldflags "$ld" -o "$CACHE/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
 		mv "$CACHE/$cmd.tmp" "$CACHE/$cmd"

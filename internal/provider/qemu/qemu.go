@@ -86,7 +86,14 @@ const (
 	qmpTimeout    = 10 * time.Second
 	stopTimeout   = 10 * time.Second
 	quitGrace     = 2 * time.Second // after QMP quit, before SIGKILL
-	exitedBuffer  = 256
+	// haltGrace is how long QEMU may linger after the guest kernel said
+	// it restarts or powers off before corral ends QEMU itself (seen in
+	// CI: a TCG microvm guest printed "reboot: Restarting system" and
+	// QEMU, started with -no-reboot, still ran two minutes later).
+	haltGrace = 3 * time.Second
+	// haltPoll is how often the console is read for those words.
+	haltPoll     = 250 * time.Millisecond
+	exitedBuffer = 256
 	// guestNet is the guest side of user-mode networking; forward i is
 	// reached at guestNet.(forwardBase+i).
 	forwardBase = 100
@@ -448,7 +455,9 @@ func (p *Provider) start(ctx context.Context, spec corral.InstanceSpec, opt Opti
 		return corral.ProviderInstance{}, fmt.Errorf("%w: QEMU did not start: %w: %s", corral.ErrUnavailable, err, strings.TrimSpace(string(b)))
 	}
 	_ = os.Remove(bootPath)
-	go p.watch(spec.InstanceID, waited)
+	exited := make(chan struct{})
+	go p.watch(spec.InstanceID, waited, exited)
+	go p.watchHalt(st, filepath.Join(dir, consoleFile), exited)
 	p.log.Info("instance started", "instance", spec.InstanceID, "pool", spec.PoolID, "pid", pid, "accel", p.accelFor(g.Arch), "arch", g.Arch, "workspace", opt.Workspace)
 	return corral.ProviderInstance{ProviderID: spec.InstanceID, InstanceID: spec.InstanceID, PoolID: spec.PoolID, Running: true, CreatedAt: st.CreatedAt}, nil
 }
@@ -476,8 +485,9 @@ func (p *Provider) waitQMP(ctx context.Context, sock string, waited chan error) 
 }
 
 // watch reaps QEMU and reports an exit that no Delete asked for.
-func (p *Provider) watch(id string, waited chan error) {
+func (p *Provider) watch(id string, waited chan error, exited chan struct{}) {
 	err := <-waited
+	close(exited)
 	p.mu.Lock()
 	quiet := p.deleting[id]
 	p.mu.Unlock()
@@ -488,6 +498,66 @@ func (p *Provider) watch(id string, waited chan error) {
 	select {
 	case p.exited <- id:
 	default:
+	}
+}
+
+// haltMarkers are the guest kernel's last words before it resets or
+// powers off the machine (kernel/reboot.c). Only root in the guest can
+// write to the console; a guest that prints them ends only itself.
+var haltMarkers = [][]byte{[]byte("reboot: Restarting system"), []byte("reboot: Power down"), []byte("reboot: System halted")}
+
+// watchHalt ends QEMU when the guest has halted but QEMU did not exit
+// within haltGrace: the instance must stop being listed as running
+// whatever the guest's firmware does with the reset. It reads only what
+// the console gained since the last look, and returns when QEMU exits.
+func (p *Provider) watchHalt(st state, console string, exited chan struct{}) {
+	var off int64
+	var tail []byte // the end of the last read, for a marker split over reads
+	t := time.NewTicker(haltPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-exited:
+			return
+		case <-t.C:
+		}
+		f, err := os.Open(console)
+		if err != nil {
+			return // deleted
+		}
+		b, _ := io.ReadAll(io.NewSectionReader(f, off, 1<<20))
+		f.Close()
+		off += int64(len(b))
+		buf := append(tail, b...)
+		halted := false
+		for _, m := range haltMarkers {
+			if bytes.Contains(buf, m) {
+				halted = true
+			}
+		}
+		if n := len(buf); n > 64 {
+			buf = buf[n-64:]
+		}
+		tail = append([]byte(nil), buf...)
+		if !halted {
+			continue
+		}
+		select {
+		case <-exited:
+			return
+		case <-time.After(haltGrace):
+		}
+		p.mu.Lock()
+		deleting := p.deleting[st.InstanceID]
+		p.mu.Unlock()
+		if deleting || !alive(st) {
+			return
+		}
+		p.log.Warn("guest halted but QEMU still runs; ending it", "instance", st.InstanceID, "pid", st.Pid, "grace", haltGrace)
+		if err := p.stop(context.Background(), st); err != nil {
+			p.log.Error("end QEMU of halted guest", "instance", st.InstanceID, "err", err)
+		}
+		return
 	}
 }
 
