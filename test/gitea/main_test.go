@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/corral-ci/corral/internal/testutil/e2etest"
+	"github.com/corral-ci/corral/internal/testutil/kubetest"
 )
 
 var (
@@ -42,6 +43,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	kubetest.InitIfIsolated() // TestGitea_Kubernetes's isolated run starts here
 	os.Exit(run(m))
 }
 
@@ -53,9 +55,11 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	t0 := time.Now()
-	if corralBin, err = e2etest.Build(dir, e2etest.BuildOptions{Overlay: os.Getenv("CORRAL_GITEA_OVERLAY")}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	if corralBin = os.Getenv(envPrebuiltCorral); corralBin == "" {
+		if corralBin, err = e2etest.Build(dir, e2etest.BuildOptions{Overlay: os.Getenv("CORRAL_GITEA_OVERLAY")}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	if v := os.Getenv("CORRAL_GITEA_KEEP_LOGS"); v != "" && os.Getenv(e2etest.EnvKeepLogs) == "" {
 		_ = os.Setenv(e2etest.EnvKeepLogs, v) // the harness keeps the logs

@@ -186,3 +186,12 @@ func checkStatic(bin string) error {
 	}
 	return nil
 }
+
+// Rootfs returns the layer that Image would import (a static busybox,
+// /tmp and the files) and its sha256 in hex, for runtimes that take an
+// image archive instead of a Docker engine (kubetest's containerd).
+func Rootfs(files map[string]string) ([]byte, string, error) {
+	imageMu.Lock()
+	defer imageMu.Unlock()
+	return imageTar(files)
+}

@@ -99,6 +99,10 @@ type Options struct {
 	NoScheduler bool
 	// Log receives the components' output; nil: a file in Dir.
 	Log io.Writer
+	// node: a kubelet will serve pods (StartNode): the API server reaches
+	// it at the node's InternalIP and admits privileged pods (a Docker
+	// daemon sidecar needs one).
+	node bool
 }
 
 // Start starts etcd, kube-apiserver and (unless told not to)
@@ -161,7 +165,8 @@ func Start(ctx context.Context, dir string, opt Options) (c *Cluster, err error)
 		"--endpoint-reconciler-type", "none",
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", saKey, "--service-account-signing-key-file", saKey,
-		"--allow-privileged=false",
+		"--allow-privileged="+strconv.FormatBool(opt.node),
+		"--kubelet-preferred-address-types", "InternalIP",
 	); err != nil {
 		return nil, err
 	}
