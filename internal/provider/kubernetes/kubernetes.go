@@ -9,10 +9,11 @@
 // deadline, so the kubelet ends it even when corral is down. Pod security:
 // runAsNonRoot with uid 1001 unless the pool allows root, no privilege
 // escalation, every capability dropped, the runtime's default seccomp
-// profile, no host mounts or namespaces, no service account token, no
-// service links. The bootstrap's environment and files live in a Secret
-// named after the pod whose owner is the pod: the cluster's garbage
-// collector removes it with the pod even if corral never does.
+// profile, no host mounts or namespaces (but the node's network when the
+// pool asks for it), no service account token, no service links. The
+// bootstrap's environment and files live in a Secret named after the pod
+// whose owner is the pod: the cluster's garbage collector removes it with
+// the pod even if corral never does.
 //
 // Status comes from one informer per watched namespace (a watch with a
 // periodic resync), never from polling: List reads the informer's cache.

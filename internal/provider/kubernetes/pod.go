@@ -259,6 +259,10 @@ func (p *Provider) buildPod(spec corral.InstanceSpec, opts PoolOptions, now time
 			}},
 		},
 	}
+	if opts.HostNetwork {
+		pod.Spec.HostNetwork = true
+		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	}
 	if opts.RuntimeClass != "" {
 		pod.Spec.RuntimeClassName = &opts.RuntimeClass
 	}

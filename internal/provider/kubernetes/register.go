@@ -154,6 +154,14 @@ type PoolOptions struct {
 	// image that must run as root (runAsNonRoot is then not set).
 	RunAsUser *int64 `yaml:"run_as_user" json:"run_as_user,omitempty"`
 	RunAsRoot bool   `yaml:"run_as_root" json:"run_as_root,omitempty"`
+	// HostNetwork runs the pod in the node's network namespace (dnsPolicy
+	// ClusterFirstWithHostNet): for clusters without a CNI, or to reach
+	// services on the node's loopback. It weakens the isolation between
+	// jobs on the same node: they share its interfaces and ports, so a job
+	// reaches whatever another job or the node listens on (127.0.0.1
+	// too), and NetworkPolicies do not apply. The baseline and restricted
+	// Pod Security Standards refuse such pods.
+	HostNetwork bool `yaml:"host_network" json:"host_network,omitempty"`
 }
 
 // Toleration is a pod toleration.
