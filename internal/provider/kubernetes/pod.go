@@ -46,12 +46,11 @@ const (
 var reservedEnv = []string{envInstance, envName, envPool, envWorkspace, envDeadline}
 
 const (
-	containerName  = "runner"
-	volWorkspace   = "workspace"
-	volBootstrap   = "bootstrap"
-	secretSuffix   = "-bootstrap"
-	maxPodNameLen  = validation.DNS1123LabelMaxLength - len(secretSuffix)
-	deletedByGrace = 0 // seconds: Delete removes the pod at once (see Delete)
+	containerName = "runner"
+	volWorkspace  = "workspace"
+	volBootstrap  = "bootstrap"
+	secretSuffix  = "-bootstrap"
+	maxPodNameLen = validation.DNS1123LabelMaxLength - len(secretSuffix)
 )
 
 var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
