@@ -61,6 +61,7 @@ func (c *Cluster) GrantCorral(t testing.TB, namespace string) {
 	cs := c.Admin(t)
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "corral"}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create", "delete", "update"}},
 	}}
 	if _, err := cs.RbacV1().Roles(namespace).Create(ctx(t), role, metav1.CreateOptions{}); err != nil {
