@@ -9,10 +9,11 @@
 // deadline, so the kubelet ends it even when corral is down. Pod security:
 // runAsNonRoot with uid 1001 unless the pool allows root, no privilege
 // escalation, every capability dropped, the runtime's default seccomp
-// profile, no host mounts or namespaces, no service account token, no
-// service links. The bootstrap's environment and files live in a Secret
-// named after the pod whose owner is the pod: the cluster's garbage
-// collector removes it with the pod even if corral never does.
+// profile, no host mounts or namespaces (but the node's network when the
+// pool asks for it), no service account token, no service links. The
+// bootstrap's environment and files live in a Secret named after the pod
+// whose owner is the pod: the cluster's garbage collector removes it with
+// the pod even if corral never does.
 //
 // Status comes from one informer per watched namespace (a watch with a
 // periodic resync), never from polling: List reads the informer's cache.
@@ -316,19 +317,26 @@ func (p *Provider) Create(ctx context.Context, spec corral.InstanceSpec) (corral
 }
 
 func (p *Provider) cached(ns, name string, uid any) bool {
+	pod := p.cachedPod(ns, name)
+	return pod != nil && (uid == nil || pod.UID == uid)
+}
+
+// cachedPod is the pod as the informer's cache has it; nil if it has none.
+func (p *Provider) cachedPod(ns, name string) *corev1.Pod {
 	l, ok := p.listers[ns]
 	if !ok {
-		return false
+		return nil
 	}
 	pod, err := l.Pods(ns).Get(name)
 	if err != nil {
-		return false
+		return nil
 	}
-	return uid == nil || pod.UID == uid
+	return pod
 }
 
 // List returns the pods of the controller in every watched namespace, from
-// the informer's cache.
+// the informer's cache. A pod terminating for longer than force_delete_after
+// is force-deleted (see Delete) and left out.
 func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.ProviderInstance, error) {
 	if err := p.synced(ctx); err != nil {
 		return nil, fmt.Errorf("kubernetes %s: list: %w", p.name, err)
@@ -343,6 +351,9 @@ func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.Prov
 			if pod.Annotations[AnnotationController] != controllerID {
 				continue
 			}
+			if p.overdue(pod) && p.sweepOverdue(ctx, pod) {
+				continue // gone
+			}
 			out = append(out, corral.ProviderInstance{
 				ProviderID: pod.Namespace + "/" + pod.Name,
 				InstanceID: pod.Annotations[AnnotationInstance],
@@ -355,11 +366,27 @@ func (p *Provider) List(ctx context.Context, controllerID string) ([]corral.Prov
 	return out, nil
 }
 
-// Delete removes the pod at once (grace period 0: the runner has finished,
-// or corral gave up on it; the kubelet kills what is left) and its secret
-// (the garbage collector would too, by the owner reference, but a cluster
-// without one, or a slow one, must not keep the credential). It returns
-// once the informer no longer shows the pod.
+// Deleting a pod.
+const (
+	// deleteGrace is the grace period Delete gives the pod, in seconds:
+	// the kubelet stops the runner (SIGTERM, SIGKILL after the grace
+	// period) and only then removes the pod object, so a pod that is gone
+	// has no container left on its node.
+	deleteGrace = 1
+	// deleteWait bounds how long Delete waits for the pod to be gone.
+	deleteWait = 15 * time.Second
+)
+
+// Delete deletes the pod with a grace period of 1 s (the runner has
+// finished, or corral gave up on it) and its secret (the garbage collector
+// would too, by the owner reference, but a cluster without one, or a slow
+// one, must not keep the credential), then waits, at most 15 s and within
+// ctx, until the watch no longer shows the pod: its kubelet confirmed that
+// the containers stopped. A pod that was never bound to a node goes at
+// once. A pod still there after the wait is left terminating and Delete
+// returns nil: once it has been terminating for force_delete_after (its
+// node is down or gone), Delete, also during the wait, and List delete it
+// with grace period 0.
 func (p *Provider) Delete(ctx context.Context, inst corral.ProviderInstance) error {
 	ns, name, ok := strings.Cut(inst.ProviderID, "/")
 	if !ok || ns == "" || name == "" {
@@ -369,22 +396,104 @@ func (p *Provider) Delete(ctx context.Context, inst corral.ProviderInstance) err
 	if err := p.synced(ctx); err != nil {
 		return fmt.Errorf("kubernetes %s: delete %s: %w", p.name, inst.ProviderID, err)
 	}
-	err := errors.Join(p.deletePod(ctx, ns, name), p.deleteSecret(ctx, ns, name+secretSuffix))
-	if err != nil {
+	var err error
+	if pod := p.cachedPod(ns, name); pod != nil && p.overdue(pod) {
+		err = p.forceDelete(ctx, pod)
+	} else {
+		err = p.deletePod(ctx, ns, name)
+	}
+	if err = errors.Join(err, p.deleteSecret(ctx, ns, name+secretSuffix)); err != nil {
 		return fmt.Errorf("kubernetes %s: delete %s: %w", p.name, inst.ProviderID, err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if !p.waitCache(wctx, func() bool { return !p.cached(ns, name, nil) }) {
-		p.log.Warn("the watch still shows the deleted pod", "pod", inst.ProviderID)
+	if !p.awaitGone(ctx, ns, name) {
+		p.log.Warn("the pod is still terminating (no kubelet confirmed that its containers stopped); it is deleted with grace period 0 once force_delete_after has passed",
+			"pod", inst.ProviderID, "force_delete_after", p.cfg.ForceDeleteAfter)
 	}
 	return nil
 }
 
+// awaitGone waits, at most deleteWait and within ctx, until the cache no
+// longer shows the pod, force-deleting it if it becomes overdue meanwhile.
+func (p *Provider) awaitGone(ctx context.Context, ns, name string) bool {
+	wctx, cancel := context.WithTimeout(ctx, deleteWait)
+	defer cancel()
+	forced := false
+	for {
+		p.mu.Lock()
+		changed := p.changed
+		p.mu.Unlock()
+		pod := p.cachedPod(ns, name)
+		if pod == nil {
+			return true
+		}
+		var due *time.Timer
+		var dueC <-chan time.Time
+		if !forced && pod.DeletionTimestamp != nil {
+			if p.overdue(pod) {
+				forced = true
+				if err := p.forceDelete(wctx, pod); err != nil {
+					p.log.Warn("force delete failed", "pod", ns+"/"+name, "err", err)
+				}
+				continue
+			}
+			due = time.NewTimer(pod.DeletionTimestamp.Add(p.cfg.ForceDeleteAfter).Sub(p.now()) + 10*time.Millisecond)
+			dueC = due.C
+		}
+		select {
+		case <-changed:
+		case <-dueC:
+		case <-wctx.Done():
+		}
+		if due != nil {
+			due.Stop()
+		}
+		if wctx.Err() != nil {
+			return p.cachedPod(ns, name) == nil
+		}
+	}
+}
+
+// overdue: the pod has been terminating for longer than force_delete_after
+// (measured from its deletionTimestamp, the end of its grace period, on
+// corral's clock).
+func (p *Provider) overdue(pod *corev1.Pod) bool {
+	dt := pod.DeletionTimestamp
+	return dt != nil && p.now().Sub(dt.Time) > p.cfg.ForceDeleteAfter
+}
+
+// sweepOverdue force-deletes an overdue pod found by List, and its secret,
+// and reports whether the pod is gone. Errors are logged: List still
+// lists the pod (as not running), and the next List tries again.
+func (p *Provider) sweepOverdue(ctx context.Context, pod *corev1.Pod) bool {
+	id := pod.Namespace + "/" + pod.Name
+	err := errors.Join(p.forceDelete(ctx, pod), p.deleteSecret(ctx, pod.Namespace, pod.Name+secretSuffix))
+	if err != nil {
+		p.log.Warn("could not force-delete a pod terminating past force_delete_after", "pod", id, "err", err)
+		return false
+	}
+	p.log.Warn("force-deleted a pod terminating past force_delete_after: no kubelet confirmed that its containers stopped (node down or gone?)",
+		"pod", id, "node", pod.Spec.NodeName, "deletion_timestamp", pod.DeletionTimestamp.Time, "force_delete_after", p.cfg.ForceDeleteAfter)
+	return true
+}
+
+// deletePod deletes the pod with the grace period deleteGrace.
 func (p *Provider) deletePod(ctx context.Context, ns, name string) error {
-	err := p.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(deletedByGrace))})
+	err := p.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(deleteGrace))})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("pod %s/%s: %w", ns, name, apiError(err))
+	}
+	return nil
+}
+
+// forceDelete deletes the pod with grace period 0: the API server removes
+// the object at once, whatever its kubelet still runs. The precondition
+// on its uid spares a new pod of the same name.
+func (p *Provider) forceDelete(ctx context.Context, pod *corev1.Pod) error {
+	uid := pod.UID
+	err := p.cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0)),
+		Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("pod %s/%s: force delete: %w", pod.Namespace, pod.Name, apiError(err))
 	}
 	return nil
 }

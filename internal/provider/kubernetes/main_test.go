@@ -123,7 +123,13 @@ func TestKubernetes_Conformance(t *testing.T) {
 
 func restricted(t testing.TB, c *kubetest.Cluster, ns string) {
 	t.Helper()
-	patch := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted"}}}`)
+	podSecurity(t, c, ns, "restricted")
+}
+
+// podSecurity sets the Pod Security Standard the namespace enforces.
+func podSecurity(t testing.TB, c *kubetest.Cluster, ns, level string) {
+	t.Helper()
+	patch := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"` + level + `"}}}`)
 	if _, err := c.Admin(t).CoreV1().Namespaces().Patch(context.Background(), ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}

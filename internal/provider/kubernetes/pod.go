@@ -46,12 +46,11 @@ const (
 var reservedEnv = []string{envInstance, envName, envPool, envWorkspace, envDeadline}
 
 const (
-	containerName  = "runner"
-	volWorkspace   = "workspace"
-	volBootstrap   = "bootstrap"
-	secretSuffix   = "-bootstrap"
-	maxPodNameLen  = validation.DNS1123LabelMaxLength - len(secretSuffix)
-	deletedByGrace = 0 // seconds: Delete removes the pod at once (see Delete)
+	containerName = "runner"
+	volWorkspace  = "workspace"
+	volBootstrap  = "bootstrap"
+	secretSuffix  = "-bootstrap"
+	maxPodNameLen = validation.DNS1123LabelMaxLength - len(secretSuffix)
 )
 
 var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -258,6 +257,10 @@ func (p *Provider) buildPod(spec corral.InstanceSpec, opts PoolOptions, now time
 				},
 			}},
 		},
+	}
+	if opts.HostNetwork {
+		pod.Spec.HostNetwork = true
+		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	if opts.RuntimeClass != "" {
 		pod.Spec.RuntimeClassName = &opts.RuntimeClass

@@ -109,6 +109,50 @@ func TestKubernetes_PodSpec(t *testing.T) {
 	}
 }
 
+// TestKubernetes_HostNetwork: the pool option host_network (JSON key
+// host_network) puts the pod in the node's network namespace with the DNS
+// policy for it; without the option the pod keeps its own. The restricted
+// Pod Security Standard refuses such a pod.
+func TestKubernetes_HostNetwork(t *testing.T) {
+	e := newEnv(t)
+	p := e.provider(t, e.settings)
+	h := harness{e: e}
+	ctl := providertest.Unique("ctl-")
+	hostNet := json.RawMessage(`{"host_network":true}`)
+
+	spec := providertest.Spec(t, h, ctl, nil)
+	spec.Options = hostNet
+	if _, err := p.Create(t.Context(), spec); !errors.Is(err, corral.ErrForbidden) || !strings.Contains(err.Error(), "host") {
+		t.Errorf("host network pod in a restricted namespace: Create error %v, want ErrForbidden from PodSecurity", err)
+	}
+
+	podSecurity(t, e.c, e.ns, "privileged")
+	// PodSecurity admission reads namespaces from a cache: wait until a
+	// host network pod passes a dry run.
+	probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe"}, Spec: corev1.PodSpec{HostNetwork: true,
+		Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/x:1"}}}}
+	providertest.Eventually(t, "the namespace to allow host network pods", func() bool {
+		_, err := e.c.Admin(t).CoreV1().Pods(e.ns).Create(t.Context(), probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil
+	})
+	for _, c := range []struct {
+		name    string
+		options json.RawMessage
+		want    bool
+	}{{"unset", nil, false}, {"false", json.RawMessage(`{"host_network":false}`), false}, {"true", hostNet, true}} {
+		spec := providertest.Spec(t, h, ctl, nil)
+		spec.Options = c.options
+		pod := getPod(t, e, providertest.Create(t, p, spec))
+		wantDNS := corev1.DNSClusterFirst
+		if c.want {
+			wantDNS = corev1.DNSClusterFirstWithHostNet
+		}
+		if pod.Spec.HostNetwork != c.want || pod.Spec.DNSPolicy != wantDNS {
+			t.Errorf("%s: hostNetwork %v, dnsPolicy %s; want %v, %s", c.name, pod.Spec.HostNetwork, pod.Spec.DNSPolicy, c.want, wantDNS)
+		}
+	}
+}
+
 // TestKubernetes_Refuses checks creates that must fail before anything is
 // made: a reserved variable, a host runner directory, a namespace the
 // settings do not name, and a user with no rights (the API's 403).

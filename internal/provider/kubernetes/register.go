@@ -35,6 +35,8 @@ const (
 	DefaultResync         = time.Minute
 	DefaultWorkspace      = "/workspace"
 	DefaultRunAsUser      = 1001 // the user of GitHub's and Gitea's runner images
+	// DefaultForceDeleteAfter: see Settings.ForceDeleteAfter.
+	DefaultForceDeleteAfter = 30 * time.Second
 )
 
 // Settings is a kubernetes provider instance as the config file writes it:
@@ -46,6 +48,7 @@ const (
 //	    namespace: ci-runners
 //	    namespaces: [ci-gpu]          # further namespaces pools may name
 //	    pending_timeout: 5m
+//	    force_delete_after: 30s
 //
 // Several clusters are several provider instances. The kubeconfig is a
 // file reference: its credentials never enter corral's store.
@@ -66,6 +69,11 @@ type Settings struct {
 	// Resync is the informer's resync period (default 1m): pod status
 	// comes from a watch; the resync re-checks pending timeouts.
 	Resync time.Duration `yaml:"resync" json:"resync,omitempty"`
+	// ForceDeleteAfter: a pod of corral's still there this long past its
+	// deletionTimestamp (its node is down or gone, so no kubelet confirms
+	// that its containers stopped) is deleted with grace period 0, by
+	// Delete and by List. Default 30s.
+	ForceDeleteAfter time.Duration `yaml:"force_delete_after" json:"force_delete_after,omitempty"`
 	// Workspace is where the runner's emptyDir is mounted and its
 	// working directory (default /workspace).
 	Workspace        string   `yaml:"workspace" json:"workspace,omitempty"`
@@ -95,6 +103,9 @@ func (s *Settings) Validate() error {
 	if s.Resync < 0 {
 		bad("resync", "want a positive duration, got %v", s.Resync)
 	}
+	if s.ForceDeleteAfter < 0 {
+		bad("force_delete_after", "want a positive duration, got %v", s.ForceDeleteAfter)
+	}
 	if s.Workspace != "" && (!path.IsAbs(s.Workspace) || path.Clean(s.Workspace) == "/") {
 		bad("workspace", "want an absolute path other than /, got %q", s.Workspace)
 	}
@@ -119,6 +130,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.Workspace == "" {
 		s.Workspace = DefaultWorkspace
+	}
+	if s.ForceDeleteAfter == 0 {
+		s.ForceDeleteAfter = DefaultForceDeleteAfter
 	}
 	return s
 }
@@ -154,6 +168,14 @@ type PoolOptions struct {
 	// image that must run as root (runAsNonRoot is then not set).
 	RunAsUser *int64 `yaml:"run_as_user" json:"run_as_user,omitempty"`
 	RunAsRoot bool   `yaml:"run_as_root" json:"run_as_root,omitempty"`
+	// HostNetwork runs the pod in the node's network namespace (dnsPolicy
+	// ClusterFirstWithHostNet): for clusters without a CNI, or to reach
+	// services on the node's loopback. It weakens the isolation between
+	// jobs on the same node: they share its interfaces and ports, so a job
+	// reaches whatever another job or the node listens on (127.0.0.1
+	// too), and NetworkPolicies do not apply. The baseline and restricted
+	// Pod Security Standards refuse such pods.
+	HostNetwork bool `yaml:"host_network" json:"host_network,omitempty"`
 }
 
 // Toleration is a pod toleration.

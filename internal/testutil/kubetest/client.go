@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	corralk8s "github.com/corral-ci/corral/internal/provider/kubernetes"
 )
 
 // RESTConfig returns a client configuration with the token.
@@ -55,14 +57,12 @@ func (c *Cluster) Namespace(t testing.TB, prefix string) string {
 }
 
 // GrantCorral gives the user CorralUser, in the namespace, the rights the
-// kubernetes provider documents (docs/kubernetes.md) and nothing else.
+// kubernetes provider needs (kubernetes.RoleRules, which docs/kubernetes.md
+// lists) and nothing else.
 func (c *Cluster) GrantCorral(t testing.TB, namespace string) {
 	t.Helper()
 	cs := c.Admin(t)
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "corral"}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create", "delete", "update"}},
-	}}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "corral"}, Rules: corralk8s.RoleRules()}
 	if _, err := cs.RbacV1().Roles(namespace).Create(ctx(t), role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
