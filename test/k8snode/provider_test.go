@@ -167,6 +167,16 @@ func TestNode_MissingImage(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The stuck reason is recorded when the watch reports the pod ended
+	// (an event or the next resync), which Exited announces.
+	select {
+	case id := <-p.Exited():
+		if id != inst.InstanceID {
+			t.Fatalf("Exited() = %s, want %s", id, inst.InstanceID)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Exited() did not report the stuck pod")
+	}
 	next := spec
 	next.InstanceID, next.Name = "inst-after-missing", "corral-inst-after-missing"
 	_, err := p.Create(t.Context(), next)
