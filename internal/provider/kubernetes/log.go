@@ -20,8 +20,8 @@ const (
 	MaxLogBytes = 64 << 10
 	// logTailLines is how many lines RunnerLog asks the kubelet for (the
 	// end of the log; pods/log's limitBytes would keep its beginning).
-	// Container runtimes split lines at 16 KiB, so this bounds the
-	// transfer too.
+	// containerd splits long lines at 16 KiB by default, so this bounds
+	// the transfer too (streamed; only the tail is kept).
 	logTailLines = 2000
 )
 
