@@ -20,8 +20,8 @@ const (
 	MaxLogBytes = 64 << 10
 	// logTailLines is how many lines RunnerLog asks the kubelet for (the
 	// end of the log; pods/log's limitBytes would keep its beginning).
-	// Container runtimes split lines at 16 KiB, so this bounds the
-	// transfer too.
+	// containerd splits long lines at 16 KiB by default, so this bounds
+	// the transfer too (streamed; only the tail is kept).
 	logTailLines = 2000
 )
 
@@ -66,9 +66,10 @@ func (p *Provider) RunnerLog(ctx context.Context, inst corral.ProviderInstance, 
 
 // logError explains a failed log request: for a pod whose runner has not
 // started the API server or the kubelet answers a bare error ("bad
-// request", no kubelet to reach); the pod's phase says why.
+// request", no kubelet to reach); the pod's phase says why. A missing pod
+// or missing rights are what the API says.
 func (p *Provider) logError(ns, name string, err error) error {
-	if !apierrors.IsNotFound(err) {
+	if !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) {
 		if pod := p.cachedPod(ns, name); pod != nil && (pod.Status.Phase == corev1.PodPending || pod.Status.Phase == "") {
 			return fmt.Errorf("%w: pod %s/%s is Pending (%s): its runner has not started, there is no log yet: %v",
 				corral.ErrUnavailable, ns, name, pendingReason(pod), err)
