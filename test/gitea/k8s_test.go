@@ -127,7 +127,7 @@ func (r *k8sRig) waitJobs(t testing.TB, n int, within time.Duration, seen *int) 
 	runners := map[string]bool{}
 	for _, j := range js {
 		if j.Conclusion != "success" {
-			t.Errorf("job %d (%s) concluded %q, want success", j.ID, j.Name, j.Conclusion)
+			t.Errorf("job %d (%s) concluded %q, want success; its log:\n%s", j.ID, j.Name, j.Conclusion, r.g.jobLog(r.repo, j.ID))
 		}
 		if !strings.HasPrefix(j.RunnerName, "corral-"+r.id) {
 			t.Errorf("job %d ran on %q, not a runner of corral's", j.ID, j.RunnerName)

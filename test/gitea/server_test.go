@@ -341,3 +341,23 @@ func (g *giteaServer) runners(repo string) ([]string, error) {
 	}
 	return names, nil
 }
+
+// jobLog returns the log Gitea keeps of a job (its steps' output), or the
+// error reading it.
+func (g *giteaServer) jobLog(repo string, id int64) string {
+	req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/v1/repos/%s/actions/jobs/%d/logs", g.URL, repo, id), nil)
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Authorization", "token "+g.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Sprintf("%s: %s", resp.Status, b)
+	}
+	return string(b)
+}

@@ -185,3 +185,33 @@ func TestNode_MissingImage(t *testing.T) {
 	}
 	t.Logf("next Create: %v", err)
 }
+
+// TestNode_RunnerLog reads a running runner's log through the provider
+// (the Role's pods/log, the API server reaching the kubelet): the whole
+// output, then only its last bytes when asked for fewer.
+func TestNode_RunnerLog(t *testing.T) {
+	e := newEnv(t)
+	p := e.provider(t, e.settings())
+	spec := providertest.Spec(t, harness{e: e}, providertest.Unique("ctl-"), nil)
+	inst := providertest.Create(t, p, spec)
+	t.Cleanup(func() { _ = p.Delete(context.Background(), inst) })
+	var log string
+	providertest.Eventually(t, "the runner's first line in RunnerLog", func() bool {
+		var err error
+		log, err = p.RunnerLog(t.Context(), inst, 64<<10)
+		return err == nil && strings.Contains(log, "corral-test-runner: pid=")
+	})
+	short, err := p.RunnerLog(t.Context(), inst, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The runner may print more between the reads: the short tail is
+	// within the log read after it, never its beginning.
+	after, err := p.RunnerLog(t.Context(), inst, 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(short) == 0 || len(short) > 16 || !strings.Contains(after, short) || strings.HasPrefix(after, short) {
+		t.Errorf("RunnerLog(16) = %q, want the last bytes (at most 16) of %q", short, after)
+	}
+}

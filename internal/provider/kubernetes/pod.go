@@ -193,6 +193,9 @@ func (p *Provider) buildPod(spec corral.InstanceSpec, opts PoolOptions, now time
 		secs := max(1, int64(math.Ceil(spec.Deadline.Sub(now).Seconds())))
 		deadline = &secs
 	}
+	if _, set := spec.Bootstrap.Env["HOME"]; !set && opts.Home != HomeImage {
+		env = append(env, corev1.EnvVar{Name: "HOME", Value: ws})
+	}
 	env = append(env, secretEnv...)
 
 	res := corev1.ResourceList{}

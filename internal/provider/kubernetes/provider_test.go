@@ -153,6 +153,48 @@ func TestKubernetes_HostNetwork(t *testing.T) {
 	}
 }
 
+// TestKubernetes_Home: by default the runner's HOME is the workspace (a
+// non-root uid with no entry in the image's user database would get /,
+// which it cannot write: act_runner then fails every job on mkdir
+// /.cache); home: image leaves HOME to the image, and a HOME in the
+// bootstrap wins over both.
+func TestKubernetes_Home(t *testing.T) {
+	e := newEnv(t)
+	p := e.provider(t, e.settings)
+	h := harness{e: e}
+	ctl := providertest.Unique("ctl-")
+	for _, c := range []struct {
+		name    string
+		options json.RawMessage
+		env     map[string]corral.Secret
+		want    string // the literal HOME in the pod; "" for none
+		fromRef bool   // HOME comes from the bootstrap secret
+	}{
+		{"default", nil, nil, "/workspace", false},
+		{"workspace", json.RawMessage(`{"home":"workspace"}`), nil, "/workspace", false},
+		{"image", json.RawMessage(`{"home":"image"}`), nil, "", false},
+		{"bootstrap", nil, map[string]corral.Secret{"HOME": "/srv/runner"}, "", true},
+	} {
+		spec := providertest.Spec(t, h, ctl, c.env)
+		spec.Options = c.options
+		pod := getPod(t, e, providertest.Create(t, p, spec))
+		var homes []corev1.EnvVar
+		for _, v := range pod.Spec.Containers[0].Env {
+			if v.Name == "HOME" {
+				homes = append(homes, v)
+			}
+		}
+		switch {
+		case c.fromRef && (len(homes) != 1 || homes[0].ValueFrom == nil || homes[0].ValueFrom.SecretKeyRef == nil):
+			t.Errorf("%s: HOME %+v, want one, from the bootstrap secret", c.name, homes)
+		case !c.fromRef && c.want == "" && len(homes) != 0:
+			t.Errorf("%s: HOME %+v, want none", c.name, homes)
+		case !c.fromRef && c.want != "" && (len(homes) != 1 || homes[0].Value != c.want):
+			t.Errorf("%s: HOME %+v, want %s", c.name, homes, c.want)
+		}
+	}
+}
+
 // TestKubernetes_Refuses checks creates that must fail before anything is
 // made: a reserved variable, a host runner directory, a namespace the
 // settings do not name, and a user with no rights (the API's 403).
@@ -204,9 +246,9 @@ func TestKubernetes_SettingsValidate(t *testing.T) {
 	if err := s.Validate(); !errors.As(err, &fe) || len(fe) != 4 {
 		t.Errorf("Validate = %v, want 4 field errors", err)
 	}
-	o := kubernetes.PoolOptions{Namespace: "x", Workspace: "ssd", Tolerations: []kubernetes.Toleration{{Operator: "Exists", Value: "v"}}}
-	if err := o.Validate(&kubernetes.Settings{Namespace: "ci"}); !errors.As(err, &fe) || len(fe) != 3 {
-		t.Errorf("PoolOptions.Validate = %v, want 3 field errors", err)
+	o := kubernetes.PoolOptions{Namespace: "x", Workspace: "ssd", Tolerations: []kubernetes.Toleration{{Operator: "Exists", Value: "v"}}, Home: "/root"}
+	if err := o.Validate(&kubernetes.Settings{Namespace: "ci"}); !errors.As(err, &fe) || len(fe) != 4 {
+		t.Errorf("PoolOptions.Validate = %v, want 4 field errors", err)
 	}
 	if err := (&kubernetes.PoolOptions{Namespace: "gpu"}).Validate(&kubernetes.Settings{Namespace: "ci", Namespaces: []string{"gpu"}}); err != nil {
 		t.Errorf("a listed namespace: %v", err)

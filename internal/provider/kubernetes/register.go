@@ -176,7 +176,18 @@ type PoolOptions struct {
 	// too), and NetworkPolicies do not apply. The baseline and restricted
 	// Pod Security Standards refuse such pods.
 	HostNetwork bool `yaml:"host_network" json:"host_network,omitempty"`
+	// Home is the runner's $HOME: workspace (default) sets HOME to the
+	// workspace, which the runner's uid can write and which goes with the
+	// pod; image keeps what the image's user database says (with no entry
+	// for the uid that is /, which a non-root runner cannot write).
+	Home string `yaml:"home" json:"home,omitempty"`
 }
+
+// Values of PoolOptions.Home.
+const (
+	HomeWorkspace = "workspace"
+	HomeImage     = "image"
+)
 
 // Toleration is a pod toleration.
 type Toleration struct {
@@ -223,6 +234,11 @@ func (o *PoolOptions) Validate(s provider.Settings) error {
 		default:
 			bad(f+".effect", "want NoSchedule, PreferNoSchedule or NoExecute, got %q", t.Effect)
 		}
+	}
+	switch o.Home {
+	case "", HomeWorkspace, HomeImage:
+	default:
+		bad("home", "want workspace or image, got %q", o.Home)
 	}
 	if o.RuntimeClass != "" && len(validation.IsDNS1123Subdomain(o.RuntimeClass)) > 0 {
 		bad("runtime_class", "want a RuntimeClass name, got %q", o.RuntimeClass)
