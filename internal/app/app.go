@@ -231,7 +231,8 @@ func New(opt Options) (*App, error) {
 		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,
 		Targets: opt.Targets, Pools: opt.Pools, ControllerID: opt.ControllerID,
 		Ledger: a.Ledger, Retirer: a.Scheduler, Wake: a.Scheduler.Wake,
-		Interval: opt.ReconcileInterval, Recorder: opt.Recorders.Reconciler, Clock: opt.Clock, Logger: opt.Logger,
+		Interval: opt.ReconcileInterval, ExitWait: reconciler.DefaultExitWait,
+		Recorder: opt.Recorders.Reconciler, Clock: opt.Clock, Logger: opt.Logger,
 	})
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,11 +37,22 @@ type Config struct {
 	Retirer      Retirer
 	Wake         func() // wakes the scheduler after a change
 	Interval     time.Duration
+	// ExitWait is how long an exited runner whose job the ledger still
+	// shows waiting is left as it is, for the forge's webhook about the
+	// job to arrive, before the forge is asked (0: asked at once). The
+	// instance keeps covering its job meanwhile, so the job is not served
+	// twice; only its deletion waits.
+	ExitWait time.Duration
 	// Recorder observes each pass (metrics); nil = no-op.
 	Recorder Recorder
 	Clock    corral.Clock
 	Logger   *slog.Logger
 }
+
+// DefaultExitWait is the ExitWait corral serve uses: a webhook usually
+// lands within a second of the job starting; in a burst it queues behind
+// the burst's own webhooks.
+const DefaultExitWait = 5 * time.Second
 
 // Recorder observes the reconciler. Implementations must be cheap and safe
 // for concurrent use.
@@ -86,6 +98,9 @@ type Reconciler struct {
 	log   *slog.Logger
 
 	capsOnce sync.Once // the redelivery capabilities are logged once
+
+	exitMu   sync.Mutex
+	exitSeen map[string]time.Time // exits waiting for the job's webhook (ExitWait), by instance
 }
 
 // view is the configuration a pass works with.
@@ -129,7 +144,8 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Recorder == nil {
 		cfg.Recorder = nopRecorder{}
 	}
-	r := &Reconciler{cfg: cfg, rec: cfg.Recorder, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler")}
+	r := &Reconciler{cfg: cfg, rec: cfg.Recorder, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"),
+		exitSeen: map[string]time.Time{}}
 	r.SetConfig(cfg.Targets, cfg.Pools)
 	r.exits = fanIn(cfg.Providers)
 	return r, nil
@@ -150,6 +166,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			r.log.Warn("reconcile pass had errors", "err", err)
 		}
 	}
+	var recheck <-chan time.Time
+	if r.cfg.ExitWait > 0 {
+		tick := time.NewTicker(min(max(r.cfg.ExitWait/10, 100*time.Millisecond), time.Second))
+		defer tick.Stop()
+		recheck = tick.C
+	}
 	pass()
 	for {
 		select {
@@ -159,8 +181,49 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			pass()
 		case id := <-exits:
 			r.HandleExit(ctx, id)
+		case <-recheck:
+			r.RecheckExits(ctx)
 		}
 	}
+}
+
+// RecheckExits handles again the exits left waiting for their job's
+// webhook (ExitWait): an exit whose job the webhook has moved on, or
+// whose wait is over, is drained now.
+func (r *Reconciler) RecheckExits(ctx context.Context) {
+	r.exitMu.Lock()
+	ids := make([]string, 0, len(r.exitSeen))
+	for id := range r.exitSeen {
+		ids = append(ids, id)
+	}
+	r.exitMu.Unlock()
+	for _, id := range ids {
+		r.HandleExit(ctx, id)
+	}
+}
+
+// waitForWebhook says whether the exit of instance id should wait longer
+// for the webhook about its job; the first call starts the wait.
+func (r *Reconciler) waitForWebhook(id string) bool {
+	if r.cfg.ExitWait <= 0 {
+		return false
+	}
+	now := r.clock.Now()
+	r.exitMu.Lock()
+	defer r.exitMu.Unlock()
+	first, ok := r.exitSeen[id]
+	if !ok {
+		r.exitSeen[id] = now
+		return true
+	}
+	return now.Sub(first) < r.cfg.ExitWait
+}
+
+// exitDone forgets the wait of instance id.
+func (r *Reconciler) exitDone(id string) {
+	r.exitMu.Lock()
+	delete(r.exitSeen, id)
+	r.exitMu.Unlock()
 }
 
 // fanIn merges the exit notices of every provider that gives them. It is
@@ -259,8 +322,10 @@ func (r *Reconciler) HandleExit(ctx context.Context, instanceID string) {
 
 // exited drains an instance whose runner exited. An ephemeral runner exits
 // after its job, often before the forge's webhooks about that job arrive:
-// when the ledger still shows the instance's job waiting, the forge is asked
-// about the job first, so the job is not served a second time.
+// when the ledger still shows the instance's job waiting, the instance is
+// left as it is for up to ExitWait (RecheckExits comes back to it), and if
+// the webhook has not moved the job on by then, the forge is asked about
+// the job, so the job is not served a second time.
 func (r *Reconciler) exited(ctx context.Context, id string, from []corral.InstanceState) error {
 	var in corral.Instance
 	var job corral.Job
@@ -275,6 +340,7 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 		return err
 	})
 	if errors.Is(err, corral.ErrNotFound) {
+		r.exitDone(id)
 		return nil
 	}
 	if err != nil {
@@ -288,6 +354,9 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 		f, _ = r.cfg.Forges.Forge(t)
 	}
 	if f != nil && in.JobID != 0 && job.State == corral.JobRouted {
+		if slices.Contains(from, in.State) && r.waitForWebhook(id) {
+			return nil
+		}
 		ev, err := f.Job(ctx, job.ForgeJobID, job.Repo)
 		if err == nil && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
 			tookJob = true
@@ -310,6 +379,7 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 			}
 		}
 	}
+	r.exitDone(id)
 	return r.drain(ctx, id, reason, from)
 }
 

@@ -66,7 +66,11 @@ func (g *rig) counted(want map[string]int) {
 	}
 }
 
-func newRig(t testing.TB) *rig {
+func newRig(t testing.TB) *rig { return newRigWith(t, nil) }
+
+// newRigWith is newRig with the reconciler's configuration changed by
+// edit first.
+func newRigWith(t testing.TB, edit func(*reconciler.Config)) *rig {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "c.db"), sqlite.Options{})
@@ -87,8 +91,12 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.r, err = reconciler.New(reconciler.Config{Store: st, Forges: g.forge, Providers: provs, Targets: []corral.Target{target},
-		Pools: []corral.Pool{testPool}, ControllerID: "test", Ledger: g.led, Retirer: g.s, Clock: g.clk, Recorder: g.rec})
+	rc := reconciler.Config{Store: st, Forges: g.forge, Providers: provs, Targets: []corral.Target{target},
+		Pools: []corral.Pool{testPool}, ControllerID: "test", Ledger: g.led, Retirer: g.s, Clock: g.clk, Recorder: g.rec}
+	if edit != nil {
+		edit(&rc)
+	}
+	g.r, err = reconciler.New(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,4 +310,96 @@ func TestReconciler_ProviderErrors(t *testing.T) {
 	if got := g.rec.errs["fake/delete"]; got != 1 || len(g.rec.errs) != 1 {
 		t.Errorf("provider errors %v, want fake/delete once", g.rec.errs)
 	}
+}
+
+// TestReconciler_ExitWaitsForWebhook: with ExitWait, a runner that exits
+// while the ledger still shows its job waiting is left as it is (its
+// instance still covers the job) until the job's webhook arrives, and the
+// forge is not asked; without a webhook the forge is asked once the wait
+// is over, as it is at once without ExitWait.
+func TestReconciler_ExitWaitsForWebhook(t *testing.T) {
+	ctx := context.Background()
+	const wait = 5 * time.Second
+	g := newRigWith(t, func(c *reconciler.Config) { c.ExitWait = wait })
+	for _, id := range []int64{1, 2} {
+		if _, err := g.led.Observe(ctx, target, corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: id, Labels: []string{"corral"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.s.Wait()
+	var live []corral.Instance
+	if err := g.st.View(ctx, func(tx corral.ReadTx) (err error) {
+		live, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	inst := map[int64]corral.Instance{}
+	for _, id := range []int64{1, 2} {
+		j, err := g.job(id)
+		if err != nil || j.State != corral.JobRouted {
+			t.Fatalf("job %d: %+v %v, want routed", id, j, err)
+		}
+		for _, in := range live {
+			if in.JobID == j.ID {
+				inst[id] = in
+			}
+		}
+		if inst[id].ID == "" {
+			t.Fatalf("no instance for job %d among %+v", id, live)
+		}
+		g.prov.Exit(inst[id].ID)
+		g.r.HandleExit(ctx, inst[id].ID)
+	}
+	check := func(when string, wantCalls int, wantState map[int64]corral.InstanceState) {
+		t.Helper()
+		if n := g.forge.Count("job"); n != wantCalls {
+			t.Errorf("%s: forge asked about a job %d times, want %d", when, n, wantCalls)
+		}
+		for id, want := range wantState {
+			if got := g.inst(inst[id].ID).State; got != want {
+				t.Errorf("%s: instance of job %d is %s, want %s", when, id, got, want)
+			}
+		}
+	}
+	check("at the exits", 0, map[int64]corral.InstanceState{1: inst[1].State, 2: inst[2].State})
+
+	// Job 1's webhook arrives: its exit is handled without asking.
+	if _, err := g.led.Observe(ctx, target, corral.JobEvent{Action: corral.ActionInProgress, ForgeJobID: 1, Labels: []string{"corral"},
+		RunnerName: inst[1].Name}); err != nil {
+		t.Fatal(err)
+	}
+	g.r.RecheckExits(ctx)
+	check("after job 1's webhook", 0, map[int64]corral.InstanceState{1: corral.InstDraining, 2: inst[2].State})
+
+	// The provider sweep meanwhile (it sees job 2's runner exited) waits
+	// too; the scheduler makes no second runner for job 2.
+	g.clk.Advance(wait - time.Second)
+	if err := g.r.ProviderSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.s.Wait()
+	g.r.RecheckExits(ctx)
+	check("before the wait is over", 0, map[int64]corral.InstanceState{2: inst[2].State})
+	if n := g.prov.Count("create"); n != 2 {
+		t.Errorf("provider creates = %d, want 2 (job 2 is still covered by its exited runner's instance)", n)
+	}
+
+	// Job 2's webhook never comes: once the wait is over the forge is
+	// asked, says the job is done, and the instance is drained.
+	g.forge.Done = map[int64]string{2: "success"}
+	g.clk.Advance(2 * time.Second)
+	g.r.RecheckExits(ctx)
+	check("after the wait", 1, map[int64]corral.InstanceState{2: corral.InstDraining})
+	if j, _ := g.job(2); j.State != corral.JobCompleted {
+		t.Errorf("job 2 is %s, want completed (from the forge's answer)", j.State)
+	}
+	g.r.RecheckExits(ctx)
+	check("nothing left waiting", 1, nil)
 }
