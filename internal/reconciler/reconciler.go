@@ -38,10 +38,12 @@ type Config struct {
 	Wake         func() // wakes the scheduler after a change
 	Interval     time.Duration
 	// ExitWait is how long an exited runner whose job the ledger still
-	// shows waiting is left as it is, for the forge's webhook about the
-	// job to arrive, before the forge is asked (0: asked at once). The
-	// instance keeps covering its job meanwhile, so the job is not served
-	// twice; only its deletion waits.
+	// shows waiting or running is left as it is, for the forge's webhook
+	// about the job to arrive (0: no wait). After it, the forge is asked
+	// about a job still shown waiting, and a runner whose job is still
+	// shown running is drained and its registration removed. The instance
+	// keeps covering its job meanwhile, so the job is not served twice;
+	// only its deletion waits.
 	ExitWait time.Duration
 	// Recorder observes each pass (metrics); nil = no-op.
 	Recorder Recorder
@@ -322,10 +324,10 @@ func (r *Reconciler) HandleExit(ctx context.Context, instanceID string) {
 
 // exited drains an instance whose runner exited. An ephemeral runner exits
 // after its job, often before the forge's webhooks about that job arrive:
-// when the ledger still shows the instance's job waiting, the instance is
-// left as it is for up to ExitWait (RecheckExits comes back to it), and if
-// the webhook has not moved the job on by then, the forge is asked about
-// the job, so the job is not served a second time.
+// while the ledger shows the instance's job waiting or running, the
+// instance is left as it is for up to ExitWait (RecheckExits comes back to
+// it). If the webhook has not moved the job on by then, the forge is asked
+// about a job still shown waiting, so the job is not served a second time.
 func (r *Reconciler) exited(ctx context.Context, id string, from []corral.InstanceState) error {
 	var in corral.Instance
 	var job corral.Job
@@ -353,10 +355,15 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 	if okTarget {
 		f, _ = r.cfg.Forges.Forge(t)
 	}
+	// Wait for the webhook that moves the job on: in_progress for a job
+	// the ledger shows waiting, completed for one it shows running (the
+	// ledger then drains the instance as its job's end, and the forge's
+	// own deregistration of the ephemeral runner is trusted: no DELETE).
+	if f != nil && in.JobID != 0 && (job.State == corral.JobRouted || job.State == corral.JobRunning) &&
+		slices.Contains(from, in.State) && r.waitForWebhook(id) {
+		return nil
+	}
 	if f != nil && in.JobID != 0 && job.State == corral.JobRouted {
-		if slices.Contains(from, in.State) && r.waitForWebhook(id) {
-			return nil
-		}
 		ev, err := f.Job(ctx, job.ForgeJobID, job.Repo)
 		if err == nil && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
 			tookJob = true

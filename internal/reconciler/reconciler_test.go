@@ -367,13 +367,28 @@ func TestReconciler_ExitWaitsForWebhook(t *testing.T) {
 	}
 	check("at the exits", 0, map[int64]corral.InstanceState{1: inst[1].State, 2: inst[2].State})
 
-	// Job 1's webhook arrives: its exit is handled without asking.
+	// Job 1's webhooks arrive: in_progress (the exit waits on, for the
+	// job's end), then completed: the ledger drains the instance as its
+	// job's end, so its registration is left to the forge (no DELETE),
+	// and the forge was never asked.
 	if _, err := g.led.Observe(ctx, target, corral.JobEvent{Action: corral.ActionInProgress, ForgeJobID: 1, Labels: []string{"corral"},
 		RunnerName: inst[1].Name}); err != nil {
 		t.Fatal(err)
 	}
 	g.r.RecheckExits(ctx)
-	check("after job 1's webhook", 0, map[int64]corral.InstanceState{1: corral.InstDraining, 2: inst[2].State})
+	check("after job 1's in_progress", 0, map[int64]corral.InstanceState{2: inst[2].State})
+	if got := g.inst(inst[1].ID).State; got == corral.InstDraining {
+		t.Errorf("after job 1's in_progress: instance draining already (%s), want it left for the completed webhook", g.inst(inst[1].ID).Reason)
+	}
+	if _, err := g.led.Observe(ctx, target, corral.JobEvent{Action: corral.ActionCompleted, ForgeJobID: 1, Labels: []string{"corral"},
+		RunnerName: inst[1].Name, Conclusion: "success"}); err != nil {
+		t.Fatal(err)
+	}
+	g.r.RecheckExits(ctx)
+	check("after job 1's completed", 0, map[int64]corral.InstanceState{1: corral.InstDraining, 2: inst[2].State})
+	if in := g.inst(inst[1].ID); in.Reason != ledger.ReasonJobCompleted {
+		t.Errorf("instance of job 1 drained for %q, want %q (the forge deregisters the runner)", in.Reason, ledger.ReasonJobCompleted)
+	}
 
 	// The provider sweep meanwhile (it sees job 2's runner exited) waits
 	// too; the scheduler makes no second runner for job 2.
@@ -393,7 +408,8 @@ func TestReconciler_ExitWaitsForWebhook(t *testing.T) {
 
 	// Job 2's webhook never comes: once the wait is over the forge is
 	// asked, says the job is done, and the instance is drained.
-	g.forge.Done = map[int64]string{2: "success"}
+	g.forge.Open = []corral.JobEvent{{Action: corral.ActionCompleted, ForgeJobID: 2, Labels: []string{"corral"},
+		RunnerName: inst[2].Name, Conclusion: "success"}}
 	g.clk.Advance(2 * time.Second)
 	g.r.RecheckExits(ctx)
 	check("after the wait", 1, map[int64]corral.InstanceState{2: corral.InstDraining})
@@ -402,4 +418,54 @@ func TestReconciler_ExitWaitsForWebhook(t *testing.T) {
 	}
 	g.r.RecheckExits(ctx)
 	check("nothing left waiting", 1, nil)
+	if err := g.s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.s.Wait()
+	if n := g.forge.Count("remove"); n != 0 {
+		t.Errorf("registrations removed %d times, want 0: both jobs' ends are known, their ephemeral runners deregistered by the forge", n)
+	}
+}
+
+// TestReconciler_ExitWaitRunningJob: a runner that exits while its job is
+// shown running and no completed webhook comes within ExitWait is drained
+// as exited (its registration removed), without asking the forge.
+func TestReconciler_ExitWaitRunningJob(t *testing.T) {
+	ctx := context.Background()
+	const wait = 5 * time.Second
+	g := newRigWith(t, func(c *reconciler.Config) { c.ExitWait = wait })
+	if _, err := g.led.Observe(ctx, target, corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: 7, Labels: []string{"corral"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.s.Wait()
+	var live []corral.Instance
+	if err := g.st.View(ctx, func(tx corral.ReadTx) (err error) {
+		live, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
+		return err
+	}); err != nil || len(live) != 1 {
+		t.Fatalf("live instances %+v %v, want one", live, err)
+	}
+	in := live[0]
+	if _, err := g.led.Observe(ctx, target, corral.JobEvent{Action: corral.ActionInProgress, ForgeJobID: 7, Labels: []string{"corral"},
+		RunnerName: in.Name}); err != nil {
+		t.Fatal(err)
+	}
+	g.prov.Exit(in.ID)
+	g.r.HandleExit(ctx, in.ID)
+	g.clk.Advance(wait - time.Second)
+	g.r.RecheckExits(ctx)
+	if got := g.inst(in.ID).State; got == corral.InstDraining {
+		t.Fatalf("drained %s before the wait was over", g.inst(in.ID).Reason)
+	}
+	g.clk.Advance(2 * time.Second)
+	g.r.RecheckExits(ctx)
+	if got := g.inst(in.ID); got.State != corral.InstDraining || got.Reason != "runner exited" {
+		t.Errorf("after the wait: instance %s (%q), want draining (runner exited)", got.State, got.Reason)
+	}
+	if n := g.forge.Count("job"); n != 0 {
+		t.Errorf("forge asked about the running job %d times, want 0", n)
+	}
 }
