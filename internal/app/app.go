@@ -231,7 +231,7 @@ func New(opt Options) (*App, error) {
 		Store: leaderStore, Forges: opt.Forges, Providers: opt.Providers,
 		Targets: opt.Targets, Pools: opt.Pools, ControllerID: opt.ControllerID,
 		Ledger: a.Ledger, Retirer: a.Scheduler, Wake: a.Scheduler.Wake,
-		Interval: opt.ReconcileInterval, ExitWait: reconciler.DefaultExitWait,
+		Interval: opt.ReconcileInterval, ExitWait: reconciler.DefaultExitWait, AbsentGrace: opt.ReconcileInterval,
 		Recorder: opt.Recorders.Reconciler, Clock: opt.Clock, Logger: opt.Logger,
 	})
 	if err != nil {

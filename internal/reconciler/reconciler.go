@@ -45,6 +45,12 @@ type Config struct {
 	// keeps covering its job meanwhile, so the job is not served twice;
 	// only its deletion waits.
 	ExitWait time.Duration
+	// AbsentGrace: a job the forge sweep no longer finds open, but whose
+	// ledger record changed less than AbsentGrace ago, is asked about at
+	// the next sweep, not at once: the webhook about its end is most
+	// likely on the way (0: asked at once). It is put off once at most.
+	// Nothing is served meanwhile that would not be without the sweep.
+	AbsentGrace time.Duration
 	// Recorder observes each pass (metrics); nil = no-op.
 	Recorder Recorder
 	Clock    corral.Clock
@@ -103,6 +109,9 @@ type Reconciler struct {
 
 	exitMu   sync.Mutex
 	exitSeen map[string]time.Time // exits waiting for the job's webhook (ExitWait), by instance
+
+	absentMu sync.Mutex
+	deferred map[string]map[int64]bool // per target: the absent jobs the last forge sweep did not ask about (AbsentGrace)
 }
 
 // view is the configuration a pass works with.
@@ -147,7 +156,7 @@ func New(cfg Config) (*Reconciler, error) {
 		cfg.Recorder = nopRecorder{}
 	}
 	r := &Reconciler{cfg: cfg, rec: cfg.Recorder, clock: cfg.Clock, log: cfg.Logger.With("component", "reconciler"),
-		exitSeen: map[string]time.Time{}}
+		exitSeen: map[string]time.Time{}, deferred: map[string]map[int64]bool{}}
 	r.SetConfig(cfg.Targets, cfg.Pools)
 	r.exits = fanIn(cfg.Providers)
 	return r, nil

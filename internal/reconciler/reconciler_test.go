@@ -195,6 +195,55 @@ func TestReconciler_ForgeSweepAbsence(t *testing.T) {
 	g.counted(map[string]int{reconciler.ActFinished: 1})
 }
 
+// TestReconciler_ForgeSweepAbsenceGrace: with AbsentGrace, a job gone
+// from the listing whose record changed within the grace is not asked
+// about (its webhook is likely on the way); a later sweep, once the grace
+// has passed, asks and finishes it.
+func TestReconciler_ForgeSweepAbsenceGrace(t *testing.T) {
+	const grace = 30 * time.Second
+	g := newRigWith(t, func(c *reconciler.Config) { c.AbsentGrace = grace })
+	ctx := context.Background()
+	if _, err := g.led.Ingest(ctx, target, corral.Delivery{ID: "d4", Job: &corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: 4, Labels: []string{"corral"}}}); err != nil {
+		t.Fatal(err)
+	}
+	g.forge.Done = map[int64]string{4: "success"}
+	g.clk.Advance(time.Second)
+	if err := g.r.ForgeSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := g.job(4); j.State != corral.JobRouted || g.forge.Count("job") != 0 {
+		t.Fatalf("within the grace: job 4 = %s after %d lookups, want routed and none", j.State, g.forge.Count("job"))
+	}
+	g.clk.Advance(grace)
+	if err := g.r.ForgeSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := g.job(4); j.State != corral.JobCompleted || j.Conclusion != "success" || g.forge.Count("job") != 1 {
+		t.Fatalf("after the grace: job 4 = %s %q after %d lookups, want completed (success) after one", j.State, j.Conclusion, g.forge.Count("job"))
+	}
+
+	// A job whose record changed again just before the next sweep is
+	// still asked about then: it is put off once only.
+	if _, err := g.led.Ingest(ctx, target, corral.Delivery{ID: "d5", Job: &corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: 5, Labels: []string{"corral"}}}); err != nil {
+		t.Fatal(err)
+	}
+	g.forge.Done[5] = "failure"
+	g.clk.Advance(time.Second)
+	if err := g.r.ForgeSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.forge.Count("job"); n != 1 {
+		t.Fatalf("job 5 asked about within its grace (%d lookups)", n)
+	}
+	g.clk.Advance(time.Second) // far less than the grace
+	if err := g.r.ForgeSweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := g.job(5); j.State != corral.JobCompleted || g.forge.Count("job") != 2 {
+		t.Fatalf("second sweep: job 5 = %s after %d lookups, want completed: put off once only", j.State, g.forge.Count("job"))
+	}
+}
+
 func TestReconciler_RunnerSweep(t *testing.T) {
 	g := newRig(t)
 	ctx := context.Background()

@@ -92,12 +92,26 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 	}
 	// A job gone from the open list is asked about once more: paged
 	// listings shift while they are read, so absence alone proves nothing.
+	// One that changed within AbsentGrace waits for the next sweep, once:
+	// a record that keeps changing cannot put the question off for ever.
 	var absent []corral.Job
+	deferred := map[int64]bool{}
+	r.absentMu.Lock()
+	before := r.deferred[t.ID]
+	r.absentMu.Unlock()
 	for _, j := range known {
-		if !seen[j.ForgeJobID] && j.CreatedAt.Before(start) {
-			absent = append(absent, j)
+		if seen[j.ForgeJobID] || !j.CreatedAt.Before(start) {
+			continue
 		}
+		if start.Sub(j.UpdatedAt) < r.cfg.AbsentGrace && !before[j.ForgeJobID] {
+			deferred[j.ForgeJobID] = true
+			continue
+		}
+		absent = append(absent, j)
 	}
+	r.absentMu.Lock()
+	r.deferred[t.ID] = deferred
+	r.absentMu.Unlock()
 	if len(absent) > maxLookups {
 		// The rest wait for a later sweep; shuffled, so no job is
 		// skipped forever behind the same hundred.
