@@ -15,6 +15,7 @@ import (
 	"github.com/corral-ci/corral/internal/app"
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge"
+	"github.com/corral-ci/corral/internal/forge/github"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
 	"github.com/corral-ci/corral/internal/store/sqlite"
 	"github.com/corral-ci/corral/internal/testutil/fake"
@@ -72,7 +73,12 @@ func BenchmarkGitHubPath(b *testing.B) {
 	a, err := app.New(app.Options{Store: st, Forges: forge.NewRegistry(&http.Client{Transport: timer}, nil),
 		Providers: map[string]corral.Provider{"noop": prov}, Tenants: []corral.Tenant{{ID: "default"}},
 		Targets: []corral.Target{{ID: "acme", TenantID: "default", Kind: corral.KindGitHub, Scope: corral.ScopeRepo, Path: "alpha/app",
-			URL: ts.URL, Token: "ghp_bench", WebhookSecret: secret, RunnerPrefix: "corral"}},
+			URL: ts.URL, Token: "ghp_bench", WebhookSecret: secret, RunnerPrefix: "corral",
+			// No points budget (180 mints a minute per credential on
+			// github.com, github.DefaultPointsPerMinute): this measures
+			// corral's own path, as against a GHES with rate limits off.
+			// TestStandin_PointsBudget shows the budget.
+			Settings: map[string]string{github.SettingPointsPerMinute: "0"}}},
 		Pools: []corral.Pool{{ID: "linux", TenantID: "default", Labels: []string{"corral"}, Provider: "noop",
 			Flavor: corral.Flavor{CPU: 2, MemoryMB: 4096, Arch: "x64"}, MaxLifetime: time.Hour}},
 		ControllerID: "bench", NoLeader: true, SchedulerInterval: time.Minute, ReconcileInterval: time.Hour})

@@ -31,6 +31,10 @@ const (
 	SettingRunnerGroup    = "runner_group"    // group NAME for the registration-token fallback (config.sh --runnergroup)
 	SettingCAFile         = "ca_file"         // PEM bundle trusted in addition to the system roots (GHES)
 	SettingWorkFolder     = "work_folder"     // runner work folder, default "_work"
+	// SettingPointsPerMinute is the budget of secondary rate-limit points
+	// per endpoint per minute that mutating calls keep to (default
+	// DefaultPointsPerMinute; "0": no budget).
+	SettingPointsPerMinute = "points_per_minute"
 )
 
 // Options tune a Client. The zero value works.
@@ -84,6 +88,7 @@ type Client struct {
 	tr     *transport
 	etags  *etagCache
 	limKey string // shared limiter of a PAT; app clients key by installation
+	points int    // secondary-limit points per endpoint per minute for mutating calls; 0: no budget
 
 	probeRun sync.Mutex // one probe at a time
 	probeMu  sync.Mutex
@@ -136,6 +141,13 @@ func NewClient(t corral.Target, opt Options) (*Client, error) {
 		c.group, err = strconv.ParseInt(s, 10, 64)
 		if err != nil || c.group <= 0 {
 			return nil, fmt.Errorf("github target %q: runner_group_id %q is not a positive integer: %w", t.ID, s, corral.ErrBadInput)
+		}
+	}
+	c.points = DefaultPointsPerMinute
+	if s := t.Settings[SettingPointsPerMinute]; s != "" {
+		c.points, err = strconv.Atoi(s)
+		if err != nil || c.points < 0 || (c.points > 0 && c.points < writePoints) {
+			return nil, fmt.Errorf("github target %q: points_per_minute %q: want 0 (no budget) or a whole number of at least %d: %w", t.ID, s, writePoints, corral.ErrBadInput)
 		}
 	}
 	c.work = t.Settings[SettingWorkFolder]

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -284,5 +285,75 @@ func TestStandin_CappedRunListSameSecond(t *testing.T) {
 	}
 	if n := s.Stats().Calls["GET runs"]; n > 10 {
 		t.Fatalf("%d run listings", n)
+	}
+}
+
+// GitHub's secondary limit of 900 points per endpoint per minute (a POST
+// costs 5) allows 180 JIT configs a minute per credential. The stand-in
+// enforces it here; minting 400 runners at once keeps to it by the
+// client's budget, waiting its turn (no refusal, no Retry-After
+// ignored), where the same burst without the budget meets refusals.
+// Stand-in and client share a fake clock: the minutes take no time.
+func TestStandin_PointsBudget(t *testing.T) {
+	const mints = 400
+	for _, c := range []struct {
+		name, setting string
+		wantRefused   bool
+	}{{"budget", "", false}, {"no budget", "0", true}} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := deadline(t, time.Minute)
+			t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+			clk := corral.NewFakeClock(t0)
+			s, url := startStandin(t, standin.Options{Now: clk.Now, RateLimit: 1 << 20, PointsPerMinute: 900})
+			tg := tgt(url, corral.ScopeRepo, "acme/app")
+			if c.setting != "" {
+				tg.Settings[github.SettingPointsPerMinute] = c.setting
+			}
+			var mu sync.Mutex // the sleepers move the clock one at a time
+			cl, err := github.NewClient(tg, github.Options{Clock: clk, MaxWait: 10 * time.Minute,
+				Sleep: func(ctx context.Context, d time.Duration) error {
+					mu.Lock()
+					defer mu.Unlock()
+					clk.Advance(d)
+					return ctx.Err()
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl.Probe(ctx); err != nil { // learns that GitHub sends rate limits
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, mints)
+			for w := range 8 { // a pool's default concurrency
+				wg.Go(func() {
+					for i := w; i < mints; i += 8 {
+						if _, err := cl.MintRunner(ctx, corral.RunnerSpec{Name: fmt.Sprintf("corral-p%d", i), Labels: []string{"linux"}}); err != nil {
+							errs <- err
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("mint: %v", err)
+			}
+			st := s.Stats()
+			if n := st.Calls["POST generate-jitconfig"]; n < mints {
+				t.Errorf("%d mints sent, want at least %d", n, mints)
+			}
+			if st.RateLimitViolations != 0 {
+				t.Errorf("violations: %v", st.Violations)
+			}
+			if refused := st.PointsRefused > 0; refused != c.wantRefused {
+				t.Errorf("stand-in refused %d calls for points; want refusals: %v", st.PointsRefused, c.wantRefused)
+			}
+			// 400 mints at 180 a minute span more than two minutes.
+			if took := clk.Now().Sub(t0); took < 2*time.Minute {
+				t.Errorf("%d mints in %v of GitHub's time, want at least 2 minutes at 180 a minute", mints, took)
+			}
+			t.Logf("%d mints: %v of GitHub's time, %d refused by the stand-in", mints, clk.Now().Sub(t0), st.PointsRefused)
+		})
 	}
 }

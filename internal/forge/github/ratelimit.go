@@ -41,6 +41,17 @@ const (
 	secondaryMax     = 16 * time.Minute
 )
 
+// DefaultPointsPerMinute is GitHub's secondary rate limit: "no more than
+// 900 points per minute are allowed for REST API endpoints", per endpoint,
+// a GET costing 1 point and a POST, PATCH, PUT or DELETE 5. Mutating calls
+// keep to it per credential and endpoint over any 60 s, waiting their turn
+// (minting: 180 JIT configs a minute per credential) rather than meeting
+// GitHub's refusals; GETs are left to the primary budget.
+const DefaultPointsPerMinute = 900
+
+// writePoints is what one mutating call costs.
+const writePoints = 5
+
 // limiter is what corral knows of one credential's rate limit. One per
 // credential (PAT, installation, App JWT), shared by every client using it.
 type limiter struct {
@@ -54,6 +65,51 @@ type limiter struct {
 	// strikes counts the secondary limits in a row that named no time;
 	// an answer that is not a refusal clears it.
 	strikes int
+	// spent: the points of mutating calls per endpoint in the last minute.
+	spent map[string]*pointsLog
+}
+
+// pointsLog is one endpoint's spending, oldest first.
+type pointsLog struct {
+	at  []time.Time
+	pts []int
+	sum int
+}
+
+// spend charges cost points to endpoint when they fit in limit over the
+// last minute and returns the zero time; otherwise it charges nothing and
+// returns when they will fit. Only once GitHub has sent rate-limit headers:
+// a GHES with rate limits off sends none, and gets no budget.
+func (l *limiter) spend(endpoint string, cost, limit int, now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if limit <= 0 || !l.known {
+		return time.Time{}
+	}
+	if l.spent == nil {
+		l.spent = map[string]*pointsLog{}
+	}
+	p := l.spent[endpoint]
+	if p == nil {
+		p = &pointsLog{}
+		l.spent[endpoint] = p
+	}
+	for len(p.at) > 0 && !p.at[0].After(now.Add(-time.Minute)) {
+		p.sum -= p.pts[0]
+		p.at, p.pts = p.at[1:], p.pts[1:]
+	}
+	if p.sum+cost <= limit {
+		p.at, p.pts = append(p.at, now), append(p.pts, cost)
+		p.sum += cost
+		return time.Time{}
+	}
+	need, freed := p.sum+cost-limit, 0
+	for i := range p.at {
+		if freed += p.pts[i]; freed >= need {
+			return p.at[i].Add(time.Minute)
+		}
+	}
+	return now.Add(time.Minute)
 }
 
 // observe records the rate-limit headers of an answer; limited says the

@@ -101,6 +101,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	prio := priorityOf(ctx)
 	retriedAuth := false
+	charged := false // this attempt's points are spent (a retry spends again)
 	for attempt := 1; ; attempt++ {
 		authz, key, err := t.auth(ctx)
 		if err != nil {
@@ -115,6 +116,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// would all be sent before the first Retry-After comes back. The
 		// slot is never held while waiting out a limit.
 		mutating := req.Method != http.MethodGet && req.Method != http.MethodHead
+		if mutating && !charged {
+			if err := t.spend(ctx, lim, req.Method+" "+endpointClass(req.URL.Path), prio); err != nil {
+				return nil, err
+			}
+			charged = true
+		}
 		unlock := func() {}
 		if mutating {
 			select {
@@ -150,6 +157,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		actx, cancel := context.WithTimeout(ctx, t.base.timeout)
 		resp, err := rt.RoundTrip(r.WithContext(actx))
+		charged = false
 		if err != nil {
 			t.c.recordCall(r.URL.Path, 0, false)
 			unlock()
@@ -221,6 +229,27 @@ func (t *transport) admit(ctx context.Context, lim *limiter, prio priority) erro
 			return &RateLimitError{Until: until}
 		}
 		if err := t.c.opt.Sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// spend waits until the credential's points budget for the endpoint has
+// room for one mutating call and charges it (see DefaultPointsPerMinute).
+// An urgent call (minting, removing a runner) waits its turn however long
+// the queue before it: the budget paces a burst, it does not fail it; a
+// sweep's call fails fast instead.
+func (t *transport) spend(ctx context.Context, lim *limiter, endpoint string, prio priority) error {
+	for {
+		now := t.c.clock.Now()
+		until := lim.spend(endpoint, writePoints, t.c.points, now)
+		if until.IsZero() {
+			return nil
+		}
+		if prio != priorityUrgent {
+			return &RateLimitError{Until: until}
+		}
+		if err := t.c.opt.Sleep(ctx, until.Sub(now)); err != nil {
 			return err
 		}
 	}

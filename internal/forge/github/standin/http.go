@@ -255,6 +255,20 @@ func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 			})
 			return false
 		}
+		if wait := s.pointsLocked(c.cred.key, c.rt.name, now); wait > 0 {
+			secs := int(math.Ceil(wait.Seconds()))
+			b.retryUntil = now.Add(time.Duration(secs) * time.Second)
+			b.limitedAt = now
+			s.pointsRefused++
+			s.rateHeadersLocked(w, b)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			writeJSONRaw(w, http.StatusForbidden, map[string]string{
+				"message":           "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID " + w.Header().Get("X-GitHub-Request-Id") + ".",
+				"documentation_url": rateDocs + "#about-secondary-rate-limits",
+				"status":            "403",
+			})
+			return false
+		}
 		if s.remainingLocked(b) == 0 {
 			if b.zeroUntil.IsZero() || now.After(b.zeroUntil) {
 				b.limitedAt = now
@@ -278,6 +292,50 @@ func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
 		return false
 	}
 	return true
+}
+
+// pointsWindow is the points one credential spent on one endpoint in the
+// last minute (Options.PointsPerMinute), oldest first.
+type pointsWindow struct {
+	at  []time.Time
+	pts []int
+	sum int
+}
+
+// pointsLocked charges a call to endpoint ("POST generate-jitconfig") by
+// credential cred against Options.PointsPerMinute, or, when it would pass
+// the limit, charges nothing and returns how long until it would fit.
+func (s *Server) pointsLocked(cred, endpoint string, now time.Time) time.Duration {
+	limit := s.opt.PointsPerMinute
+	if limit <= 0 {
+		return 0
+	}
+	cost := 5
+	if strings.HasPrefix(endpoint, "GET ") {
+		cost = 1
+	}
+	key := cred + " " + endpoint
+	w := s.points[key]
+	if w == nil {
+		w = &pointsWindow{}
+		s.points[key] = w
+	}
+	for len(w.at) > 0 && !w.at[0].After(now.Add(-time.Minute)) {
+		w.sum -= w.pts[0]
+		w.at, w.pts = w.at[1:], w.pts[1:]
+	}
+	if w.sum+cost <= limit {
+		w.at, w.pts = append(w.at, now), append(w.pts, cost)
+		w.sum += cost
+		return 0
+	}
+	need, freed := w.sum+cost-limit, 0
+	for i := range w.at {
+		if freed += w.pts[i]; freed >= need {
+			return w.at[i].Add(time.Minute).Sub(now)
+		}
+	}
+	return time.Minute
 }
 
 type bucket struct {

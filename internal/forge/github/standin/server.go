@@ -57,6 +57,13 @@ type Options struct {
 	// RunListCap lowers the 1,000 results GitHub returns at most for a run
 	// search filtered by status (tests; 0: 1,000).
 	RunListCap int
+	// PointsPerMinute enforces GitHub's secondary limit on points per
+	// endpoint per minute (GitHub: 900; a GET costs 1 point, a POST,
+	// PATCH, PUT or DELETE 5), per credential, over any 60 s: a call that
+	// would pass it is refused with a secondary rate limit (403, Retry-
+	// After until it fits) and counted in Stats.PointsRefused. 0: not
+	// enforced (most tests: they are about other things).
+	PointsPerMinute int
 	// Now is the clock for tokens, JWTs and rate-limit windows (default
 	// time.Now). Runner heartbeats use real time.
 	Now func() time.Time
@@ -124,6 +131,8 @@ type Stats struct {
 	// and before the reset; Violations describes each one.
 	RateLimitViolations int
 	Violations          []string
+	// PointsRefused counts calls refused by Options.PointsPerMinute.
+	PointsRefused int
 }
 
 // JobInfo is the stand-in's view of one job.
@@ -162,43 +171,45 @@ type Server struct {
 	handler http.Handler
 	out     *sender
 
-	mu           sync.Mutex
-	rng          *rand.Rand
-	faults       Faults
-	burstLeft    int
-	burstN       int
-	exhaustTill  time.Time
-	repos        map[string]*repo // by full name
-	orgs         map[string]*org
-	ents         map[string]*enterprise
-	pats         map[string]*pat
-	apps         map[int64]*app
-	insts        map[int64]*installation
-	instTokens   map[string]*instToken
-	regTokens    map[string]*regToken
-	hooks        map[int64]*hook
-	runs         map[int64]*run
-	jobs         map[int64]*job
-	runners      map[int64]*runner
-	byCred       map[string]*runner
-	bySession    map[string]*runner
-	buckets      map[string]*bucket
-	calls        map[string]int
-	callsByCred  map[string]int
-	mints        map[int64]int
-	labelIDs     map[string]int64
-	violations   []string
-	apiVersions  map[string]int            // X-GitHub-Api-Version sent -> requests
-	manifests    map[string]*manifestGrant // App manifest codes not yet converted
-	ids          int64                     // small ids (repos, orgs, hooks)
-	nextJob      int64
-	nextRun      int64
-	nextRunner   int64
-	nextReq      int64
-	nextDelivery int64
-	alive, peak  int
-	changed      chan struct{}
-	ss           *ssState // runner scale sets (scaleset.go), made on first use
+	mu            sync.Mutex
+	rng           *rand.Rand
+	faults        Faults
+	burstLeft     int
+	burstN        int
+	exhaustTill   time.Time
+	repos         map[string]*repo // by full name
+	orgs          map[string]*org
+	ents          map[string]*enterprise
+	pats          map[string]*pat
+	apps          map[int64]*app
+	insts         map[int64]*installation
+	instTokens    map[string]*instToken
+	regTokens     map[string]*regToken
+	hooks         map[int64]*hook
+	runs          map[int64]*run
+	jobs          map[int64]*job
+	runners       map[int64]*runner
+	byCred        map[string]*runner
+	bySession     map[string]*runner
+	buckets       map[string]*bucket
+	points        map[string]*pointsWindow // credential + endpoint
+	pointsRefused int
+	calls         map[string]int
+	callsByCred   map[string]int
+	mints         map[int64]int
+	labelIDs      map[string]int64
+	violations    []string
+	apiVersions   map[string]int            // X-GitHub-Api-Version sent -> requests
+	manifests     map[string]*manifestGrant // App manifest codes not yet converted
+	ids           int64                     // small ids (repos, orgs, hooks)
+	nextJob       int64
+	nextRun       int64
+	nextRunner    int64
+	nextReq       int64
+	nextDelivery  int64
+	alive, peak   int
+	changed       chan struct{}
+	ss            *ssState // runner scale sets (scaleset.go), made on first use
 
 	startOnce sync.Once
 	closeOnce sync.Once
@@ -334,6 +345,7 @@ func New(opt Options) *Server {
 		byCred:       map[string]*runner{},
 		bySession:    map[string]*runner{},
 		buckets:      map[string]*bucket{},
+		points:       map[string]*pointsWindow{},
 		calls:        map[string]int{},
 		callsByCred:  map[string]int{},
 		mints:        map[int64]int{},

@@ -220,6 +220,7 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	st := Stats{
 		Calls:               copyMap(s.calls),
+		PointsRefused:       s.pointsRefused,
 		CallsByCredential:   copyMap(s.callsByCred),
 		TokenMints:          copyMap(s.mints),
 		PeakRunners:         s.peak,
