@@ -310,9 +310,19 @@ func TestGarm_SIGKILLBeforeFetch(t *testing.T) {
 	}
 	p = r.start(t)
 	e2etest.WaitFor(t, 90*time.Second, "every job completed", func() bool { return r.Count(standin.StatusCompleted) == jobs })
-	e2etest.WaitFor(t, 60*time.Second, "every registration removed and no instance left", func() bool {
-		return r.Stats().Registered == 0 && len(r.instances()) == 0
-	})
+	deadline := time.Now().Add(60 * time.Second)
+	for r.Stats().Registered != 0 || len(r.instances()) != 0 {
+		if time.Now().After(deadline) {
+			var regs []string
+			for _, rn := range r.Runners() {
+				if rn.Registered {
+					regs = append(regs, fmt.Sprintf("%s (id %d, online %v, busy %v, job %d)", rn.Name, rn.ID, rn.Online, rn.Busy, rn.JobID))
+				}
+			}
+			t.Fatalf("after 60 s: registrations left %v, garm instances left %v", regs, r.instances())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	b, err := os.ReadFile(p.Log)
 	if err != nil {
 		t.Fatal(err)

@@ -115,12 +115,23 @@ func (p *Provider) probe() *isolation {
 	return iso
 }
 
+// probePrefix names the directory probeTmpfs mounts on, followed by the
+// prober's pid.
+const probePrefix = ".probe-"
+
+// probeTmpfs tries a tmpfs mount in dir. The probe's directory carries the
+// prober's pid, so that the probes of processes killed in the middle (a
+// short-lived garm or plugin provider process killed with corral) are
+// removed, and unmounted, by the next one.
 func probeTmpfs(dir string) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
-	d, err := os.MkdirTemp(dir, ".probe-")
-	if err != nil {
+	removeStaleProbes(dir)
+	d := filepath.Join(dir, probePrefix+strconv.Itoa(os.Getpid()))
+	_ = unix.Unmount(d, unix.MNT_DETACH)
+	_ = os.Remove(d)
+	if err := os.Mkdir(d, 0o700); err != nil {
 		return err
 	}
 	defer os.Remove(d)
@@ -128,6 +139,27 @@ func probeTmpfs(dir string) error {
 		return err
 	}
 	return unix.Unmount(d, unix.MNT_DETACH)
+}
+
+// removeStaleProbes unmounts and removes the probe directories in dir of
+// processes that no longer exist.
+func removeStaleProbes(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), probePrefix))
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), probePrefix) || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := unix.Kill(pid, 0); err == nil || errors.Is(err, unix.EPERM) {
+			continue // its prober may be at work
+		}
+		d := filepath.Join(dir, e.Name())
+		_ = unix.Unmount(d, unix.MNT_DETACH)
+		_ = os.Remove(d)
+	}
 }
 
 // logIsolation logs the isolation once, at the first create.
