@@ -128,10 +128,11 @@ func (r *ghRig) checkClean(t *testing.T, jobs int) {
 // TestGitHub serves 200 jobs across a repository target and an
 // organization target (GitHub App) on the stand-in GitHub: each job on its
 // own runner, one forge call per job on the happy path, one installation
-// token for the whole run.
+// token for the whole run. The stand-in enforces GitHub's secondary limit
+// of 900 points per endpoint per minute: corral never meets it.
 func TestGitHub(t *testing.T) {
 	const jobs = 200
-	r := newGHRig(t, 1, 10)
+	r := newGHRigWith(t, standin.Options{Seed: 1, PointsPerMinute: 900}, 10, "")
 	p := r.start(t)
 	r.queue(jobs, func(i int) time.Duration { return time.Duration(50+i%100) * time.Millisecond })
 	waitFor(t, 150*time.Second, "every job completed", func() bool {
@@ -172,6 +173,9 @@ func TestGitHub(t *testing.T) {
 	}
 	if n := st.TokenMints[ghInstID]; n != 1 {
 		t.Errorf("installation tokens minted = %d, want 1 for the whole run", n)
+	}
+	if st.PointsRefused != 0 || st.RateLimitViolations != 0 {
+		t.Errorf("secondary-limit refusals %d, Retry-After ignored %d (%v): want none", st.PointsRefused, st.RateLimitViolations, st.Violations)
 	}
 	perJob := 0
 	for _, n := range st.Calls {

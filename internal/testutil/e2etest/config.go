@@ -2,11 +2,15 @@ package e2etest
 
 import (
 	"bytes"
-	"github.com/corral-ci/corral/internal/provider/process"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"text/template"
+
+	"github.com/corral-ci/corral/internal/provider/process"
 )
 
 // Config is what an end-to-end test says about corral's configuration.
@@ -83,6 +87,27 @@ type Target struct {
 	// RunnerURL is settings.runner_url (Gitea: the address runners use
 	// when it differs from URL).
 	RunnerURL string
+	// PointsPerMinute is settings.points_per_minute (GitHub's secondary
+	// rate-limit budget; "0": none); empty: not written (the default).
+	PointsPerMinute string
+}
+
+// SettingsFlow is the target's settings as a YAML flow mapping, or "".
+func (t Target) SettingsFlow() string {
+	var kv []string
+	if t.AppID != 0 {
+		kv = append(kv, fmt.Sprintf("app_id: %q", strconv.FormatInt(t.AppID, 10)))
+	}
+	if t.RunnerURL != "" {
+		kv = append(kv, fmt.Sprintf("runner_url: %q", t.RunnerURL))
+	}
+	if t.PointsPerMinute != "" {
+		kv = append(kv, fmt.Sprintf("points_per_minute: %q", t.PointsPerMinute))
+	}
+	if len(kv) == 0 {
+		return ""
+	}
+	return "{" + strings.Join(kv, ", ") + "}"
 }
 
 // Pool is one pool. Empty durations get the defaults in WriteConfig.
@@ -150,10 +175,8 @@ targets:
 {{- end}}
     token: {{.Token}}
     runner_prefix: {{.RunnerPrefix}}
-{{- if .AppID}}
-    settings: {app_id: "{{.AppID}}"}
-{{- else if .RunnerURL}}
-    settings: {runner_url: "{{.RunnerURL}}"}
+{{- with .SettingsFlow}}
+    settings: {{.}}
 {{- end}}
 {{- end}}
 pools:
