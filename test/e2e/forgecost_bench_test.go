@@ -63,8 +63,16 @@ func BenchmarkForgeCost(b *testing.B) {
 			eps = append(eps, fmt.Sprintf("%s=%d", ep, n))
 		}
 		sort.Strings(eps)
+		notModified := 0
+		var nm []string
+		for ep, n := range st.NotModified {
+			notModified += n
+			nm = append(nm, fmt.Sprintf("%s=%d", ep, n))
+		}
+		sort.Strings(nm)
 		b.ReportMetric(float64(total)/jobs, "calls/job")
+		b.ReportMetric(float64(total-notModified)/jobs, "non-304-calls/job")
 		b.ReportMetric(took.Seconds(), "run-s")
-		b.Logf("%d jobs in %s: %d API calls (%.3f per job): %s", jobs, took.Round(time.Second), total, float64(total)/jobs, strings.Join(eps, " "))
+		b.Logf("%d jobs in %s: %d API calls (%.3f per job): %s; of them answered 304: %s", jobs, took.Round(time.Second), total, float64(total)/jobs, strings.Join(eps, " "), strings.Join(nm, " "))
 	}
 }

@@ -198,6 +198,9 @@ func TestServer_ETag(t *testing.T) {
 	if b.header.Get("X-RateLimit-Remaining") != rem {
 		t.Fatalf("a 304 was counted: remaining %s then %s", rem, b.header.Get("X-RateLimit-Remaining"))
 	}
+	if st := s.Stats(); st.NotModified["GET runs"] != 1 || st.Calls["GET runs"] != 2 {
+		t.Fatalf("stats: %d of %d GET runs answered 304, want 1 of 2", st.NotModified["GET runs"], st.Calls["GET runs"])
+	}
 	s.QueueJob("acme/app", JobSpec{Labels: []string{"x"}})
 	c := do(t, "GET", u, token(adminPAT), nil, "If-None-Match", etag)
 	want(t, c, http.StatusOK)

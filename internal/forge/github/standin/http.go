@@ -419,6 +419,11 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, c *call, status
 		w.Header().Set("Vary", "Accept, Authorization, Cookie, X-GitHub-OTP")
 		notModified = etagMatch(r.Header.Get("If-None-Match"), etag)
 	}
+	if notModified {
+		s.mu.Lock()
+		s.notModified[c.rt.name]++
+		s.mu.Unlock()
+	}
 	if c.cred != nil {
 		s.mu.Lock()
 		if notModified {

@@ -118,7 +118,11 @@ type WebhookStats struct {
 
 // Stats is a snapshot of the stand-in's counters.
 type Stats struct {
-	Calls             map[string]int // per endpoint, e.g. "POST generate-jitconfig"
+	Calls map[string]int // per endpoint, e.g. "POST generate-jitconfig"
+	// NotModified counts, per endpoint, the calls of Calls answered 304
+	// to a conditional GET (GitHub does not count them against the
+	// primary rate limit).
+	NotModified       map[string]int
 	CallsByCredential map[string]int // "app:ID", "installation:ID", PATCredential(token)
 	TokenMints        map[int64]int  // installation id -> access tokens minted
 	PeakRunners       int            // most runners connected and not finished at once
@@ -194,6 +198,7 @@ type Server struct {
 	buckets       map[string]*bucket
 	points        map[string]*pointsWindow // credential + endpoint
 	pointsRefused int
+	notModified   map[string]int // per endpoint: 304 answers
 	calls         map[string]int
 	callsByCred   map[string]int
 	mints         map[int64]int
@@ -346,6 +351,7 @@ func New(opt Options) *Server {
 		bySession:    map[string]*runner{},
 		buckets:      map[string]*bucket{},
 		points:       map[string]*pointsWindow{},
+		notModified:  map[string]int{},
 		calls:        map[string]int{},
 		callsByCred:  map[string]int{},
 		mints:        map[int64]int{},

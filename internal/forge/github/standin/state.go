@@ -221,6 +221,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Calls:               copyMap(s.calls),
 		PointsRefused:       s.pointsRefused,
+		NotModified:         copyMap(s.notModified),
 		CallsByCredential:   copyMap(s.callsByCred),
 		TokenMints:          copyMap(s.mints),
 		PeakRunners:         s.peak,
