@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/corral-ci/corral/internal/corral"
 	"github.com/corral-ci/corral/internal/forge/github/standin"
@@ -98,12 +99,17 @@ func TestKubernetes_CrashRestart(t *testing.T) {
 		ended = name
 		break
 	}
-	pod, err := admin.CoreV1().Pods(ns).Get(t.Context(), ended, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pod.Status.Phase = corev1.PodSucceeded
-	if _, err := admin.CoreV1().Pods(ns).UpdateStatus(t.Context(), pod, metav1.UpdateOptions{}); err != nil {
+	// The scheduler may write the pod meanwhile: read and write again on
+	// a conflict.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		pod, err := admin.CoreV1().Pods(ns).Get(t.Context(), ended, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		pod.Status.Phase = corev1.PodSucceeded
+		_, err = admin.CoreV1().Pods(ns).UpdateStatus(t.Context(), pod, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	planter, err := kubernetes.Open("planter", kubernetes.Settings{Kubeconfig: kc, Namespace: ns}, nil)

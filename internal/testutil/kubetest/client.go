@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	corralk8s "github.com/corral-ci/corral/internal/provider/kubernetes"
 )
@@ -92,14 +93,21 @@ func (c *Cluster) AddNode(t testing.TB, name string, cpu, memory string, labels 
 	n.Status = corev1.NodeStatus{Capacity: res, Allocatable: res,
 		Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubetestNode",
 			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}}
-	if n, err = cs.CoreV1().Nodes().UpdateStatus(ctx(t), n, metav1.UpdateOptions{}); err != nil {
+	if _, err = cs.CoreV1().Nodes().UpdateStatus(ctx(t), n, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	// The TaintNodesByCondition admission plugin taints a new node
 	// not-ready; the node lifecycle controller (not running here) would
 	// lift it once the node reports Ready.
-	n.Spec.Taints = nil
-	if _, err := cs.CoreV1().Nodes().Update(ctx(t), n, metav1.UpdateOptions{}); err != nil {
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := cs.CoreV1().Nodes().Get(ctx(t), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.Taints = nil
+		_, err = cs.CoreV1().Nodes().Update(ctx(t), cur, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cs.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
