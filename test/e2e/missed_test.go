@@ -14,7 +14,11 @@ import (
 func TestMissedWebhooks(t *testing.T) {
 	const jobs = 40
 	const period = 2 * time.Second
-	r := newRig(t, standin.Options{Seed: 30}, setup{PoolMax: 20, Reconcile: period.String()})
+	// Room for every job at once: the bound below is about finding the
+	// jobs whose webhook was dropped, not about waiting for room (an
+	// exited runner's instance may wait up to reconciler.DefaultExitWait
+	// for its job's webhook, which 30% drops often withhold).
+	r := newRig(t, standin.Options{Seed: 30}, setup{PoolMax: jobs, Reconcile: period.String()})
 	r.SetFaults(standin.Faults{DropRate: 0.3})
 	p := r.start(t)
 	// GitHub's timestamps are whole seconds: the test keeps its own.
