@@ -117,6 +117,19 @@ func (g *rig) put(in corral.Instance) {
 	}
 }
 
+// live reads every live instance.
+func (g *rig) live() []corral.Instance {
+	g.t.Helper()
+	var ins []corral.Instance
+	if err := g.st.View(context.Background(), func(tx corral.ReadTx) (err error) {
+		ins, err = tx.Instances(context.Background(), corral.InstanceFilter{States: corral.LiveInstanceStates})
+		return err
+	}); err != nil {
+		g.t.Fatal(err)
+	}
+	return ins
+}
+
 func (g *rig) inst(id string) corral.Instance {
 	g.t.Helper()
 	var in corral.Instance
@@ -379,13 +392,7 @@ func TestReconciler_ExitWaitsForWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.s.Wait()
-	var live []corral.Instance
-	if err := g.st.View(ctx, func(tx corral.ReadTx) (err error) {
-		live, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	live := g.live()
 	inst := map[int64]corral.Instance{}
 	for _, id := range []int64{1, 2} {
 		j, err := g.job(id)
@@ -490,12 +497,9 @@ func TestReconciler_ExitWaitRunningJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.s.Wait()
-	var live []corral.Instance
-	if err := g.st.View(ctx, func(tx corral.ReadTx) (err error) {
-		live, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
-		return err
-	}); err != nil || len(live) != 1 {
-		t.Fatalf("live instances %+v %v, want one", live, err)
+	live := g.live()
+	if len(live) != 1 {
+		t.Fatalf("live instances %+v, want one", live)
 	}
 	in := live[0]
 	if _, err := g.led.Observe(ctx, target, corral.JobEvent{Action: corral.ActionInProgress, ForgeJobID: 7, Labels: []string{"corral"},

@@ -56,23 +56,23 @@ func BenchmarkForgeCost(b *testing.B) {
 		took := time.Since(start)
 		p.Stop(b)
 		st := r.gh.Stats()
-		total := 0
-		var eps []string
-		for ep, n := range st.Calls {
-			total += n
-			eps = append(eps, fmt.Sprintf("%s=%d", ep, n))
-		}
-		sort.Strings(eps)
-		notModified := 0
-		var nm []string
-		for ep, n := range st.NotModified {
-			notModified += n
-			nm = append(nm, fmt.Sprintf("%s=%d", ep, n))
-		}
-		sort.Strings(nm)
+		total, eps := tally(st.Calls)
+		notModified, nm := tally(st.NotModified)
 		b.ReportMetric(float64(total)/jobs, "calls/job")
 		b.ReportMetric(float64(total-notModified)/jobs, "non-304-calls/job")
 		b.ReportMetric(took.Seconds(), "run-s")
 		b.Logf("%d jobs in %s: %d API calls (%.3f per job): %s; of them answered 304: %s", jobs, took.Round(time.Second), total, float64(total)/jobs, strings.Join(eps, " "), strings.Join(nm, " "))
 	}
+}
+
+// tally sums calls per endpoint and lists them as sorted "endpoint=n".
+func tally(calls map[string]int) (int, []string) {
+	total := 0
+	var eps []string
+	for ep, n := range calls {
+		total += n
+		eps = append(eps, fmt.Sprintf("%s=%d", ep, n))
+	}
+	sort.Strings(eps)
+	return total, eps
 }
