@@ -120,6 +120,19 @@ type Forge interface {
 	RemoveRunner(ctx context.Context, r Runner) error
 }
 
+// RunSkimmer is implemented by forges whose job sweep lists jobs run by
+// run (GitHub): told the runs the ledger holds open jobs of, it may leave
+// the jobs of such a run unlisted between full sweeps (webhooks keep the
+// ledger's view of them current), which saves the one call per open run
+// per sweep that dominated the sweep's cost in a burst.
+type RunSkimmer interface {
+	// OpenJobsKnowing is OpenJobs told the runs (by id) the ledger holds
+	// open jobs of. skipped holds the runs still open at the forge whose
+	// jobs it did not list: their jobs are to be taken as the ledger
+	// holds them, not as absent.
+	OpenJobsKnowing(ctx context.Context, known map[int64]bool) (open []JobEvent, skipped map[int64]bool, err error)
+}
+
 // Forges opens the forge client of a target and the webhook parser of a
 // forge family.
 type Forges interface {

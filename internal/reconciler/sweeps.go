@@ -49,7 +49,7 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 	var known []corral.Job
 	err = r.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
 		var err error
-		known, err = tx.Jobs(ctx, corral.JobFilter{TargetID: t.ID, States: []corral.JobState{
+		known, err = tx.Jobs(ctx, corral.JobFilter{TargetID: t.ID, Brief: true, States: []corral.JobState{
 			corral.JobPending, corral.JobQueued, corral.JobRouted, corral.JobUnroutable, corral.JobRunning}})
 		return err
 	})
@@ -63,7 +63,19 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 			}
 		}
 	}
-	open, err := f.OpenJobs(ctx)
+	var open []corral.JobEvent
+	var skipped map[int64]bool
+	if sk, ok := f.(corral.RunSkimmer); ok {
+		runs := map[int64]bool{}
+		for _, j := range known {
+			if j.RunID != 0 {
+				runs[j.RunID] = true
+			}
+		}
+		open, skipped, err = sk.OpenJobsKnowing(ctx, runs)
+	} else {
+		open, err = f.OpenJobs(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -100,8 +112,8 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 	before := r.deferred[t.ID]
 	r.absentMu.Unlock()
 	for _, j := range known {
-		if seen[j.ForgeJobID] || !j.CreatedAt.Before(start) {
-			continue
+		if seen[j.ForgeJobID] || !j.CreatedAt.Before(start) || (j.RunID != 0 && skipped[j.RunID]) {
+			continue // listed, new, or of a run left unlisted (the ledger's view stands)
 		}
 		if start.Sub(j.UpdatedAt) < r.cfg.AbsentGrace && !before[j.ForgeJobID] {
 			deferred[j.ForgeJobID] = true
@@ -119,6 +131,7 @@ func (r *Reconciler) sweepTarget(ctx context.Context, t corral.Target) error {
 		absent = absent[:maxLookups]
 	}
 	for _, j := range absent {
+		r.log.Debug("open job absent from the forge's listing; asking the forge", "target", t.ID, "job", j.ForgeJobID, "state", j.State)
 		ev, err := f.Job(ctx, j.ForgeJobID, j.Repo)
 		finished := false
 		switch {

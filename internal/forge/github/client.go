@@ -35,7 +35,16 @@ const (
 	// per endpoint per minute that mutating calls keep to (default
 	// DefaultPointsPerMinute; "0": no budget).
 	SettingPointsPerMinute = "points_per_minute"
+	// SettingFullSweepEvery is how often the forge sweep lists the jobs of
+	// every open workflow run, including the runs the ledger already holds
+	// open jobs of (a Go duration, default DefaultFullSweepEvery; "0":
+	// every sweep). See Client.OpenJobsKnowing.
+	SettingFullSweepEvery = "full_sweep_every"
 )
+
+// DefaultFullSweepEvery is how often, by default, a sweep lists the jobs of
+// the runs whose jobs the ledger already holds (SettingFullSweepEvery).
+const DefaultFullSweepEvery = 5 * time.Minute
 
 // Options tune a Client. The zero value works.
 type Options struct {
@@ -99,9 +108,16 @@ type Client struct {
 	repos    []string // organization repositories, from the API
 	reposAt  time.Time
 	observed map[string]bool // repositories seen in webhooks or calls
+
+	fullEvery time.Duration // see SettingFullSweepEvery; 0: every sweep is full
+	skimMu    sync.Mutex
+	fullAt    time.Time // the last sweep that listed every open run
 }
 
-var _ corral.Forge = (*Client)(nil)
+var (
+	_ corral.Forge      = (*Client)(nil)
+	_ corral.RunSkimmer = (*Client)(nil)
+)
 
 // NewClient validates t and assembles its client. It does no I/O: the
 // probe, token requests and the ca_file are deferred to the first call.
@@ -148,6 +164,13 @@ func NewClient(t corral.Target, opt Options) (*Client, error) {
 		c.points, err = strconv.Atoi(s)
 		if err != nil || c.points < 0 || (c.points > 0 && c.points < writePoints) {
 			return nil, fmt.Errorf("github target %q: points_per_minute %q: want 0 (no budget) or a whole number of at least %d: %w", t.ID, s, writePoints, corral.ErrBadInput)
+		}
+	}
+	c.fullEvery = DefaultFullSweepEvery
+	if s := t.Settings[SettingFullSweepEvery]; s != "" {
+		c.fullEvery, err = time.ParseDuration(s)
+		if err != nil || c.fullEvery < 0 {
+			return nil, fmt.Errorf("github target %q: full_sweep_every %q: want a duration such as 5m, or 0 (every sweep lists every run): %w", t.ID, s, corral.ErrBadInput)
 		}
 	}
 	c.work = t.Settings[SettingWorkFolder]

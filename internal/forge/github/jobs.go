@@ -32,18 +32,42 @@ var openRunStatuses = []string{"queued", "in_progress", "waiting"}
 // listing of workflow runs. A sweep short of rate-limit budget fails with
 // ErrRateLimited rather than return a partial list.
 func (c *Client) OpenJobs(ctx context.Context) ([]corral.JobEvent, error) {
+	evs, _, err := c.OpenJobsKnowing(ctx, nil)
+	return evs, err
+}
+
+// OpenJobsKnowing is OpenJobs told which workflow runs the ledger holds
+// open jobs of (corral.RunSkimmer). Between full sweeps it does not list
+// the jobs of such a run, and returns the run in skipped: the caller keeps
+// its own view of that run's jobs, which webhooks keep current. A full
+// sweep lists every open run's jobs: the client's first sweep (after a
+// start or a take-over, when webhooks may have been missed), then one
+// every FullSweepEvery. A run the ledger knows nothing of is listed at
+// every sweep, so a job whose queued webhook was lost is found at the next
+// sweep; one whose run also holds an announced job, at the next full sweep.
+//
+// A run's updated_at is not used to list changed runs sooner: GitHub moves
+// it whenever a job of the run starts or ends, so a long matrix run would
+// be listed at every sweep, and webhooks already bring those changes.
+func (c *Client) OpenJobsKnowing(ctx context.Context, known map[int64]bool) ([]corral.JobEvent, map[int64]bool, error) {
 	ctx = withPriority(ctx, prioritySweep)
 	if err := c.ensureProbe(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	repos, err := c.sweepRepos(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	now := c.clock.Now()
+	c.skimMu.Lock()
+	full := known == nil || c.fullEvery <= 0 || c.fullAt.IsZero() || now.Sub(c.fullAt) >= c.fullEvery
+	c.skimMu.Unlock()
+	skip := func(run int64) bool { return !full && known[run] }
+	skipped := map[int64]bool{}
 	var out []corral.JobEvent
 	seen := map[int64]bool{}
 	for _, repo := range repos {
-		evs, err := c.repoOpenJobs(ctx, repo)
+		evs, err := c.repoOpenJobs(ctx, repo, skip, skipped)
 		if errors.Is(err, corral.ErrNotFound) && c.t.Scope != corral.ScopeRepo {
 			// Deleted, renamed or no longer visible: not this target's.
 			c.log.Warn("repository skipped by the job sweep", "repo", repo, "err", err)
@@ -51,7 +75,7 @@ func (c *Client) OpenJobs(ctx context.Context) ([]corral.JobEvent, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, ev := range evs {
 			if !seen[ev.ForgeJobID] {
@@ -60,10 +84,18 @@ func (c *Client) OpenJobs(ctx context.Context) ([]corral.JobEvent, error) {
 			}
 		}
 	}
-	return out, nil
+	if known != nil && full {
+		c.skimMu.Lock()
+		c.fullAt = now
+		c.skimMu.Unlock()
+	}
+	c.log.Debug("job sweep", "full", full, "repos", len(repos), "open_jobs", len(out), "runs_skipped", len(skipped), "runs_known", len(known))
+	return out, skipped, nil
 }
 
-func (c *Client) repoOpenJobs(ctx context.Context, repo string) ([]corral.JobEvent, error) {
+// repoOpenJobs lists the open jobs of repo's open runs, except those of
+// the runs skip names, which it adds to skipped.
+func (c *Client) repoOpenJobs(ctx context.Context, repo string, skip func(run int64) bool, skipped map[int64]bool) ([]corral.JobEvent, error) {
 	owner, name, _ := strings.Cut(repo, "/")
 	var runs []int64
 	seenRun := map[int64]bool{}
@@ -73,7 +105,11 @@ func (c *Client) repoOpenJobs(ctx context.Context, repo string) ([]corral.JobEve
 				return false
 			}
 			seenRun[id] = true
-			runs = append(runs, id)
+			if skip(id) {
+				skipped[id] = true
+			} else {
+				runs = append(runs, id)
+			}
 			return true
 		})
 		if err != nil {

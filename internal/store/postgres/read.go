@@ -172,6 +172,15 @@ func scanJob(r pgx.Rows) (corral.Job, error) {
 	return j, err
 }
 
+const briefJobCols = `id, target_id, forge_job_id, run_id, repo, state, created_at, updated_at`
+
+// scanBriefJob reads briefJobCols (corral.BriefJobFields).
+func scanBriefJob(r pgx.Rows) (corral.Job, error) {
+	var j corral.Job
+	err := r.Scan(&j.ID, &j.TargetID, &j.ForgeJobID, &j.RunID, &j.Repo, (*string)(&j.State), ts{&j.CreatedAt}, ts{&j.UpdatedAt})
+	return j, err
+}
+
 func (t *tx) Job(ctx context.Context, id int64) (corral.Job, error) {
 	j, err := queryOne(ctx, t, scanJob, "SELECT "+jobCols+" FROM jobs WHERE id = $1"+t.locking(), id)
 	if err != nil {
@@ -238,8 +247,12 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 		w.add("created_at < ", tv(f.CreatedBefore))
 	}
 	w.args = append(w.args, limit(f.Limit))
-	q := "SELECT " + jobCols + " FROM jobs" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args)) + t.locking()
-	out, err := queryAll(ctx, t, scanJob, q, w.args...)
+	cols, scan := jobCols, scanJob
+	if f.Brief {
+		cols, scan = briefJobCols, scanBriefJob
+	}
+	q := "SELECT " + cols + " FROM jobs" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args)) + t.locking()
+	out, err := queryAll(ctx, t, scan, q, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
@@ -273,6 +286,18 @@ func scanInstance(r pgx.Rows) (corral.Instance, error) {
 		return in, err
 	}
 	in.Labels, err = store.DecodeStrings(labels)
+	return in, err
+}
+
+const briefInstanceCols = `id, COALESCE(name, ''), pool_id, tenant_id, target_id, state, job_id, provider, provider_id,
+	runner_id, created_at, started_at, online_at, busy_at, drain_at, expires_at, updated_at`
+
+// scanBriefInstance reads briefInstanceCols (corral.BriefInstanceFields).
+func scanBriefInstance(r pgx.Rows) (corral.Instance, error) {
+	var in corral.Instance
+	err := r.Scan(&in.ID, &in.Name, &in.PoolID, &in.TenantID, &in.TargetID, (*string)(&in.State), &in.JobID, &in.Provider,
+		&in.ProviderID, &in.RunnerID, ts{&in.CreatedAt}, ts{&in.StartedAt}, ts{&in.OnlineAt}, ts{&in.BusyAt},
+		ts{&in.DrainAt}, ts{&in.ExpiresAt}, ts{&in.UpdatedAt})
 	return in, err
 }
 
@@ -313,8 +338,12 @@ func (t *tx) Instances(ctx context.Context, f corral.InstanceFilter) ([]corral.I
 		w.add("job_id = ", f.JobID)
 	}
 	w.args = append(w.args, limit(f.Limit))
-	q := "SELECT " + instanceCols + " FROM instances" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args)) + t.locking()
-	out, err := queryAll(ctx, t, scanInstance, q, w.args...)
+	cols, scan := instanceCols, scanInstance
+	if f.Brief {
+		cols, scan = briefInstanceCols, scanBriefInstance
+	}
+	q := "SELECT " + cols + " FROM instances" + w.sql + " ORDER BY id LIMIT $" + strconv.Itoa(len(w.args)) + t.locking()
+	out, err := queryAll(ctx, t, scan, q, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}

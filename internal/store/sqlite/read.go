@@ -187,6 +187,15 @@ func scanJob(sc scanner) (corral.Job, error) {
 	return j, err
 }
 
+const briefJobCols = `id, target_id, forge_job_id, run_id, repo, state, created_at, updated_at`
+
+// scanBriefJob reads briefJobCols (corral.BriefJobFields).
+func scanBriefJob(sc scanner) (corral.Job, error) {
+	var j corral.Job
+	err := sc.Scan(&j.ID, &j.TargetID, &j.ForgeJobID, &j.RunID, &j.Repo, (*string)(&j.State), micros{&j.CreatedAt}, micros{&j.UpdatedAt})
+	return j, err
+}
+
 func (t *tx) Job(ctx context.Context, id int64) (corral.Job, error) {
 	j, err := queryOne(ctx, t, scanJob, "SELECT "+jobCols+" FROM jobs WHERE id = ?", id)
 	if err != nil {
@@ -251,7 +260,11 @@ func (t *tx) Jobs(ctx context.Context, f corral.JobFilter) ([]corral.Job, error)
 		args = append(args, tv(f.CreatedBefore))
 	}
 	args = append(args, limit(f.Limit))
-	out, err := queryAll(ctx, t, scanJob, "SELECT "+jobCols+" FROM "+from+where+" ORDER BY id LIMIT ?", args...)
+	cols, scan := jobCols, scanJob
+	if f.Brief {
+		cols, scan = briefJobCols, scanBriefJob
+	}
+	out, err := queryAll(ctx, t, scan, "SELECT "+cols+" FROM "+from+where+" ORDER BY id LIMIT ?", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
@@ -285,6 +298,18 @@ func scanInstance(sc scanner) (corral.Instance, error) {
 		return in, err
 	}
 	in.Labels, err = store.DecodeStrings(labels)
+	return in, err
+}
+
+const briefInstanceCols = `id, COALESCE(name, ''), pool_id, tenant_id, target_id, state, job_id, provider, provider_id,
+	runner_id, created_at, started_at, online_at, busy_at, drain_at, expires_at, updated_at`
+
+// scanBriefInstance reads briefInstanceCols (corral.BriefInstanceFields).
+func scanBriefInstance(sc scanner) (corral.Instance, error) {
+	var in corral.Instance
+	err := sc.Scan(&in.ID, &in.Name, &in.PoolID, &in.TenantID, &in.TargetID, (*string)(&in.State), &in.JobID, &in.Provider,
+		&in.ProviderID, &in.RunnerID, micros{&in.CreatedAt}, micros{&in.StartedAt}, micros{&in.OnlineAt}, micros{&in.BusyAt},
+		micros{&in.DrainAt}, micros{&in.ExpiresAt}, micros{&in.UpdatedAt})
 	return in, err
 }
 
@@ -339,7 +364,11 @@ func (t *tx) Instances(ctx context.Context, f corral.InstanceFilter) ([]corral.I
 		args = append(args, f.TenantID)
 	}
 	args = append(args, limit(f.Limit))
-	out, err := queryAll(ctx, t, scanInstance, "SELECT "+instanceCols+" FROM "+from+where+" ORDER BY id LIMIT ?", args...)
+	cols, scan := instanceCols, scanInstance
+	if f.Brief {
+		cols, scan = briefInstanceCols, scanBriefInstance
+	}
+	out, err := queryAll(ctx, t, scan, "SELECT "+cols+" FROM "+from+where+" ORDER BY id LIMIT ?", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}

@@ -30,6 +30,18 @@ func testInstanceRoundTrip(t *testing.T, s corral.Store) {
 			return err
 		}
 		equal(t, "bare instance", got, bare)
+		// A brief read fills corral.BriefInstanceFields and nothing else.
+		brief, err := tx.Instances(ctx, corral.InstanceFilter{States: []corral.InstanceState{corral.InstBusy}, Brief: true})
+		if err != nil {
+			return err
+		}
+		if len(brief) != 1 {
+			t.Fatalf("brief read: %d instances, want 1", len(brief))
+		}
+		equal(t, "brief instance", brief[0], corral.Instance{ID: want.ID, Name: want.Name, PoolID: want.PoolID,
+			TenantID: want.TenantID, TargetID: want.TargetID, State: want.State, JobID: want.JobID, Provider: want.Provider,
+			ProviderID: want.ProviderID, RunnerID: want.RunnerID, CreatedAt: want.CreatedAt, StartedAt: want.StartedAt,
+			OnlineAt: want.OnlineAt, BusyAt: want.BusyAt, DrainAt: want.DrainAt, ExpiresAt: want.ExpiresAt, UpdatedAt: want.UpdatedAt})
 		return nil
 	})
 	// Upsert by ID replaces every field.

@@ -32,6 +32,16 @@ func testJobRoundTrip(t *testing.T, s corral.Store) {
 			return err
 		}
 		equal(t, "bare job", got, other)
+		// A brief read fills corral.BriefJobFields and nothing else.
+		brief, err := tx.Jobs(ctx, corral.JobFilter{TargetID: "gh-acme", Repo: want.Repo, Brief: true})
+		if err != nil {
+			return err
+		}
+		if len(brief) != 1 {
+			t.Fatalf("brief read: %d jobs, want 1", len(brief))
+		}
+		equal(t, "brief job", brief[0], corral.Job{ID: want.ID, TargetID: want.TargetID, ForgeJobID: want.ForgeJobID,
+			RunID: want.RunID, Repo: want.Repo, State: want.State, CreatedAt: want.CreatedAt, UpdatedAt: want.UpdatedAt})
 		return nil
 	})
 

@@ -53,6 +53,15 @@ func (s *Server) scopeExistsLocked(sc scope) bool {
 // sends workflow_run requested and workflow_job queued to every matching
 // hook and app. It returns the job id. An unknown repo is created.
 func (s *Server) QueueJob(repoName string, j JobSpec) int64 {
+	return s.QueueRun(repoName, j)[0]
+}
+
+// QueueRun creates one workflow run whose jobs (a matrix: at least one)
+// are all queued at once, as QueueJob does for one. It returns the job ids.
+func (s *Server) QueueRun(repoName string, specs ...JobSpec) []int64 {
+	if len(specs) == 0 {
+		specs = []JobSpec{{}}
+	}
 	owner, name, _ := strings.Cut(repoName, "/")
 	s.AddRepo(owner, name)
 	s.mu.Lock()
@@ -60,23 +69,44 @@ func (s *Server) QueueJob(repoName string, j JobSpec) int64 {
 	rp := s.repos[strings.ToLower(repoName)]
 	now := s.now().UTC().Truncate(time.Second)
 	s.nextRun++
-	s.nextJob++
 	rn := &run{id: s.nextRun, number: s.nextRun % 10000, attempt: 1, repo: rp, created: now, updated: now}
-	jb := &job{
-		id: s.nextJob, run: rn, attempt: 1, name: j.Name, labels: append([]string(nil), j.Labels...),
-		duration: j.Duration, status: StatusQueued, created: now,
-	}
-	if jb.name == "" {
-		jb.name = "build"
-	}
-	rn.jobs = []*job{jb}
 	s.runs[rn.id] = rn
-	s.jobs[jb.id] = jb
+	var ids []int64
+	for _, j := range specs {
+		s.nextJob++
+		jb := &job{
+			id: s.nextJob, run: rn, attempt: 1, name: j.Name, labels: append([]string(nil), j.Labels...),
+			duration: j.Duration, status: StatusQueued, created: now,
+		}
+		if jb.name == "" {
+			jb.name = "build"
+		}
+		rn.jobs = append(rn.jobs, jb)
+		s.jobs[jb.id] = jb
+		ids = append(ids, jb.id)
+	}
 	s.emitRunLocked("requested", rn)
-	s.emitJobLocked("queued", jb)
-	s.offerLocked(jb)
+	for _, jb := range rn.jobs {
+		s.emitJobLocked("queued", jb)
+		s.offerLocked(jb)
+	}
 	s.notifyLocked()
-	return jb.id
+	return ids
+}
+
+// CompleteJob ends a queued job that no runner holds with conclusion (it
+// was cancelled, or ran on a runner outside the stand-in), sending its
+// webhooks. It reports false for an unknown, held or completed job.
+func (s *Server) CompleteJob(id int64, conclusion string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.jobs[id]
+	if j == nil || j.status != StatusQueued || j.runner != nil {
+		return false
+	}
+	s.completeLocked(j, conclusion)
+	s.notifyLocked()
+	return true
 }
 
 func (r *run) status() (status, conclusion string) {
