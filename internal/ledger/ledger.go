@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,49 @@ type Ledger struct {
 	// on a follower. A leader's queued webhook then reserves its job's
 	// instance in the ingest's own transaction (merged.go).
 	Leader func() (corral.Store, Reserver)
+
+	lagMu sync.Mutex
+	lags  map[string]lag // by target: how late its webhooks arrive
+}
+
+// lag is how long after its event (the forge's time) a target's latest
+// webhook was ingested, and when.
+type lag struct {
+	late time.Duration
+	at   time.Time
+}
+
+// lagFresh is how long a webhook's lateness stands for its target's: a
+// target whose webhooks stopped has no backlog to measure.
+const lagFresh = 30 * time.Second
+
+// WebhookLag tells how late target's webhooks arrive now: how long after
+// the forge's time of its event the latest webhook was ingested (the
+// forge gives whole seconds, so up to a second more), or 0 when none came
+// within the last 30 s or the forge's clock is ahead. In a burst, webhooks
+// queue behind one another at the forge: this is how far behind.
+func (l *Ledger) WebhookLag(targetID string) time.Duration {
+	l.lagMu.Lock()
+	g := l.lags[targetID]
+	l.lagMu.Unlock()
+	if g.at.IsZero() || l.clock.Now().Sub(g.at) > lagFresh {
+		return 0
+	}
+	return g.late
+}
+
+// noteLag records how late target's webhook about ev came.
+func (l *Ledger) noteLag(targetID string, ev *corral.JobEvent, now time.Time) {
+	if ev == nil || ev.At.IsZero() {
+		return
+	}
+	late := max(now.Sub(ev.At), 0)
+	l.lagMu.Lock()
+	if l.lags == nil {
+		l.lags = map[string]lag{}
+	}
+	l.lags[targetID] = lag{late, now}
+	l.lagMu.Unlock()
 }
 
 // New assembles a ledger. It does no I/O.
@@ -130,6 +174,9 @@ func (l *Ledger) ingest(ctx context.Context, st corral.Store, rs Reserver, t cor
 		return Result{}, fmt.Errorf("ingest delivery %s for target %s: %w", d.ID, t.ID, err)
 	}
 	l.record(ctx, seen)
+	if !res.Duplicate {
+		l.noteLag(t.ID, d.Job, now)
+	}
 	if res.Changed && !res.Reserved && l.OnChange != nil {
 		// A reserved job needs no pass: its create is under way.
 		l.OnChange()

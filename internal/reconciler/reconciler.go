@@ -43,7 +43,9 @@ type Config struct {
 	// about a job still shown waiting, and a runner whose job is still
 	// shown running is drained and its registration removed. The instance
 	// keeps covering its job meanwhile, so the job is not served twice;
-	// only its deletion waits.
+	// only its deletion waits. While the target's webhooks arrive late
+	// (Ledger.WebhookLag: a burst queued at the forge), the wait is that
+	// much longer, by 30 s at most.
 	ExitWait time.Duration
 	// AbsentGrace: a job the forge sweep no longer finds open, but whose
 	// ledger record changed less than AbsentGrace ago, is asked about at
@@ -213,21 +215,35 @@ func (r *Reconciler) RecheckExits(ctx context.Context) {
 	}
 }
 
-// waitForWebhook says whether the exit of instance id should wait longer
-// for the webhook about its job; the first call starts the wait.
-func (r *Reconciler) waitForWebhook(id string) bool {
+// maxLagWait bounds how much longer than ExitWait an exit waits for a
+// webhook because the target's webhooks arrive late (Ledger.WebhookLag).
+const maxLagWait = 30 * time.Second
+
+// waitForWebhook says whether the exit of instance id (of target) should
+// wait longer for the webhook about its job; the first call starts the
+// wait. The wait is ExitWait, plus how late the target's webhooks arrive
+// now (up to maxLagWait): in a burst the job's webhook queues behind the
+// burst's own at the forge, and asking the forge instead costs a call per
+// job.
+func (r *Reconciler) waitForWebhook(id, target string) bool {
 	if r.cfg.ExitWait <= 0 {
 		return false
 	}
 	now := r.clock.Now()
 	r.exitMu.Lock()
-	defer r.exitMu.Unlock()
 	first, ok := r.exitSeen[id]
 	if !ok {
 		r.exitSeen[id] = now
+	}
+	r.exitMu.Unlock()
+	if !ok {
 		return true
 	}
-	return now.Sub(first) < r.cfg.ExitWait
+	wait := r.cfg.ExitWait
+	if r.cfg.Ledger != nil {
+		wait += min(r.cfg.Ledger.WebhookLag(target), maxLagWait)
+	}
+	return now.Sub(first) < wait
 }
 
 // exitDone forgets the wait of instance id.
@@ -256,10 +272,26 @@ func fanIn(provs map[string]corral.Provider) <-chan string {
 
 // Pass runs every sweep once; one failing sweep does not stop the others.
 //
-// The provider and runner listings are all taken first and the live
-// instances read once after them, so that one read serves every sweep
-// (a fleet of 10,000 instances is read once per pass, not three times).
+// The forge sweep (redeliveries first) reads the jobs and talks to the
+// forges; the other sweeps read the instances and talk to the providers.
+// They run side by side, so a pass over a large fleet takes the longer of
+// the two rather than their sum; the forge sweep's changes reach the
+// ledger meanwhile as a webhook's would.
 func (r *Reconciler) Pass(ctx context.Context) error {
+	var forgeErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { forgeErr = errors.Join(r.Redeliver(ctx), r.ForgeSweep(ctx)) })
+	err := r.fleetSweeps(ctx)
+	wg.Wait()
+	return errors.Join(err, forgeErr)
+}
+
+// fleetSweeps runs the provider and runner sweeps, the timeouts and the
+// pruning of old delivery ids. The provider and runner listings are all
+// taken first and the live instances read once after them, so that one
+// read serves every sweep (a fleet of 10,000 instances is read once per
+// pass, not three times).
+func (r *Reconciler) fleetSweeps(ctx context.Context) error {
 	var errs []error
 	start := r.clock.Now()
 	type listing struct {
@@ -305,8 +337,6 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 			}
 		}
 	}
-	errs = append(errs, r.Redeliver(ctx))
-	errs = append(errs, r.ForgeSweep(ctx))
 	errs = append(errs, r.timeouts(ctx, ins))
 	_, err = r.pruneDeliveries(ctx)
 	errs = append(errs, err)
@@ -369,10 +399,12 @@ func (r *Reconciler) exited(ctx context.Context, id string, from []corral.Instan
 	// ledger then drains the instance as its job's end, and the forge's
 	// own deregistration of the ephemeral runner is trusted: no DELETE).
 	if f != nil && in.JobID != 0 && (job.State == corral.JobRouted || job.State == corral.JobRunning) &&
-		slices.Contains(from, in.State) && r.waitForWebhook(id) {
+		slices.Contains(from, in.State) && r.waitForWebhook(id, in.TargetID) {
 		return nil
 	}
 	if f != nil && in.JobID != 0 && job.State == corral.JobRouted {
+		r.log.Debug("runner exited while its job is shown waiting; asking the forge", "instance", id, "job", job.ForgeJobID,
+			"instance_state", in.State, "busy", !in.BusyAt.IsZero())
 		ev, err := f.Job(ctx, job.ForgeJobID, job.Repo)
 		if err == nil && (ev.Action == corral.ActionInProgress || ev.Action == corral.ActionCompleted) {
 			tookJob = true
@@ -461,12 +493,13 @@ func (r *Reconciler) drain(ctx context.Context, id, reason string, from []corral
 	return nil
 }
 
-// liveInstances reads every live instance.
+// liveInstances reads every live instance, briefly (the fields the sweeps
+// compare, corral.BriefInstanceFields): every write re-reads its row.
 func (r *Reconciler) liveInstances(ctx context.Context) ([]corral.Instance, error) {
 	var ins []corral.Instance
 	err := r.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
 		var err error
-		ins, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
+		ins, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates, Brief: true})
 		return err
 	})
 	return ins, err

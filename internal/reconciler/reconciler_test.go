@@ -522,3 +522,51 @@ func TestReconciler_ExitWaitRunningJob(t *testing.T) {
 		t.Errorf("forge asked about the running job %d times, want 0", n)
 	}
 }
+
+// TestReconciler_ExitWaitFollowsWebhookLag: when the target's webhooks
+// arrive late (a burst queued at the forge), an exit waits ExitWait plus
+// that lateness before it asks the forge about its job.
+func TestReconciler_ExitWaitFollowsWebhookLag(t *testing.T) {
+	ctx := context.Background()
+	const wait, late = 5 * time.Second, 10 * time.Second
+	g := newRigWith(t, func(c *reconciler.Config) { c.ExitWait = wait })
+	// Another job's webhook, 10 s after its event.
+	if _, err := g.led.Ingest(ctx, target, corral.Delivery{ID: "late-1", Event: "workflow_job", Job: &corral.JobEvent{
+		Action: corral.ActionQueued, ForgeJobID: 9, Labels: []string{"other"}, At: g.clk.Now().Add(-late)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.led.Observe(ctx, target, corral.JobEvent{Action: corral.ActionQueued, ForgeJobID: 1, Labels: []string{"corral"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.s.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.s.Wait()
+	var in corral.Instance
+	for _, l := range g.live() {
+		if l.JobID != 0 {
+			in = l
+		}
+	}
+	if in.ID == "" {
+		t.Fatal("no instance for job 1")
+	}
+	g.prov.Exit(in.ID)
+	g.r.HandleExit(ctx, in.ID)
+	g.clk.Advance(wait + time.Second) // past ExitWait, within ExitWait + lag
+	g.r.RecheckExits(ctx)
+	if n := g.forge.Count("job"); n != 0 {
+		t.Fatalf("forge asked %d times %s after the exit, want 0: the webhooks run %s late", n, wait+time.Second, late)
+	}
+	if got := g.inst(in.ID).State; got == corral.InstDraining {
+		t.Fatalf("instance drained %s after the exit, within ExitWait + lag", wait+time.Second)
+	}
+	g.clk.Advance(late)
+	g.r.RecheckExits(ctx)
+	if n := g.forge.Count("job"); n != 1 {
+		t.Fatalf("forge asked %d times after ExitWait + lag, want 1", n)
+	}
+	if got := g.inst(in.ID).State; got != corral.InstDraining {
+		t.Fatalf("instance %s after ExitWait + lag, want draining", got)
+	}
+}
