@@ -2,10 +2,13 @@ package gitea
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/corral-ci/corral/internal/config"
 	"github.com/corral-ci/corral/internal/corral"
 )
 
@@ -126,5 +129,82 @@ func BenchmarkGitea_QueuedToRequested(b *testing.B) {
 			r.checkClean(b)
 			p.Stop(b)
 		})
+	}
+}
+
+// BenchmarkGitea_ForgeCost counts the Gitea REST calls corral makes per job
+// at its defaults (the default reconcile interval, webhooks on), through a
+// counting proxy in front of Gitea (runners reach Gitea directly, so their
+// own calls are not counted): CORRAL_BENCH_JOBS jobs (default 500) in one
+// workflow, half to each pool (10 runners each), pushed after corral's
+// first sweep. Calls are counted from the first push
+// until corral has recorded every job completed and no runner is left.
+// Run it with -benchtime=1x.
+func BenchmarkGitea_ForgeCost(b *testing.B) {
+	n := 500
+	if s := os.Getenv("CORRAL_BENCH_JOBS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil || n <= 0 {
+			b.Fatalf("CORRAL_BENCH_JOBS=%q: want a positive number", s)
+		}
+	}
+	for b.Loop() {
+		needGitea(b)
+		api := newAPICounter(b, shared.URL)
+		r := newRigWith(b, rigOptions{Reconcile: config.DefaultReconcileInterval.String(), APIVia: api.URL})
+		for i := range r.cfg.Pools {
+			r.cfg.Pools[i].MaxInstances = 10
+		}
+		p := r.start(b)
+		waitFor(b, time.Minute, "corral's first sweep", func() bool { return api.calls() > 0 })
+		time.Sleep(2 * time.Second) // the rest of the first pass
+		before := api.calls()
+		start := time.Now()
+		// One workflow: Gitea re-runs earlier workflows of quick successive
+		// pushes (their path filters see the combined change).
+		var jobs [][]string
+		for i := range n {
+			jobs = append(jobs, []string{"self-hosted", map[bool]string{true: "corral-a", false: "corral-b"}[i%2 == 0]})
+		}
+		r.push(b, "cost", jobs)
+		waitFor(b, 30*time.Minute, fmt.Sprintf("%d jobs completed at Gitea", n), func() bool {
+			js := r.giteaJobs(b)
+			done := 0
+			for _, j := range js {
+				if j.Status == "completed" {
+					done++
+				}
+			}
+			if len(js) > n {
+				b.Fatalf("%d jobs at Gitea, want %d", len(js), n)
+			}
+			return done == n
+		})
+		ran := time.Since(start)
+		waitFor(b, 2*time.Minute, "corral to record every job completed", func() bool {
+			done := 0
+			for _, j := range r.corralJobs(b) {
+				if j.State == string(corral.JobCompleted) {
+					done++
+				}
+			}
+			return done == n
+		})
+		r.checkClean(b)
+		calls := api.calls() - before
+		failed := 0
+		for _, j := range r.giteaJobs(b) {
+			if j.Conclusion != "success" {
+				failed++
+			}
+		}
+		if failed > 0 {
+			b.Errorf("%d of %d jobs did not succeed", failed, n)
+		}
+		b.ReportMetric(float64(calls)/float64(n), "calls/job")
+		b.ReportMetric(ran.Seconds(), "run-s")
+		b.Logf("%d jobs in %s: %d Gitea REST calls by corral (%.3f per job); all calls since the start: %s",
+			n, ran.Round(time.Second), calls, float64(calls)/float64(n), api)
+		p.Stop(b)
 	}
 }
