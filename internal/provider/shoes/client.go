@@ -192,7 +192,9 @@ func (p *Provider) call(ctx context.Context, method string, timeout time.Duratio
 	switch {
 	case ctx.Err() != nil:
 		kind = fmt.Errorf("%w: cancelled: %w", corral.ErrUnavailable, ctx.Err())
-	case errors.Is(cctx.Err(), context.DeadlineExceeded):
+	case errors.Is(cctx.Err(), context.DeadlineExceeded), st.Code() == codes.DeadlineExceeded && atDeadline(cctx):
+		// gRPC sends the deadline to the plugin rounded down: its side
+		// may end the call a moment before cctx expires here.
 		p.kill(c)
 		kind = fmt.Errorf("%w: no answer within %v: the plugin was killed", corral.ErrUnavailable, timeout)
 	case st.Code() == codes.Unavailable || st.Code() == codes.Canceled:
@@ -213,6 +215,14 @@ func (p *Provider) call(ctx context.Context, method string, timeout time.Duratio
 		kind = fmt.Errorf("%w: %s: %s", codeErr(st.Code()), st.Code(), st.Message())
 	}
 	return nothing, &plugin.PluginError{Provider: p.name, Path: p.s.Path, Command: method, Stderr: c.stderr.String(), Err: kind}
+}
+
+// atDeadline tells whether ctx's deadline is at most 50 ms away: a
+// DeadlineExceeded answer then means the call's own time ran out, not an
+// error the plugin met on its side.
+func atDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < 50*time.Millisecond
 }
 
 // codeErr maps a gRPC status the plugin answered to corral's errors.
