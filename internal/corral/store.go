@@ -28,14 +28,11 @@ type JobFilter struct {
 	CreatedFrom, CreatedBefore time.Time
 	AfterID                    int64 // paging: jobs with ID > AfterID, ordered by ID
 	Limit                      int   // 0 = no limit
-	// Brief reads only the fields a sweep compares (BriefJobFields): a
-	// narrower row is a cheaper read of a large fleet. The others are zero.
+	// Brief reads only the fields a sweep compares (ID, TargetID,
+	// ForgeJobID, RunID, Repo, State, CreatedAt, UpdatedAt): a narrower row
+	// is a cheaper read of a large fleet. The others are zero.
 	Brief bool
 }
-
-// BriefJobFields are the Job fields a JobFilter.Brief read fills: ID,
-// TargetID, ForgeJobID, RunID, Repo, State, CreatedAt, UpdatedAt.
-const BriefJobFields = "ID, TargetID, ForgeJobID, RunID, Repo, State, CreatedAt, UpdatedAt"
 
 // InstanceFilter selects instances. Zero fields select everything.
 type InstanceFilter struct {
@@ -45,16 +42,11 @@ type InstanceFilter struct {
 	JobID    int64
 	AfterID  string // paging: instances with ID > AfterID, ordered by ID
 	Limit    int
-	// Brief reads only BriefInstanceFields (the reconciler's sweeps); the
-	// others (labels, flavor, attempts, last error, reason, deleted at)
+	// Brief reads only what the reconciler's sweeps compare: every field
+	// but Labels, Flavor, Attempts, LastError, Reason and DeletedAt, which
 	// are zero. A brief row is never to be written back.
 	Brief bool
 }
-
-// BriefInstanceFields are the Instance fields an InstanceFilter.Brief read
-// fills.
-const BriefInstanceFields = "ID, Name, PoolID, TenantID, TargetID, State, JobID, Provider, ProviderID, RunnerID, " +
-	"CreatedAt, StartedAt, OnlineAt, BusyAt, DrainAt, ExpiresAt, UpdatedAt"
 
 // CountFilter counts live instances (every state but deleted). Empty
 // fields count across all pools or tenants.

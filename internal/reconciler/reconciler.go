@@ -494,7 +494,7 @@ func (r *Reconciler) drain(ctx context.Context, id, reason string, from []corral
 }
 
 // liveInstances reads every live instance, briefly (the fields the sweeps
-// compare, corral.BriefInstanceFields): every write re-reads its row.
+// compare, corral.InstanceFilter.Brief): every write re-reads its row.
 func (r *Reconciler) liveInstances(ctx context.Context) ([]corral.Instance, error) {
 	var ins []corral.Instance
 	err := r.cfg.Store.View(ctx, func(tx corral.ReadTx) error {

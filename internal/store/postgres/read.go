@@ -174,7 +174,7 @@ func scanJob(r pgx.Rows) (corral.Job, error) {
 
 const briefJobCols = `id, target_id, forge_job_id, run_id, repo, state, created_at, updated_at`
 
-// scanBriefJob reads briefJobCols (corral.BriefJobFields).
+// scanBriefJob reads briefJobCols (corral.JobFilter.Brief).
 func scanBriefJob(r pgx.Rows) (corral.Job, error) {
 	var j corral.Job
 	err := r.Scan(&j.ID, &j.TargetID, &j.ForgeJobID, &j.RunID, &j.Repo, (*string)(&j.State), ts{&j.CreatedAt}, ts{&j.UpdatedAt})
@@ -292,7 +292,7 @@ func scanInstance(r pgx.Rows) (corral.Instance, error) {
 const briefInstanceCols = `id, COALESCE(name, ''), pool_id, tenant_id, target_id, state, job_id, provider, provider_id,
 	runner_id, created_at, started_at, online_at, busy_at, drain_at, expires_at, updated_at`
 
-// scanBriefInstance reads briefInstanceCols (corral.BriefInstanceFields).
+// scanBriefInstance reads briefInstanceCols (corral.InstanceFilter.Brief).
 func scanBriefInstance(r pgx.Rows) (corral.Instance, error) {
 	var in corral.Instance
 	err := r.Scan(&in.ID, &in.Name, &in.PoolID, &in.TenantID, &in.TargetID, (*string)(&in.State), &in.JobID, &in.Provider,

@@ -30,7 +30,7 @@ func testInstanceRoundTrip(t *testing.T, s corral.Store) {
 			return err
 		}
 		equal(t, "bare instance", got, bare)
-		// A brief read fills corral.BriefInstanceFields and nothing else.
+		// A brief read fills the fields InstanceFilter.Brief names and nothing else.
 		brief, err := tx.Instances(ctx, corral.InstanceFilter{States: []corral.InstanceState{corral.InstBusy}, Brief: true})
 		if err != nil {
 			return err

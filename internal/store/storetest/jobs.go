@@ -32,7 +32,7 @@ func testJobRoundTrip(t *testing.T, s corral.Store) {
 			return err
 		}
 		equal(t, "bare job", got, other)
-		// A brief read fills corral.BriefJobFields and nothing else.
+		// A brief read fills the fields JobFilter.Brief names and nothing else.
 		brief, err := tx.Jobs(ctx, corral.JobFilter{TargetID: "gh-acme", Repo: want.Repo, Brief: true})
 		if err != nil {
 			return err

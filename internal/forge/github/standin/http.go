@@ -419,20 +419,18 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, c *call, status
 		w.Header().Set("Vary", "Accept, Authorization, Cookie, X-GitHub-OTP")
 		notModified = etagMatch(r.Header.Get("If-None-Match"), etag)
 	}
+	s.mu.Lock()
 	if notModified {
-		s.mu.Lock()
 		s.notModified[c.rt.name]++
-		s.mu.Unlock()
 	}
 	if c.cred != nil {
-		s.mu.Lock()
 		if notModified {
 			s.rateHeadersLocked(w, s.bucketLocked(c.cred.key))
 		} else {
 			s.consumeLocked(w, c)
 		}
-		s.mu.Unlock()
 	}
+	s.mu.Unlock()
 	if notModified {
 		w.WriteHeader(http.StatusNotModified)
 		return
