@@ -48,6 +48,13 @@ type InstanceFilter struct {
 	Brief bool
 }
 
+// InstanceCount is how many live instances of one pool are in one state.
+type InstanceCount struct {
+	PoolID string
+	State  InstanceState
+	N      int
+}
+
 // CountFilter counts live instances (every state but deleted). Empty
 // fields count across all pools or tenants.
 type CountFilter struct {
@@ -72,6 +79,10 @@ type ReadTx interface {
 	InstanceByName(ctx context.Context, name string) (Instance, error)
 	Instances(ctx context.Context, f InstanceFilter) ([]Instance, error)
 	CountInstances(ctx context.Context, f CountFilter) (int, error)
+	// InstanceCounts counts the live instances by pool and state, in pool
+	// and state order: what a pass needs of the many instances it does
+	// not act on (a large fleet is mostly busy), without reading them.
+	InstanceCounts(ctx context.Context) ([]InstanceCount, error)
 
 	// CatalogVersion is the version of the configuration rows (tenants,
 	// targets, pools): every transaction that changes them bumps it, so a

@@ -69,8 +69,9 @@ func (s *Sampler) Pass(ctx context.Context) error {
 	var ins []corral.Instance
 	if err := s.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
 		var err error
+		// Brief: a sample needs the instance's ids, pool and provider.
 		ins, err = tx.Instances(ctx, corral.InstanceFilter{States: []corral.InstanceState{
-			corral.InstBusy, corral.InstDraining}})
+			corral.InstBusy, corral.InstDraining}, Brief: true})
 		return err
 	}); err != nil {
 		return err

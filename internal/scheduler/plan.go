@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -43,11 +44,10 @@ func free(in corral.Instance) bool {
 func (s *Scheduler) plan(snap snapshot) plan {
 	p := plan{reasons: map[int64]string{}}
 	covered := map[int64]bool{}
-	live := map[string]int{} // pool -> live instances (for the in-memory pre-check)
+	live := maps.Clone(snap.live) // pool -> live instances (for the in-memory pre-check)
 	freeBy := map[string][]*corral.Instance{}
 	for i := range snap.insts {
 		in := &snap.insts[i]
-		live[in.PoolID]++
 		if in.JobID != 0 && in.State != corral.InstBusy && in.State != corral.InstDraining {
 			covered[in.JobID] = true
 		}

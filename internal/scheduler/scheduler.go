@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -309,11 +311,16 @@ func (s *Scheduler) Pass(ctx context.Context) error {
 }
 
 type snapshot struct {
-	cfg   *view // the configuration in force for this pass
-	now   time.Time
-	jobs  []corral.Job      // routed, waiting for a runner
-	insts []corral.Instance // live
-	busy  map[string]int    // running jobs per pool
+	cfg  *view // the configuration in force for this pass
+	now  time.Time
+	jobs []corral.Job // routed, waiting for a runner
+	// insts are the live instances a pass may act on or give a job: every
+	// live state but busy, in id order. A busy instance only counts (in
+	// live and busy): a large fleet is mostly busy, and reading it whole
+	// at every pass is what a pass would spend its time and memory on.
+	insts []corral.Instance
+	live  map[string]int // live instances per pool, busy ones included
+	busy  map[string]int // running jobs per pool
 	// states are the pools paused or draining (through the API).
 	states map[string]corral.PoolState
 	// pausedTargets are the targets paused through the API: their jobs
@@ -322,16 +329,33 @@ type snapshot struct {
 }
 
 func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
-	snap := snapshot{cfg: s.v(), now: s.clock.Now(), busy: map[string]int{}}
+	snap := snapshot{cfg: s.v(), now: s.clock.Now(), live: map[string]int{}, busy: map[string]int{}}
 	err := s.cfg.Store.View(ctx, func(tx corral.ReadTx) error {
 		var err error
 		snap.jobs, err = tx.Jobs(ctx, corral.JobFilter{States: []corral.JobState{corral.JobRouted}})
 		if err != nil {
 			return err
 		}
-		snap.insts, err = tx.Instances(ctx, corral.InstanceFilter{States: corral.LiveInstanceStates})
+		snap.insts = snap.insts[:0]
+		for _, st := range actedOn {
+			// One state at a time: each walks the state index.
+			ins, err := tx.Instances(ctx, corral.InstanceFilter{States: []corral.InstanceState{st}})
+			if err != nil {
+				return err
+			}
+			snap.insts = append(snap.insts, ins...)
+		}
+		counts, err := tx.InstanceCounts(ctx)
 		if err != nil {
 			return err
+		}
+		clear(snap.live)
+		clear(snap.busy)
+		for _, c := range counts {
+			snap.live[c.PoolID] += c.N
+			if c.State == corral.InstBusy {
+				snap.busy[c.PoolID] += c.N
+			}
 		}
 		if snap.states, err = tx.PoolStates(ctx); err != nil {
 			return err
@@ -342,13 +366,14 @@ func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snap, fmt.Errorf("scheduler snapshot: %w", err)
 	}
-	for _, in := range snap.insts {
-		if in.State == corral.InstBusy {
-			snap.busy[in.PoolID]++
-		}
-	}
+	slices.SortFunc(snap.insts, func(a, b corral.Instance) int { return strings.Compare(a.ID, b.ID) })
 	return snap, nil
 }
+
+// actedOn are the live states whose instances a pass reads whole: free or
+// bound ones it may give a job, pending ones it may create, draining ones
+// it deletes. Busy ones it counts.
+var actedOn = []corral.InstanceState{corral.InstPending, corral.InstStarting, corral.InstIdle, corral.InstDraining}
 
 // launch starts a provider call for every pending instance (create) and
 // every draining instance (delete) that has none under way.

@@ -302,6 +302,42 @@ func TestScheduler_Warm(t *testing.T) {
 			t.Fatalf("instances = %d (warm %d), want 4 for jobs + 2 headroom", len(ins), warm)
 		}
 	})
+	t.Run("busy instances count, though a pass does not read them", func(t *testing.T) {
+		// A pass reads busy instances as counts per pool (InstanceCounts):
+		// they still set the headroom and fill the pool.
+		p := pool("onprem", 10, 7)
+		p.HeadroomPercent = 50
+		r := newRig(t, 0, 0, p)
+		now := r.clk.Now()
+		if err := r.st.Update(context.Background(), func(tx corral.Tx) error {
+			for i := 0; i < 4; i++ {
+				in := corral.Instance{ID: fmt.Sprint("busy-", i), Name: fmt.Sprint("busy-", i), PoolID: "onprem", TenantID: "default",
+					TargetID: target.ID, State: corral.InstBusy, JobID: int64(1000 + i), Provider: "onprem", ProviderID: fmt.Sprint("p-", i),
+					CreatedAt: now, UpdatedAt: now, ExpiresAt: now.Add(time.Hour)}
+				if err := tx.PutInstance(context.Background(), &in); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r.pass()
+		if got := len(r.instances(corral.InstPending, corral.InstStarting, corral.InstIdle)); got != 2 {
+			t.Fatalf("warm instances = %d, want 2 (50 %% of 4 busy)", got)
+		}
+		var ids []int64
+		for i := 0; i < 3; i++ {
+			ids = append(ids, r.queue("corral", fmt.Sprint("unique-", i)))
+		}
+		r.pass()
+		if n := len(r.instances(corral.LiveInstanceStates...)); n != 7 {
+			t.Fatalf("live instances = %d, want 7 (the pool's max)", n)
+		}
+		if j := r.job(ids[2]); !strings.Contains(j.Reason, "pool onprem is full (7/7)") {
+			t.Fatalf("reason = %q, want the pool full with the busy ones counted", j.Reason)
+		}
+	})
 	t.Run("a waiting job takes a free warm runner", func(t *testing.T) {
 		p := pool("onprem", 10, 10)
 		p.MinIdle = 1

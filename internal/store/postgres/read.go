@@ -367,6 +367,21 @@ func (t *tx) CountInstances(ctx context.Context, f corral.CountFilter) (int, err
 	return n, nil
 }
 
+func (t *tx) InstanceCounts(ctx context.Context) ([]corral.InstanceCount, error) {
+	// An aggregate cannot lock (FOR UPDATE), as in CountInstances.
+	out, err := queryAll(ctx, t, func(r pgx.Rows) (corral.InstanceCount, error) {
+		var c corral.InstanceCount
+		var state string
+		err := r.Scan(&c.PoolID, &state, &c.N)
+		c.State = corral.InstanceState(state)
+		return c, err
+	}, "SELECT pool_id, state, count(*) FROM instances WHERE state <> 'deleted' GROUP BY pool_id, state ORDER BY pool_id, state")
+	if err != nil {
+		return nil, fmt.Errorf("count instances by pool and state: %w", err)
+	}
+	return out, nil
+}
+
 // ts scans a nullable timestamptz: NULL is the zero time, others are UTC.
 type ts struct{ t *time.Time }
 

@@ -93,15 +93,20 @@ func queryAll[T any](ctx context.Context, t *tx, scan func(scanner) (T, error), 
 		return nil, err
 	}
 	defer rows.Close()
-	const chunk = 256
+	// Rows go into chunks that double from 4 to 256 rows: a query of one
+	// row allocates for 4, not 256 (the webhook path reads a few rows per
+	// job), and a long listing is not copied again and again as it grows.
+	const firstChunk, maxChunk = 4, 256
 	var full [][]T
 	var cur []T
 	for rows.Next() {
 		if len(cur) == cap(cur) {
+			size := firstChunk
 			if cur != nil {
 				full = append(full, cur)
+				size = min(2*cap(cur), maxChunk)
 			}
-			cur = make([]T, 0, chunk)
+			cur = make([]T, 0, size)
 		}
 		v, err := scan(rows)
 		if err != nil {
@@ -406,6 +411,23 @@ func (t *tx) CountInstances(ctx context.Context, f corral.CountFilter) (int, err
 		return 0, fmt.Errorf("count instances: %w", err)
 	}
 	return n, nil
+}
+
+func (t *tx) InstanceCounts(ctx context.Context) ([]corral.InstanceCount, error) {
+	out, err := queryAll(ctx, t, scanInstanceCount,
+		"SELECT pool_id, state, count(*) FROM instances WHERE state IN ("+liveStates+") GROUP BY pool_id, state ORDER BY pool_id, state")
+	if err != nil {
+		return nil, fmt.Errorf("count instances by pool and state: %w", err)
+	}
+	return out, nil
+}
+
+func scanInstanceCount(sc scanner) (corral.InstanceCount, error) {
+	var c corral.InstanceCount
+	var state string
+	err := sc.Scan(&c.PoolID, &state, &c.N)
+	c.State = corral.InstanceState(state)
+	return c, err
 }
 
 // micros scans an INTEGER of microseconds since the epoch (NULL = zero time).

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -231,6 +232,19 @@ func testInstanceCount(t *testing.T, s corral.Store) {
 			if n != c.want {
 				t.Errorf("CountInstances(%+v) = %d, want %d", c.f, n, c.want)
 			}
+		}
+		// By pool and state, live only, in pool and state order.
+		got, err := tx.InstanceCounts(ctx)
+		if err != nil {
+			return err
+		}
+		c := func(pool string, st corral.InstanceState) corral.InstanceCount {
+			return corral.InstanceCount{PoolID: pool, State: st, N: 1}
+		}
+		want := []corral.InstanceCount{c("big", corral.InstBusy), c("big", corral.InstDraining), c("big", corral.InstIdle),
+			c("big", corral.InstPending), c("big", corral.InstStarting), c("small", corral.InstIdle), c("z", corral.InstBusy)}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("InstanceCounts = %v, want %v", got, want)
 		}
 		return nil
 	})
