@@ -112,10 +112,13 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	// statement journal (the pages it changed, kept to roll it back alone)
 	// SQLite otherwise writes to a temporary file: a write syscall per page
 	// per Update, about a sixth of the writer's time in BenchmarkIngest.
-	// Readers map the file (256 MiB window): listing thousands of
-	// instances then skips the page cache's copies (about a quarter of
-	// the time of the reconciler's 10,000-row listing).
-	rdb, err := sql.Open("sqlite", path+"?"+busy+"&_pragma=query_only(1)&_pragma=mmap_size(268435456)")
+	// Readers read through SQLite's page cache, not a memory map of the
+	// file: each read connection maps the file, and each map's pages count
+	// in corral's RSS again (four maps of the 32 MiB file of a
+	// 100,000-instance fleet), while the maps saved under 10 % of a
+	// reconcile pass at 10,000 instances and nothing measurable at 100,000
+	// (docs/benchmarks.md).
+	rdb, err := sql.Open("sqlite", path+"?"+busy+"&_pragma=query_only(1)")
 	if err != nil {
 		w.close()
 		_ = wdb.Close()
