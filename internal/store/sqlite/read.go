@@ -396,7 +396,8 @@ var liveStates = func() string {
 func (t *tx) CountInstances(ctx context.Context, f corral.CountFilter) (int, error) {
 	q, args := "SELECT count(*) FROM instances WHERE state IN ("+liveStates+")", []any{}
 	if f.PoolID != "" {
-		q += " AND pool_id = ?"
+		// The second state term lets the pool's partial index serve.
+		q += " AND state <> 'deleted' AND pool_id = ?"
 		args = append(args, f.PoolID)
 	}
 	if f.TenantID != "" {
@@ -413,9 +414,12 @@ func (t *tx) CountInstances(ctx context.Context, f corral.CountFilter) (int, err
 	return n, nil
 }
 
+// instanceCountsQuery reads the partial index of live instances by pool
+// and state alone, in its order (no sort), never a deleted row.
+const instanceCountsQuery = "SELECT pool_id, state, count(*) FROM instances INDEXED BY instances_pool WHERE state <> 'deleted' GROUP BY pool_id, state ORDER BY pool_id, state"
+
 func (t *tx) InstanceCounts(ctx context.Context) ([]corral.InstanceCount, error) {
-	out, err := queryAll(ctx, t, scanInstanceCount,
-		"SELECT pool_id, state, count(*) FROM instances WHERE state IN ("+liveStates+") GROUP BY pool_id, state ORDER BY pool_id, state")
+	out, err := queryAll(ctx, t, scanInstanceCount, instanceCountsQuery)
 	if err != nil {
 		return nil, fmt.Errorf("count instances by pool and state: %w", err)
 	}
