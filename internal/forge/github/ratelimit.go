@@ -77,14 +77,14 @@ type pointsLog struct {
 }
 
 // spend charges cost points to endpoint when they fit in limit over the
-// last minute and returns the zero time; otherwise it charges nothing and
-// returns when they will fit. Only once GitHub has sent rate-limit headers:
+// last minute and returns the zero time and true; otherwise it charges
+// nothing and returns when they will fit. Only once GitHub has sent rate-limit headers:
 // a GHES with rate limits off sends none, and gets no budget.
-func (l *limiter) spend(endpoint string, cost, limit int, now time.Time) time.Time {
+func (l *limiter) spend(endpoint string, cost, limit int, now time.Time) (until time.Time, charged bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if limit <= 0 || !l.known {
-		return time.Time{}
+		return time.Time{}, false
 	}
 	if l.spent == nil {
 		l.spent = map[string]*pointsLog{}
@@ -101,15 +101,52 @@ func (l *limiter) spend(endpoint string, cost, limit int, now time.Time) time.Ti
 	if p.sum+cost <= limit {
 		p.at, p.pts = append(p.at, now), append(p.pts, cost)
 		p.sum += cost
-		return time.Time{}
+		return time.Time{}, true
 	}
 	need, freed := p.sum+cost-limit, 0
 	for i := range p.at {
 		if freed += p.pts[i]; freed >= need {
-			return p.at[i].Add(time.Minute)
+			return p.at[i].Add(time.Minute), false
 		}
 	}
-	return now.Add(time.Minute)
+	return now.Add(time.Minute), false
+}
+
+// settle moves a charge of endpoint made at charged to a later time at,
+// and reports whether the charge was still in the log (false: its minute
+// is over). The transport dates a charge when its call goes out (it may
+// have waited for the write slot meanwhile) and again when the answer
+// comes: GitHub counts the call on arrival, in between, so the budget
+// frees its points no sooner than GitHub does. Dated at the charge, a
+// call that waited could go out after its charge had left the budget's
+// minute, and the budget would let one call too many through.
+func (l *limiter) settle(endpoint string, charged, at time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.spent[endpoint]
+	if p == nil {
+		return false
+	}
+	for len(p.at) > 0 && !p.at[0].After(at.Add(-time.Minute)) {
+		p.sum -= p.pts[0]
+		p.at, p.pts = p.at[1:], p.pts[1:]
+	}
+	for i := len(p.at) - 1; i >= 0; i-- {
+		if !p.at[i].Equal(charged) {
+			continue
+		}
+		// Keep the log oldest first: move the charge up to its new place.
+		pts, j := p.pts[i], i
+		for j+1 < len(p.at) && p.at[j+1].Before(at) {
+			p.at[j], p.pts[j] = p.at[j+1], p.pts[j+1]
+			j++
+		}
+		if at.After(charged) {
+			p.at[j], p.pts[j] = at, pts
+		}
+		return true
+	}
+	return false
 }
 
 // observe records the rate-limit headers of an answer; limited says the

@@ -102,6 +102,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	prio := priorityOf(ctx)
 	retriedAuth := false
 	charged := false // this attempt's points are spent (a retry spends again)
+	var chargedAt time.Time
+	endpoint := req.Method + " " + endpointClass(req.URL.Path)
 	for attempt := 1; ; attempt++ {
 		authz, key, err := t.auth(ctx)
 		if err != nil {
@@ -117,7 +119,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// slot is never held while waiting out a limit.
 		mutating := req.Method != http.MethodGet && req.Method != http.MethodHead
 		if mutating && !charged {
-			if err := t.spend(ctx, lim, req.Method+" "+endpointClass(req.URL.Path), prio); err != nil {
+			if chargedAt, err = t.spend(ctx, lim, endpoint, prio); err != nil {
 				return nil, err
 			}
 			charged = true
@@ -135,6 +137,18 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				unlock()
 				attempt--
 				continue // admit again: wait (urgent) or fail fast
+			}
+			// The call goes out now: date its charge now (see settle), or
+			// spend again if the charge's minute ended while it waited.
+			if !chargedAt.IsZero() {
+				now := t.c.clock.Now()
+				if !lim.settle(endpoint, chargedAt, now) {
+					unlock()
+					charged, chargedAt = false, time.Time{}
+					attempt--
+					continue
+				}
+				chargedAt = now
 			}
 		}
 		r := req.Clone(ctx)
@@ -157,6 +171,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		actx, cancel := context.WithTimeout(ctx, t.base.timeout)
 		resp, err := rt.RoundTrip(r.WithContext(actx))
+		if !chargedAt.IsZero() {
+			lim.settle(endpoint, chargedAt, t.c.clock.Now())
+			chargedAt = time.Time{}
+		}
 		charged = false
 		if err != nil {
 			t.c.recordCall(r.URL.Path, 0, false)
@@ -239,18 +257,21 @@ func (t *transport) admit(ctx context.Context, lim *limiter, prio priority) erro
 // An urgent call (minting, removing a runner) waits its turn however long
 // the queue before it: the budget paces a burst, it does not fail it; a
 // sweep's call fails fast instead.
-func (t *transport) spend(ctx context.Context, lim *limiter, endpoint string, prio priority) error {
+func (t *transport) spend(ctx context.Context, lim *limiter, endpoint string, prio priority) (time.Time, error) {
 	for {
 		now := t.c.clock.Now()
-		until := lim.spend(endpoint, writePoints, t.c.points, now)
+		until, charged := lim.spend(endpoint, writePoints, t.c.points, now)
 		if until.IsZero() {
-			return nil
+			if !charged {
+				return time.Time{}, nil // no budget kept
+			}
+			return now, nil
 		}
 		if prio != priorityUrgent {
-			return &RateLimitError{Until: until}
+			return time.Time{}, &RateLimitError{Until: until}
 		}
 		if err := t.c.opt.Sleep(ctx, until.Sub(now)); err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
 }

@@ -41,6 +41,13 @@ func TestKubernetes_RunnerLog(t *testing.T) {
 		ns, name, _ := strings.Cut(bound.ProviderID, "/")
 		_ = e.c.Admin(t).CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
 	})
+	// The provider reads the pod from its informer's cache, which learns
+	// of the binding a moment after the API server (createBound asks the
+	// API server).
+	providertest.Eventually(t, "the provider's cache to see the pod bound", func() bool {
+		_, err := p.RunnerLog(ctx, bound, 0)
+		return err == nil || !strings.Contains(err.Error(), "no node")
+	})
 	out, err = p.RunnerLog(ctx, bound, 0)
 	t.Logf("pod bound to a node without a kubelet: %v", err)
 	if !errors.Is(err, corral.ErrUnavailable) || !strings.Contains(err.Error(), "Pending") || out != "" {
