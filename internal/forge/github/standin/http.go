@@ -211,8 +211,12 @@ func scopeOf(r *http.Request) scope {
 const secondaryMinWait = 60
 
 // inFlightGrace: requests arriving this soon after a rate-limit refusal
-// were in flight before the client could have read it.
-const inFlightGrace = 250 * time.Millisecond
+// were in flight before the client could have read it. Half of the
+// shortest Retry-After the stand-in sends (1 s), so that a client that
+// ignores one is still caught. 250 ms was too little on 2 cores at load
+// 16 under the race detector: a GET that corral admitted before the
+// refusal came back arrived later than that, once in CI.
+const inFlightGrace = 500 * time.Millisecond
 
 // admitLocked applies rate limits and API faults; false means it answered.
 func (s *Server) admitLocked(w http.ResponseWriter, c *call) bool {
