@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -44,7 +43,7 @@ func free(in corral.Instance) bool {
 func (s *Scheduler) plan(snap snapshot) plan {
 	p := plan{reasons: map[int64]string{}}
 	covered := map[int64]bool{}
-	live := maps.Clone(snap.live) // pool -> live instances (for the in-memory pre-check)
+	live := snap.live // pool -> live instances (for the in-memory pre-check); read only
 	freeBy := map[string][]*corral.Instance{}
 	for i := range snap.insts {
 		in := &snap.insts[i]

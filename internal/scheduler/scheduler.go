@@ -336,7 +336,6 @@ func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
 		if err != nil {
 			return err
 		}
-		snap.insts = snap.insts[:0]
 		for _, st := range actedOn {
 			// One state at a time: each walks the state index.
 			ins, err := tx.Instances(ctx, corral.InstanceFilter{States: []corral.InstanceState{st}})
@@ -349,8 +348,6 @@ func (s *Scheduler) snapshot(ctx context.Context) (snapshot, error) {
 		if err != nil {
 			return err
 		}
-		clear(snap.live)
-		clear(snap.busy)
 		for _, c := range counts {
 			snap.live[c.PoolID] += c.N
 			if c.State == corral.InstBusy {

@@ -76,10 +76,19 @@ type pointsLog struct {
 	sum int
 }
 
+// expire drops the charges a minute or more before now.
+func (p *pointsLog) expire(now time.Time) {
+	for len(p.at) > 0 && !p.at[0].After(now.Add(-time.Minute)) {
+		p.sum -= p.pts[0]
+		p.at, p.pts = p.at[1:], p.pts[1:]
+	}
+}
+
 // spend charges cost points to endpoint when they fit in limit over the
 // last minute and returns the zero time and true; otherwise it charges
-// nothing and returns when they will fit. Only once GitHub has sent rate-limit headers:
-// a GHES with rate limits off sends none, and gets no budget.
+// nothing and returns when they will fit. Only once GitHub has sent
+// rate-limit headers: a GHES with rate limits off sends none, and gets no
+// budget.
 func (l *limiter) spend(endpoint string, cost, limit int, now time.Time) (until time.Time, charged bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -94,10 +103,7 @@ func (l *limiter) spend(endpoint string, cost, limit int, now time.Time) (until 
 		p = &pointsLog{}
 		l.spent[endpoint] = p
 	}
-	for len(p.at) > 0 && !p.at[0].After(now.Add(-time.Minute)) {
-		p.sum -= p.pts[0]
-		p.at, p.pts = p.at[1:], p.pts[1:]
-	}
+	p.expire(now)
 	if p.sum+cost <= limit {
 		p.at, p.pts = append(p.at, now), append(p.pts, cost)
 		p.sum += cost
@@ -127,10 +133,7 @@ func (l *limiter) settle(endpoint string, charged, at time.Time) bool {
 	if p == nil {
 		return false
 	}
-	for len(p.at) > 0 && !p.at[0].After(at.Add(-time.Minute)) {
-		p.sum -= p.pts[0]
-		p.at, p.pts = p.at[1:], p.pts[1:]
-	}
+	p.expire(at)
 	for i := len(p.at) - 1; i >= 0; i-- {
 		if !p.at[i].Equal(charged) {
 			continue

@@ -101,7 +101,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	prio := priorityOf(ctx)
 	retriedAuth := false
-	charged := false // this attempt's points are spent (a retry spends again)
+	// chargedAt dates this attempt's points while they are spent (zero
+	// with no budget kept; a retry spends again).
 	var chargedAt time.Time
 	endpoint := req.Method + " " + endpointClass(req.URL.Path)
 	for attempt := 1; ; attempt++ {
@@ -118,11 +119,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// would all be sent before the first Retry-After comes back. The
 		// slot is never held while waiting out a limit.
 		mutating := req.Method != http.MethodGet && req.Method != http.MethodHead
-		if mutating && !charged {
+		if mutating && chargedAt.IsZero() {
 			if chargedAt, err = t.spend(ctx, lim, endpoint, prio); err != nil {
 				return nil, err
 			}
-			charged = true
 		}
 		unlock := func() {}
 		if mutating {
@@ -144,7 +144,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				now := t.c.clock.Now()
 				if !lim.settle(endpoint, chargedAt, now) {
 					unlock()
-					charged, chargedAt = false, time.Time{}
+					chargedAt = time.Time{}
 					attempt--
 					continue
 				}
@@ -175,7 +175,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			lim.settle(endpoint, chargedAt, t.c.clock.Now())
 			chargedAt = time.Time{}
 		}
-		charged = false
 		if err != nil {
 			t.c.recordCall(r.URL.Path, 0, false)
 			unlock()

@@ -113,11 +113,10 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	// SQLite otherwise writes to a temporary file: a write syscall per page
 	// per Update, about a sixth of the writer's time in BenchmarkIngest.
 	// Readers read through SQLite's page cache, not a memory map of the
-	// file: each read connection maps the file, and each map's pages count
-	// in corral's RSS again (four maps of the 32 MiB file of a
-	// 100,000-instance fleet), while the maps saved under 10 % of a
-	// reconcile pass at 10,000 instances and nothing measurable at 100,000
-	// (docs/benchmarks.md).
+	// file: each read connection mapped the file, and without the maps
+	// the peak RSS of a 100,000-instance fleet fell by about 70 MB, while
+	// they saved under 10 % of a reconcile pass at 10,000 instances and
+	// nothing measurable at 100,000 (docs/benchmarks.md).
 	rdb, err := sql.Open("sqlite", path+"?"+busy+"&_pragma=query_only(1)")
 	if err != nil {
 		w.close()
